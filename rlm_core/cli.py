@@ -1,0 +1,150 @@
+"""`python -m rlm_core run|runs|show`: the engine from a terminal, with one-line errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from rlm_core.config import RLMConfig
+from rlm_core.ingest import IngestError, load_context
+from rlm_core.store import StoreBusy, TraceStore
+from rlm_core.types import ModelError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m rlm_core", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run an RLM over one or more files")
+    run.add_argument("--context", action="append", required=True, metavar="PATH")
+    run.add_argument("--query", required=True)
+    run.add_argument("--root-model", default="demo/root")
+    run.add_argument("--sub-model", default="demo/sub")
+    run.add_argument("--api-base")
+    run.add_argument("--max-iterations", type=int, default=RLMConfig.max_iterations)
+    run.add_argument("--max-depth", type=int, default=RLMConfig.max_depth)
+    run.add_argument("--max-llm-calls", type=int)
+    run.add_argument("--max-tokens", type=int)
+    run.add_argument("--max-cost-usd", type=float)
+    run.add_argument("--timeout-s", type=float)
+    run.add_argument("--cell-timeout-s", type=float, default=RLMConfig.cell_timeout_s)
+    run.add_argument("--traces-dir")
+    run.add_argument("--json", action="store_true", help="print one JSON object")
+
+    runs = sub.add_parser("runs", help="list stored runs, newest first")
+    runs.add_argument("--traces-dir")
+    runs.add_argument("--json", action="store_true")
+
+    show = sub.add_parser("show", help="print one run and all its nodes")
+    show.add_argument("run_id")
+    show.add_argument("--traces-dir")
+    show.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"run": cmd_run, "runs": cmd_runs, "show": cmd_show}[args.command](args)
+    except (IngestError, ModelError, StoreBusy, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rlm_core.engine import RLM
+    from rlm_core.models import check_model
+
+    context = load_context([Path(p) for p in args.context])
+    config = RLMConfig(
+        root_model=args.root_model,
+        sub_model=args.sub_model,
+        api_base=args.api_base,
+        max_iterations=args.max_iterations,
+        max_depth=args.max_depth,
+        max_llm_calls=args.max_llm_calls,
+        max_tokens=args.max_tokens,
+        max_cost_usd=args.max_cost_usd,
+        timeout_s=args.timeout_s,
+        cell_timeout_s=args.cell_timeout_s,
+    )
+    for model in {config.root_model, config.sub_model}:
+        check_model(model, api_base=config.api_base)
+    rlm = RLM(config=config, traces_dir=args.traces_dir)
+    result = rlm.run(context.value, args.query)
+    if rlm.trace_note:
+        print(f"note: {rlm.trace_note}", file=sys.stderr)
+    if args.json:
+        out = result.to_dict()
+        out["limit"] = result.limit
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print(result.answer if result.answer is not None else "(no answer)")
+        cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
+        print(
+            f"[{result.status}{' ' + result.limit if result.limit else ''}] run {result.run_id}: "
+            f"{result.iterations} iterations, {result.llm_calls} calls, "
+            f"{result.tokens_in + result.tokens_out:,} tokens, cost {cost}, {result.wall_s:.1f} s",
+            file=sys.stderr,
+        )
+        if result.error and result.status == "error":
+            print(f"error: {result.error}", file=sys.stderr)
+    return 0 if result.status in ("ok", "limit") else 1
+
+
+def _open(args: argparse.Namespace) -> TraceStore:
+    return TraceStore(args.traces_dir)
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        runs = store.list_runs()
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(runs, default=str, ensure_ascii=False))
+        return 0
+    for r in runs:
+        question = (r["question"] or "").replace("\n", " ")[:60]
+        print(f"{r['run_id']}  {r['status']:<11}  {r['root_model']:<16}  {question}")
+    if not runs:
+        print("no runs yet", file=sys.stderr)
+    return 0
+
+
+NODE_FIELDS = [
+    "node_id", "parent_id", "kind", "depth", "status", "model", "input", "output", "code",
+    "stdout", "error", "context_spans", "started_at", "ended_at", "tokens_in", "tokens_out",
+    "cost_usd",
+]  # fmt: skip
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    store = _open(args)
+    try:
+        run = store.get_run(args.run_id)
+        if run is None:
+            raise ValueError(f"no run with id {args.run_id}")
+        nodes = [store.node(n.node_id) for n in store.nodes(args.run_id)]
+    finally:
+        store.close()
+    rows: list[dict[str, Any]] = [
+        {k: getattr(n, k) for k in NODE_FIELDS} for n in nodes if n is not None
+    ]
+    if args.json:
+        print(json.dumps({"run": run, "nodes": rows}, default=str, ensure_ascii=False))
+        return 0
+    print(f"run {run['run_id']} [{run['status']}]: {run['question']}")
+    print(f"answer: {run['answer']}")
+    for row in rows:
+        text = (row["code"] or row["output"] or row["error"] or "").replace("\n", " ")[:80]
+        print(f"{'  ' * row['depth']}{row['kind']:<9} {row['status']:<11} {text}")
+    return 0

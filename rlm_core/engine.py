@@ -1,0 +1,564 @@
+"""The RLM loop (Algorithm 1 of the paper), readable top to bottom.
+
+`RLM.run` sets up one run tree; `Session.run` is one recursive language model: the root
+model writes code, the sandbox runs it, the truncated output goes back, until FINAL. Sub-calls
+from the sandbox arrive in `Session.handle_call`; `rlm_query` starts a child Session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from rlm_core import prompts
+from rlm_core.config import RLMConfig
+from rlm_core.parsing import code_blocks, text_final
+from rlm_core.provenance import ContextIndex, flatten
+from rlm_core.repl.sandbox import ContextRef, Sandbox, SubCallError
+from rlm_core.models import LiteLLMClient, context_window
+from rlm_core.store import (
+    StoreBusy,
+    StoreSink,
+    TraceStore,
+    blob_path,
+    default_traces_dir,
+    write_blob,
+)
+from rlm_core.trace import JournalSink, TraceSink, Tracer
+from rlm_core.types import (
+    CellResult,
+    Completion,
+    LimitExceeded,
+    ModelError,
+    Node,
+    NodeKind,
+    RunCancelled,
+    RunResult,
+    new_id,
+)
+
+PARTIAL_ANSWER_NAMES = ("answer", "final_answer", "result")
+
+
+class Model(Protocol):
+    """Anything that answers chat messages; LiteLLMClient in production, fakes in tests."""
+
+    def complete(
+        self, model: str, messages: list[dict[str, str]], *, timeout_s: float | None = None
+    ) -> Completion: ...
+
+
+@dataclass
+class Usage:
+    calls: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: bool = False
+
+    def add(self, c: Completion) -> None:
+        self.tokens_in += c.tokens_in or 0
+        self.tokens_out += c.tokens_out or 0
+        if c.cost_usd is None:
+            self.cost_unknown = True
+        else:
+            self.cost_usd += c.cost_usd
+
+    @property
+    def cost(self) -> float | None:
+        return None if self.cost_unknown else self.cost_usd
+
+
+@dataclass
+class Tree:
+    """What every RLM of one run tree shares: config, models, budget, tracer, the root context."""
+
+    config: RLMConfig
+    model: Model
+    tracer: Tracer
+    run_id: str
+    blob_dir: Path
+    index: ContextIndex
+    cancel: threading.Event
+    started: float = field(default_factory=time.time)
+    usage: Usage = field(default_factory=Usage)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def deadline(self) -> float | None:
+        t = self.config.timeout_s
+        return self.started + t if t else None
+
+    def reserve_call(self) -> None:
+        """Count one model call, or raise if any tree-wide limit forbids making it."""
+        cfg = self.config
+        with self.lock:
+            if self.cancel.is_set():
+                raise RunCancelled("stopped by the user")
+            if self.deadline and time.time() >= self.deadline:
+                raise LimitExceeded("timeout_s", f"the run took longer than {cfg.timeout_s} s")
+            if cfg.max_llm_calls is not None and self.usage.calls >= cfg.max_llm_calls:
+                raise LimitExceeded("max_llm_calls", f"{cfg.max_llm_calls} model calls made")
+            used = self.usage.tokens_in + self.usage.tokens_out
+            if cfg.max_tokens is not None and used >= cfg.max_tokens:
+                raise LimitExceeded("max_tokens", f"{used:,} of {cfg.max_tokens:,} tokens used")
+            if cfg.max_cost_usd is not None and self.usage.cost_usd >= cfg.max_cost_usd:
+                raise LimitExceeded("max_cost_usd", f"${self.usage.cost_usd:.4f} spent")
+            self.usage.calls += 1
+
+    def call(self, model: str, messages: list[dict[str, str]], node: Node) -> Completion:
+        """One traced model call: budget check, the call, usage on the node."""
+        try:
+            self.reserve_call()
+        except (LimitExceeded, RunCancelled) as exc:
+            status = "limit" if isinstance(exc, LimitExceeded) else "interrupted"
+            self.tracer.end(node, status, error=f"not called: {exc}")
+            raise
+        node.model = model
+        timeout = self.config.request_timeout_s
+        if self.deadline:
+            timeout = max(1.0, min(timeout, self.deadline - time.time()))
+        try:
+            done = self.model.complete(model, messages, timeout_s=timeout)
+        except ModelError as exc:
+            self.tracer.end(node, "error", error=str(exc))
+            raise
+        with self.lock:
+            self.usage.add(done)
+        self.tracer.end(
+            node,
+            "ok",
+            output=done.text,
+            tokens_in=done.tokens_in,
+            tokens_out=done.tokens_out,
+            cost_usd=done.cost_usd,
+            latency_s=done.latency_s,
+            meta={**node.meta, "finish_reason": done.finish_reason},
+        )
+        return done
+
+    def context_ref(self, context: Any) -> ContextRef:
+        if isinstance(context, str):
+            data, kind = context.encode("utf-8", "surrogatepass"), "text"
+        else:
+            data, kind = json.dumps(context, ensure_ascii=False).encode(), "json"
+        return ContextRef(path=str(blob_path(self.blob_dir, write_blob(self.blob_dir, data))), kind=kind)
+
+
+class Session:
+    """One RLM (the root, or a child started by rlm_query) with its own REPL."""
+
+    def __init__(self, tree: Tree, context: Any, question: str, depth: int, parent: str | None):
+        self.tree, self.question, self.depth = tree, question, depth
+        self.context = context
+        cfg = tree.config
+        self.root_model = cfg.root_model if depth == 0 else (cfg.child_root_model or cfg.sub_model)
+        self.node = Node(
+            node_id=tree.run_id if parent is None else new_id(),
+            run_id=tree.run_id,
+            parent_id=parent,
+            kind="run",
+            depth=depth,
+            seq=0,
+            model=self.root_model,
+            input=question,
+            meta=self._run_meta(context),
+        )
+        self.seq = 0
+        self.iterations = 0
+        self.code_node: Node | None = None
+        self.stop: LimitExceeded | RunCancelled | None = None
+        """Set when a sub-call hit a limit or was cancelled: the cell ends and so does the run."""
+        self.last_response = ""
+        self.last_variables: dict[str, str] = {}
+
+    def _run_meta(self, context: Any) -> dict[str, Any]:
+        cfg = self.tree.config
+        self.context_ref = ref = self.tree.context_ref(context)
+        return {
+            "question": self.question,
+            "root_model": self.root_model,
+            "sub_model": cfg.sub_model,
+            "config": cfg.to_public_dict(),
+            "prompt": prompts.PROMPT_NAME,
+            "context_sha": Path(ref.path).name,
+            "context_kind": ref.kind,
+            "context_chars": len(flatten(context)[0]),
+            "context_shape": prompts.describe_context(context),
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+        }
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def run(self) -> str | None:
+        """Run to FINAL and return the answer; limits and cancellation raise."""
+        tree, cfg = self.tree, self.tree.config
+        tree.tracer.start(self.node)
+        sandbox = Sandbox(self.context_ref, self.handle_call, memory_mb=cfg.worker_memory_mb,
+                          concurrency=cfg.concurrency)  # fmt: skip
+        try:
+            answer = self._loop(sandbox)
+            self._finish("ok", answer)
+            return answer
+        except LimitExceeded as exc:
+            exc.partial_answer = exc.partial_answer or self._partial_answer(sandbox)
+            self._finish("limit", exc.partial_answer, error=str(exc), limit=exc.limit)
+            raise
+        except RunCancelled as exc:
+            self._finish("interrupted", self._partial_answer(sandbox), error=str(exc))
+            raise
+        except ModelError as exc:
+            self._finish("error", None, error=str(exc))
+            raise
+        except BaseException:
+            self._finish("error", None, error=traceback.format_exc())
+            raise
+        finally:
+            sandbox.close()
+
+    def _loop(self, sandbox: Sandbox) -> str | None:
+        cfg = self.tree.config
+        window = context_window(cfg.sub_model)
+        messages = [
+            {"role": "system", "content": prompts.system_prompt(cfg.max_output_chars, window)},
+            {"role": "user", "content": prompts.first_message(self.context, self.question)},
+        ]
+        sent = 0
+        for iteration in range(1, cfg.max_iterations + 1):
+            self.iterations = iteration
+            response = self._ask_root(messages, sent, iteration)
+            sent = len(messages)
+            blocks = code_blocks(response)
+            if not blocks:
+                tag = text_final(response)
+                if tag is not None:
+                    return self._text_final(sandbox, tag.value, tag.var, iteration)
+                messages += [
+                    {"role": "assistant", "content": response},
+                    {"role": "user", "content": self._feedback([], prompts.NO_CODE_FEEDBACK)},
+                ]
+                continue
+            shown = []
+            for index, code in enumerate(blocks, 1):
+                result, node = self._run_cell(sandbox, code, iteration, index)
+                if result.final is not None:
+                    return self._final(result.final["value"], result.final.get("var"), node)
+                shown.append(prompts.cell_feedback(index, node.model_view or ""))
+            ignored = prompts.IGNORED_TEXT_FINAL if text_final(response) else ""
+            if ignored:
+                self.node.meta.setdefault("ignored_text_finals", []).append(iteration)
+            messages += [
+                {"role": "assistant", "content": response},
+                {"role": "user", "content": self._feedback(shown, ignored)},
+            ]
+            self._progress()
+        # Out of turns: one last question, then the run ends as a limit with what it said.
+        messages.append({"role": "user", "content": prompts.LAST_CHANCE})
+        response = self._ask_root(messages, sent, cfg.max_iterations + 1)
+        tag = text_final(response)
+        partial = tag.value if tag and tag.value is not None else response.strip() or None
+        if tag and tag.var:
+            partial = self._quiet_value(sandbox, tag.var) or partial
+        raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
+
+    def _feedback(self, shown: list[str], extra: str) -> str:
+        return prompts.turn_feedback(shown, self.question, list(self.last_variables), extra)
+
+    # ---- steps ---------------------------------------------------------------------------
+
+    def _child(self, kind: NodeKind, depth: int, **fields: Any) -> Node:
+        self.seq += 1
+        parent = self.code_node if kind in ("llm_query", "rlm_query") else self.node
+        assert parent is not None
+        return Node(
+            node_id=new_id(),
+            run_id=self.tree.run_id,
+            parent_id=parent.node_id,
+            kind=kind,
+            depth=depth,
+            seq=self.seq,
+            **fields,
+        )
+
+    def _ask_root(self, messages: list[dict[str, str]], sent: int, iteration: int) -> str:
+        node = self._child(
+            "lm",
+            self.depth,
+            input=json.dumps(messages[sent:], ensure_ascii=False),
+            meta={"iteration": iteration, "messages_before": sent},
+        )
+        self.tree.tracer.start(node)
+        done = self.tree.call(self.root_model, messages, node)
+        self.last_response = done.text
+        return done.text
+
+    def _run_cell(
+        self, sandbox: Sandbox, code: str, iteration: int, index: int
+    ) -> tuple[CellResult, Node]:
+        tree, cfg = self.tree, self.tree.config
+        if tree.cancel.is_set():
+            raise RunCancelled("stopped by the user")
+        if tree.deadline and time.time() >= tree.deadline:
+            raise LimitExceeded("timeout_s", f"the run took longer than {cfg.timeout_s} s")
+        node = self._child("code", self.depth, code=code, meta={"iteration": iteration, "block": index})
+        self.code_node = tree.tracer.start(node)
+        try:
+            result = sandbox.execute(
+                code, timeout_s=cfg.cell_timeout_s, deadline=tree.deadline, cancel=tree.cancel
+            )
+        finally:
+            self.code_node = None
+        self.last_variables = result.variables
+        status = "error" if result.error else "ok"
+        tree.tracer.end(
+            node,
+            status,
+            stdout=result.stdout,
+            stderr=result.stderr,
+            error=result.error,
+            model_view=prompts.model_view(result, cfg.max_output_chars),
+            context_spans=result.read_spans,
+            meta={
+                **node.meta,
+                "variables": result.variables,
+                "restarted": result.restarted,
+                "timed_out": result.timed_out,
+                "stdout_chars": result.stdout_total_chars,
+                "assignments": result.assignments,
+            },
+        )
+        if self.stop is not None:
+            raise self.stop
+        if tree.cancel.is_set():
+            raise RunCancelled("stopped by the user")
+        return result, node
+
+    def _final(self, value: str, var: str | None, source: Node | None) -> str:
+        node = self._child(
+            "final",
+            self.depth,
+            output=value,
+            meta={"var": var, "from_node": source.node_id if source else None},
+        )
+        self.tree.tracer.start(node)
+        self.tree.tracer.end(node, "ok")
+        return value
+
+    def _text_final(self, sandbox: Sandbox, value: str | None, var: str | None, it: int) -> str:
+        if var is None:
+            return self._final(value or "", None, None)
+        # FINAL_VAR as text still needs the variable's value: run it as a cell
+        result, node = self._run_cell(sandbox, f"FINAL_VAR({var!r})", it, 0)
+        node.meta["from_text_tag"] = True
+        if result.final is not None:
+            return self._final(result.final["value"], var, node)
+        return self._final(f"(FINAL_VAR named a variable that does not exist: {var})", var, node)
+
+    def _quiet_value(self, sandbox: Sandbox, name: str) -> str | None:
+        """A variable's value read without tracing (used only to salvage a partial answer)."""
+        try:
+            result = sandbox.execute(f"print({name})", timeout_s=5)
+        except Exception:
+            return None
+        return result.stdout.strip() or None if not result.error else None
+
+    def _partial_answer(self, sandbox: Sandbox) -> str | None:
+        for name in PARTIAL_ANSWER_NAMES:
+            if name in self.last_variables:
+                value = self._quiet_value(sandbox, name)
+                if value:
+                    return value
+        return self.last_response.strip() or None
+
+    def _progress(self) -> None:
+        self.node.meta["iterations"] = self.iterations
+        if self.depth == 0:
+            usage = self.tree.usage
+            self.node.meta["llm_calls"] = usage.calls
+            self.node.tokens_in, self.node.tokens_out = usage.tokens_in, usage.tokens_out
+            self.node.cost_usd = usage.cost
+        self.tree.tracer.start(self.node)  # rewrite the run node: the live status line reads it
+
+    def _finish(self, status: Any, answer: str | None, error: str | None = None,
+                limit: str | None = None) -> None:  # fmt: skip
+        self._progress()
+        self.node.meta.update(answer=answer, limit=limit)
+        self.tree.tracer.end(self.node, status, output=answer, error=error)
+
+    # ---- sub-calls from the REPL (run on the sandbox's threads) -----------------------------
+
+    def handle_call(self, fn: str, args: dict[str, Any]) -> Any:
+        if fn == "llm_query":
+            return self.llm_query(args["prompt"], args.get("model"))
+        if fn == "llm_query_batched":
+            return self._batched(self.llm_query, [(p, args.get("model")) for p in args["prompts"]])
+        if fn == "rlm_query":
+            return self.rlm_query(args["prompt"], args.get("context"))
+        if fn == "rlm_query_batched":
+            contexts = args.get("contexts") or [None] * len(args["prompts"])
+            return self._batched(self.rlm_query, list(zip(args["prompts"], contexts, strict=True)))
+        raise SubCallError(f"unknown function {fn}")
+
+    def _batched(self, one: Any, calls: list[tuple[Any, Any]]) -> list[str]:
+        """Run calls concurrently; a failed call gives its error text in its slot."""
+        if not calls:
+            return []
+        batch, n = new_id(), len(calls)
+        # A pool per batch, not per tree: children of a batched rlm_query make batches of
+        # their own, and a shared pool full of waiting parents would deadlock.
+        with ThreadPoolExecutor(min(n, self.tree.config.concurrency)) as pool:
+            futures = [
+                pool.submit(one, a, b, {"batch": batch, "batch_index": i, "batch_size": n})
+                for i, (a, b) in enumerate(calls)
+            ]
+            results = []
+            for future in futures:
+                try:
+                    results.append(future.result())
+                except SubCallError as exc:
+                    results.append(f"[error: {exc}]")
+        return results
+
+    def llm_query(self, prompt: str, model: str | None, meta: dict[str, Any] | None = None) -> str:
+        node = self._child(
+            "llm_query",
+            self.depth + 1,
+            input=prompt,
+            context_spans=self.tree.index.spans(prompt),
+            meta=meta or {},
+        )
+        self.tree.tracer.start(node)
+        messages = [{"role": "user", "content": prompt}]
+        try:
+            return self.tree.call(model or self.tree.config.sub_model, messages, node).text
+        except ModelError as exc:
+            raise SubCallError(f"llm_query failed: {exc}") from exc
+        except (LimitExceeded, RunCancelled) as exc:
+            self.stop = self.stop or exc
+            raise
+
+    def rlm_query(self, prompt: str, context: Any, meta: dict[str, Any] | None = None) -> str:
+        if self.depth >= self.tree.config.max_depth:
+            # at the deepest level a child RLM would exceed max_depth: ask the sub model instead
+            return self.llm_query(prompt, None, {**(meta or {}), "fallback_from": "rlm_query"})
+        child_context = prompt if context is None else context
+        node = self._child(
+            "rlm_query",
+            self.depth + 1,
+            input=prompt,
+            context_spans=self.tree.index.spans(flatten(child_context)[0]),
+            meta=meta or {},
+        )
+        self.tree.tracer.start(node)
+        child = Session(self.tree, child_context, prompt, self.depth + 1, node.node_id)
+        try:
+            answer = child.run()
+        except LimitExceeded as exc:
+            if exc.limit != "max_iterations":
+                self.tree.tracer.end(node, "limit", error=str(exc))
+                self.stop = self.stop or exc
+                raise
+            # the child's own turn limit ends only the child: its partial answer goes upward
+            answer = exc.partial_answer
+        except RunCancelled as exc:
+            self.tree.tracer.end(node, "interrupted", error=str(exc))
+            self.stop = self.stop or exc
+            raise
+        except ModelError as exc:
+            self.tree.tracer.end(node, "error", error=str(exc))
+            raise SubCallError(f"rlm_query failed: {exc}") from exc
+        self.tree.tracer.end(node, "ok", output=answer, meta={**node.meta, "child_run": child.node.node_id})
+        return answer or ""
+
+
+class RLM:
+    """A configured recursive language model: `RLM(root_model=..., sub_model=...).run(ctx, q)`."""
+
+    def __init__(
+        self,
+        root_model: str | None = None,
+        sub_model: str | None = None,
+        api_base: str | None = None,
+        *,
+        api_key: str | None = None,
+        config: RLMConfig | None = None,
+        store: TraceStore | None = None,
+        traces_dir: str | Path | None = None,
+        model: Model | None = None,
+        **limits: Any,
+    ) -> None:
+        given = dict(root_model=root_model, sub_model=sub_model, api_base=api_base,
+                     api_key=api_key, **limits)  # fmt: skip
+        self.config = (config or RLMConfig()).with_(
+            **{k: v for k, v in given.items() if v is not None}
+        )
+        self.store = store
+        self.traces_dir = Path(traces_dir) if traces_dir else (store.dir if store else None)
+        self.model = model
+        self.trace_note: str | None = None
+
+    def run(
+        self,
+        context: Any,
+        query: str,
+        *,
+        cancel: threading.Event | None = None,
+        run_id: str | None = None,
+    ) -> RunResult:
+        cfg = self.config
+        run_id = run_id or new_id()
+        traces_dir = self.traces_dir or default_traces_dir()
+        store, own_store = self.store, False
+        if store is None:
+            try:
+                store, own_store = TraceStore(traces_dir), True
+            except StoreBusy as exc:
+                self.trace_note = f"{exc} The trace was written to the journal; the app imports it."
+        sinks: list[TraceSink] = [JournalSink(traces_dir / "journal" / f"{run_id}.jsonl", run_id)]
+        if store is not None:
+            sinks.append(StoreSink(store))
+        model = self.model or LiteLLMClient(
+            api_base=cfg.api_base, api_key=cfg.api_key, retries=cfg.retries,
+            timeout_s=cfg.request_timeout_s, temperature=cfg.temperature,
+        )  # fmt: skip
+        tree = Tree(
+            config=cfg,
+            model=model,
+            tracer=Tracer(sinks),
+            run_id=run_id,
+            blob_dir=traces_dir / "blobs",
+            index=ContextIndex(context),
+            cancel=cancel or threading.Event(),
+        )
+        session = Session(tree, context, query, 0, None)
+        result = RunResult(run_id=run_id, answer=None, status="running")
+        try:
+            result.answer, result.status = session.run(), "ok"
+        except LimitExceeded as exc:
+            result.answer, result.status, result.limit = exc.partial_answer, "limit", exc.limit
+            result.error = str(exc)
+        except RunCancelled as exc:
+            result.answer, result.status, result.error = session.node.output, "interrupted", str(exc)
+        except ModelError as exc:
+            result.status, result.error = "error", str(exc)
+        finally:
+            tree.tracer.close()
+            if store is not None:
+                store.mark_journal_synced(run_id)
+                if own_store:
+                    store.close()
+        result.iterations = session.iterations
+        result.llm_calls = tree.usage.calls
+        result.tokens_in, result.tokens_out = tree.usage.tokens_in, tree.usage.tokens_out
+        result.cost_usd = tree.usage.cost
+        result.wall_s = time.time() - tree.started
+        return result

@@ -1,0 +1,384 @@
+"""The graph of a run: a networkx tree of trace nodes, a tidy tree layout, and vis-network data.
+
+Positions are computed here rather than in the browser because vis-network's hierarchical layout
+blocks the page for seconds at a few thousand nodes (STACK.md 2.6). No Streamlit imports.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import json
+import math
+import re
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import networkx as nx
+
+from rlm_core.types import Node
+
+X_SPACING = 90.0
+Y_SPACING = 110.0
+BATCH_WRAP = 12
+"""Batches bigger than this are laid out as a grid of rows this wide under their code cell."""
+PREVIEW_CHARS = 80
+"""Tooltips carry short previews only: the payload is re-sent on every live update."""
+
+SizeBy = Literal["tokens", "cost", "none"]
+
+_SUMMARY_FIELDS = (
+    "run_id",
+    "parent_id",
+    "kind",
+    "depth",
+    "seq",
+    "status",
+    "started_at",
+    "ended_at",
+    "model",
+    "tokens_in",
+    "tokens_out",
+    "cost_usd",
+    "latency_s",
+)
+
+_SHAPE = {
+    "run": "hexagon",
+    "lm": "dot",
+    "code": "square",
+    "llm_query": "diamond",
+    "rlm_query": "triangle",
+    "final": "star",
+}
+# (hue, saturation %, lightness % at depth 0); deeper runs get lighter shades of the same hue
+_HSL = {
+    "run": (215, 55, 42),
+    "lm": (270, 45, 50),
+    "code": (135, 45, 38),
+    "llm_query": (180, 50, 36),
+    "rlm_query": (320, 50, 48),
+    "final": (45, 90, 45),
+}
+_STATUS_BORDER = {
+    "error": ("#d62728", 4),
+    "limit": ("#ff7f0e", 4),
+    "interrupted": ("#8c8c8c", 3),
+    "running": ("#f5c400", 4),
+}
+
+
+def build_graph(nodes: Iterable[Node]) -> nx.DiGraph:
+    """A parent -> child DiGraph; nodes whose parent is absent become roots."""
+    g: nx.DiGraph = nx.DiGraph()
+    items = sorted(nodes, key=lambda n: n.node_id)
+    for n in items:
+        attrs: dict[str, Any] = {f: getattr(n, f) for f in _SUMMARY_FIELDS}
+        attrs["error"] = bool(n.error)
+        for k in ("batch", "batch_index", "batch_size", "iteration"):
+            attrs[k] = n.meta.get(k) if n.meta else None
+        g.add_node(n.node_id, **attrs)
+    for n in items:
+        if n.parent_id is not None and n.parent_id in g and n.parent_id != n.node_id:
+            g.add_edge(n.parent_id, n.node_id)
+    return g
+
+
+def _tree(g: nx.DiGraph) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, str]]:
+    """Roots, preorder, children and parents, all in node_id order; cycles are cut, not followed."""
+    order = sorted(g.nodes)
+    kids: dict[str, list[str]] = {u: [] for u in order}
+    for v in order:  # appending in sorted order keeps every child list sorted without re-sorting
+        for p in g.predecessors(v):
+            kids[p].append(v)
+    seen: set[str] = set()
+    roots: list[str] = []
+    pre: list[str] = []
+    children: dict[str, list[str]] = {}
+    parent: dict[str, str] = {}
+    # a node reachable only through a cycle (corrupt parent ids) becomes an extra root
+    starts = [v for v in order if g.in_degree(v) == 0] + order
+    for start in starts:
+        if start in seen:
+            continue
+        roots.append(start)
+        seen.add(start)
+        stack = [start]
+        while stack:
+            u = stack.pop()
+            pre.append(u)
+            cs = [c for c in kids[u] if c not in seen]
+            seen.update(cs)
+            children[u] = cs
+            parent.update((c, u) for c in cs)
+            stack.extend(reversed(cs))
+    return roots, pre, children, parent
+
+
+def _units(g: nx.DiGraph, cs: list[str]) -> list[list[str]]:
+    """Split ordered children into units: one child each, or one big batch kept together."""
+    counts: dict[Any, int] = {}
+    for c in cs:
+        b = g.nodes[c].get("batch")
+        if b is not None:
+            counts[b] = counts.get(b, 0) + 1
+    units: list[list[str]] = []
+    grids: dict[Any, list[str]] = {}
+    for c in cs:
+        b = g.nodes[c].get("batch")
+        if b is not None and counts[b] > BATCH_WRAP:
+            if b not in grids:
+                grids[b] = []
+                units.append(grids[b])  # the grid sits where its first member would have been
+            grids[b].append(c)
+        else:
+            units.append([c])
+    return units
+
+
+def tree_layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    """Tidy tree positions in pixels: leaves on even slots, parents centred over their children.
+
+    Every subtree gets a block of slots of its own, so no two nodes share a spot. Big batches become
+    a grid of subtree blocks; row r starts below the deepest node of rows above it.
+    """
+    roots, pre, children, parent = _tree(g)
+    width: dict[str, float] = {}
+    height: dict[str, int] = {}
+    xin: dict[str, float] = {}  # the node's x inside its own block
+    rel: dict[str, tuple[float, int]] = {}  # block left and level, relative to the parent's
+    for u in reversed(pre):  # every child comes before its parent in reversed preorder
+        cs = children[u]
+        if not cs:
+            width[u], height[u], xin[u] = 1.0, 1, 0.5
+            continue
+        offset, deepest = 0.0, 0
+        for unit in _units(g, cs):
+            if len(unit) == 1:
+                c = unit[0]
+                rel[c] = (offset, 1)
+                offset += width[c]
+                deepest = max(deepest, height[c])
+                continue
+            rows = [unit[i : i + BATCH_WRAP] for i in range(0, len(unit), BATCH_WRAP)]
+            cols = [max(width[r[i]] for r in rows if i < len(r)) for i in range(len(rows[0]))]
+            # rows of plain leaves are staggered by half a slot so that edges to a lower row
+            # pass between the nodes of the row above instead of through them
+            stagger = 0.5 if all(not children[c] for c in unit) else 0.0
+            level = 1
+            for r, row in enumerate(rows):
+                left = offset + (stagger if r % 2 else 0.0)
+                for i, c in enumerate(row):
+                    rel[c] = (left + (cols[i] - width[c]) / 2, level)
+                    left += cols[i]
+                level += max(height[c] for c in row)
+            offset += sum(cols) + (stagger if len(rows) > 1 else 0.0)
+            deepest = max(deepest, level - 1)
+        xs = [rel[c][0] + xin[c] for c in cs]
+        width[u], height[u], xin[u] = offset, 1 + deepest, (min(xs) + max(xs)) / 2
+
+    pos: dict[str, tuple[float, float]] = {}
+    left_of: dict[str, float] = {}
+    level_of: dict[str, int] = {}
+    offset = 0.0
+    for root in roots:
+        left_of[root], level_of[root] = offset, 0
+        offset += width[root]
+    for u in pre:
+        if u not in left_of:
+            p = parent[u]  # precedes u in preorder, so its block is already placed
+            dx, dl = rel[u]
+            left_of[u], level_of[u] = left_of[p] + dx, level_of[p] + dl
+        pos[u] = ((left_of[u] + xin[u]) * X_SPACING, level_of[u] * Y_SPACING)
+    return pos
+
+
+def _esc(text: object) -> str:
+    return html.escape(str(text), quote=False)
+
+
+def _preview(text: str | None) -> str:
+    if not text:
+        return ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= PREVIEW_CHARS else flat[: PREVIEW_CHARS - 1] + "…"
+
+
+def _hsl_hex(h: float, s: float, lum: float) -> str:
+    s, lum = s / 100, lum / 100
+    a = s * min(lum, 1 - lum)
+
+    def f(n: int) -> int:
+        k = (n + h / 30) % 12
+        return round(255 * (lum - a * max(-1, min(k - 3, 9 - k, 1))))
+
+    return f"#{f(0):02x}{f(8):02x}{f(4):02x}"
+
+
+def _labels(items: list[Node]) -> dict[str, str]:
+    """Short canvas labels; code cells of one iteration are told apart as #k.1, #k.2."""
+    per_iter: dict[tuple[str | None, object], int] = {}
+    for n in items:
+        if n.kind == "code":
+            key = (n.parent_id, n.meta.get("iteration", n.seq))
+            per_iter[key] = per_iter.get(key, 0) + 1
+    seen: dict[tuple[str | None, object], int] = {}
+    out: dict[str, str] = {}
+    for n in items:
+        it = n.meta.get("iteration", n.seq)
+        if n.kind == "run":
+            label = f"run d{n.depth}"
+        elif n.kind == "lm":
+            label = f"lm #{it}"
+        elif n.kind == "code":
+            key = (n.parent_id, it)
+            seen[key] = seen.get(key, 0) + 1
+            label = f"code #{it}" + (f".{seen[key]}" if per_iter[key] > 1 else "")
+        elif n.kind == "final":
+            label = "FINAL"
+        else:
+            idx = n.meta.get("batch_index")
+            label = n.kind + (f"[{idx}]" if idx is not None else "")
+        out[n.node_id] = _esc(label)
+    return out
+
+
+def _title(n: Node) -> str:
+    lines = [
+        f"{n.kind} {n.node_id}",
+        f"{n.status} · depth {n.depth}" + (f" · {n.model}" if n.model else ""),
+    ]
+    stats = []
+    if n.tokens_in is not None or n.tokens_out is not None:
+        stats.append(f"{n.tokens_in or 0} in / {n.tokens_out or 0} out tokens")
+    if n.cost_usd is not None:
+        stats.append(f"${n.cost_usd:.5f}")
+    if n.latency_s is not None:
+        stats.append(f"{n.latency_s:.2f} s")
+    if stats:
+        lines.append(" · ".join(stats))
+    if n.meta.get("batch") is not None:
+        lines.append(f"batch item {n.meta.get('batch_index')} of {n.meta.get('batch_size')}")
+    # one preview only: the inspector has the full texts, the tooltip is re-sent on every update
+    for name, text in (("error", n.error), ("output", n.output), ("code", n.code)):
+        if text:
+            lines.append(f"{name}: {_preview(text)}")
+            break
+    return _esc("\n".join(lines))
+
+
+def _size(n: Node, size_by: SizeBy) -> float:
+    # absolute log scales, not relative to the biggest node: a live run must not resize every node
+    # on each update just because a new maximum arrived
+    if size_by == "tokens":
+        v = math.log10(1 + (n.tokens_in or 0) + (n.tokens_out or 0))
+    elif size_by == "cost":
+        v = math.log10(1 + (n.cost_usd or 0.0) * 1e6)
+    else:
+        return 16.0
+    return round(min(40.0, 10.0 + 4.0 * v), 1)
+
+
+@functools.cache
+def _style(kind: str, depth: int, status: str) -> dict[str, Any]:
+    """Shape and colours for one (kind, depth, status); shared read-only between nodes."""
+    h, s, lum = _HSL.get(kind, (0, 0, 40))
+    fill = _hsl_hex(h, s, min(lum + 9 * depth, 82))
+    border, bw = _STATUS_BORDER.get(status, (_hsl_hex(h, s, max(lum - 15, 10)), 1))
+    style: dict[str, Any] = {
+        "shape": _SHAPE.get(kind, "dot"),
+        "group": kind,
+        "color": {"background": fill, "border": border},
+        "borderWidth": bw,
+    }
+    if status == "interrupted":
+        style["shapeProperties"] = {"borderDashes": [5, 4]}
+        style["opacity"] = 0.55
+    elif status == "running":
+        style["shadow"] = {"enabled": True, "color": "#f5c400", "size": 16, "x": 0, "y": 0}
+    return style
+
+
+def _vis_node(n: Node, xy: tuple[float, float], label: str, size_by: SizeBy) -> dict[str, Any]:
+    return {
+        "id": n.node_id,
+        "label": label,
+        "title": _title(n),
+        "x": round(xy[0], 1),
+        "y": round(xy[1], 1),
+        "size": _size(n, size_by),
+        **_style(n.kind, n.depth, n.status),
+    }
+
+
+def vis_payload(
+    nodes: Iterable[Node], *, size_by: SizeBy = "tokens", selected: str | None = None
+) -> dict[str, Any]:
+    """vis-network nodes and edges with precomputed positions; every text from a node is escaped."""
+    items = sorted(nodes, key=lambda n: n.node_id)
+    g = build_graph(items)
+    pos = tree_layout(g)
+    labels = _labels(items)
+    vis_nodes = [_vis_node(n, pos[n.node_id], labels[n.node_id], size_by) for n in items]
+    # a child has exactly one parent edge, so the child's id is a stable id for that edge
+    edges = [{"id": v, "from": u, "to": v} for u, v in sorted(g.edges)]
+    return {
+        "nodes": vis_nodes,
+        "edges": edges,
+        "selected": selected if selected is not None and selected in g else None,
+    }
+
+
+_VIS_OPTIONS = {
+    "physics": {"enabled": False},
+    "layout": {"improvedLayout": False},
+    "interaction": {"hover": True, "dragNodes": False, "tooltipDelay": 150},
+    "edges": {
+        "arrows": {"to": {"enabled": True, "scaleFactor": 0.5}},
+        "smooth": False,
+        "color": {"color": "#9a9a9a"},
+    },
+    "nodes": {"font": {"size": 12}},
+}
+# vis-network shows a string title via innerText; as titles arrive escaped, turn them back into
+# text elements; skipped when pyvis chose its innerHTML "tooltip_link" popup (a title with href).
+_TITLE_FIX = """<script>
+(function () {
+  if (typeof nodes === "undefined" || document.querySelector("div.popup")) return;
+  var up = [];
+  nodes.forEach(function (n) {
+    if (typeof n.title !== "string") return;
+    var d = document.createElement("div");
+    d.style.whiteSpace = "pre-wrap";
+    d.textContent = n.title.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&amp;/g, "&");
+    up.push({ id: n.id, title: d });
+  });
+  nodes.update(up);
+})();
+</script>
+"""
+_EXTERNAL_TAG = re.compile(
+    r"<link\b[^>]*\bhref\s*=\s*[\"']?(?:https?:)?//[^>]*>"
+    r"|<script\b[^>]*\bsrc\s*=\s*[\"']?(?:https?:)?//[^>]*>\s*</script>",
+    re.IGNORECASE,
+)
+
+
+def standalone_html(nodes: Iterable[Node], title: str) -> str:
+    """One offline HTML file of the graph, built with pyvis with vis-network inlined."""
+    from pyvis.network import Network  # slow import (IPython); only the export needs it
+
+    payload = vis_payload(nodes)
+    net = Network(height="92vh", width="100%", directed=True, cdn_resources="in_line", heading="")
+    net.set_options(json.dumps(_VIS_OPTIONS))
+    for vn in payload["nodes"]:
+        attrs = {k: v for k, v in vn.items() if k not in ("id", "label", "shape", "color")}
+        net.add_node(vn["id"], label=vn["label"], shape=vn["shape"], color=vn["color"], **attrs)
+    for e in payload["edges"]:
+        net.add_edge(e["from"], e["to"])
+    page = net.generate_html()
+    # pyvis 0.3.2 still links bootstrap from cdn.jsdelivr.net in in_line mode (issue #229)
+    page = _EXTERNAL_TAG.sub("", page)
+    page = page.replace("<head>", f"<head>\n<title>{html.escape(title)}</title>", 1)
+    page = page.replace("<body>", f"<body>\n<h3>{html.escape(title)}</h3>", 1)
+    return page.replace("</body>", _TITLE_FIX + "</body>", 1)

@@ -1,0 +1,45 @@
+"""Extract what a root model's response asks for: fenced code blocks and text FINAL tags."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# A fence opens with ```repl or ```python (any case) on its own line and closes with ``` on its own line.
+_CODE_BLOCK = re.compile(
+    r"^[ \t]*```[ \t]*(?:repl|python|py)[ \t]*\n(.*?)^[ \t]*```[ \t]*$",
+    re.DOTALL | re.MULTILINE | re.IGNORECASE,
+)
+_FINAL_VAR_TAG = re.compile(r"^[ \t]*FINAL_VAR\(\s*[\"']?([A-Za-z_]\w*)[\"']?\s*\)[ \t]*$", re.MULTILINE)
+_FINAL_TAG = re.compile(r"^[ \t]*FINAL\((.*)\)[ \t]*$", re.MULTILINE)
+# A multi-line answer: FINAL( opens a line and its ) closes the whole response.
+_FINAL_TAG_TO_END = re.compile(r"^[ \t]*FINAL\((.*)\)\s*\Z", re.MULTILINE | re.DOTALL)
+
+
+@dataclass(frozen=True)
+class TextFinal:
+    """A FINAL written as text, outside code: either a literal value or a variable name."""
+
+    value: str | None = None
+    var: str | None = None
+
+
+def code_blocks(response: str) -> list[str]:
+    """All ```repl / ```python blocks, in order."""
+    return [m.group(1) for m in _CODE_BLOCK.finditer(response)]
+
+
+def text_final(response: str) -> TextFinal | None:
+    """A FINAL(...) or FINAL_VAR(name) tag on its own line, or None.
+
+    Only meaningful for responses without code: the engine ignores tags beside code, because a
+    model that writes both tends to answer from output it has not seen yet.
+    """
+    if m := _FINAL_VAR_TAG.search(response):
+        return TextFinal(var=m.group(1))
+    if m := _FINAL_TAG.search(response) or _FINAL_TAG_TO_END.search(response):
+        value = m.group(1).strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        return TextFinal(value=value)
+    return None

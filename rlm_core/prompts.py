@@ -1,0 +1,135 @@
+"""What the root model reads: the system prompt, the metadata-only first message, and the
+per-turn feedback. The context itself never appears here, only its shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_core.types import CellResult
+
+PROMPT_NAME = "rlm-v1"
+
+SYSTEM_PROMPT = """\
+You answer a question about a context that is far too large to read directly. The context is \
+loaded in a persistent Python REPL as the variable `context`; you only see its size and shape. \
+You work by writing Python code that the REPL runs for you.
+
+Write code in fenced blocks that start with ```repl (```python also works). Every block runs, in \
+order, in the same namespace, so variables persist between turns. After your turn you get back \
+each block's printed output (long output is cut to {max_output_chars} characters, with a note \
+saying how much more there was) and the names of your variables. You never see the context \
+unless your code prints parts of it.
+
+Functions available in the REPL:
+- `llm_query(prompt, model=None) -> str`: ask a language model (the sub model) one question. \
+It can read roughly {sub_window} of text, so give it slices, not the whole context.
+- `llm_query_batched(prompts, model=None) -> list[str]`: many independent llm_query calls run \
+concurrently; much faster than a loop.
+- `rlm_query(prompt, context=None) -> str`: hand a sub-problem to a child recursive model that \
+gets its own REPL with `context` set to the object you pass (or to the prompt).
+- `rlm_query_batched(prompts, contexts=None) -> list[str]`: several child models at once.
+- `SHOW_VARS() -> str`: your variables with their types and sizes.
+- `FINAL(value)`: finish and answer with `value`.
+- `FINAL_VAR(name)`: finish and answer with the value of the variable called `name` (a string).
+
+How to work well:
+1. Probe first: print the type, the length and a short sample (for example `context[:1000]`).
+2. Narrow down with code: regular expressions (`re.finditer`), keyword search, splitting on \
+headings, lines or records. Print counts and positions, not megabytes.
+3. Cut the relevant text into chunks that fit the sub model and ask about each chunk with \
+`llm_query_batched`; put the question and the chunk in each prompt.
+4. Build the answer in variables: collect sub-answers in a list, combine or count them with \
+code, check them if unsure.
+5. Finish by running `FINAL_VAR("answer")` or `FINAL(answer)` in a code block, only after your \
+code has actually looked at the context. Do not guess an answer before you have read the output.
+"""
+
+FEEDBACK_TAIL = """\
+Question: {question}
+Keep working with code. When the output above contains the answer, end with a ```repl block \
+that calls FINAL(...) or FINAL_VAR("variable_name")."""
+
+NO_CODE_FEEDBACK = """\
+Your reply had no ```repl code block, so nothing ran. Write code that reads `context` \
+to find the answer."""
+
+IGNORED_TEXT_FINAL = """\
+Note: a FINAL tag written as text next to code is ignored; only FINAL run inside code (or a \
+reply with no code at all) ends the task. Check the output above, then call FINAL in code."""
+
+LAST_CHANCE = """\
+You have no turns left. Answer now with your best answer, as a single line FINAL(your answer) \
+with no code block."""
+
+
+def system_prompt(max_output_chars: int, sub_window_tokens: int | None) -> str:
+    window = f"{sub_window_tokens:,} tokens" if sub_window_tokens else "a few thousand tokens"
+    return SYSTEM_PROMPT.format(max_output_chars=f"{max_output_chars:,}", sub_window=window)
+
+
+def describe_context(context: Any) -> str:
+    """Type, total length and part lengths: everything the root learns about the context."""
+    if isinstance(context, str):
+        return f"type str, {len(context):,} characters"
+    if isinstance(context, dict):
+        sizes = {str(k): _size(v) for k, v in context.items()}
+        return (
+            f"type dict with {len(sizes)} keys, {sum(sizes.values()):,} characters in all; "
+            f"characters per key: {_preview_sizes(sizes)}"
+        )
+    if isinstance(context, list):
+        parts = [_size(v) for v in context]
+        listed = ", ".join(f"{n:,}" for n in parts[:50])
+        more = f", ... ({len(parts) - 50} more)" if len(parts) > 50 else ""
+        return (
+            f"type list with {len(parts)} items, {sum(parts):,} characters in all; "
+            f"characters per item: [{listed}{more}]"
+        )
+    return f"type {type(context).__name__}"
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, str) else len(str(value))
+
+
+def _preview_sizes(sizes: dict[str, int]) -> str:
+    items = list(sizes.items())
+    shown = ", ".join(f"{k!r}: {n:,}" for k, n in items[:50])
+    return "{" + shown + (f", ... ({len(items) - 50} more)" if len(items) > 50 else "") + "}"
+
+
+def first_message(context: Any, question: str) -> str:
+    return (
+        f"The context is loaded in the REPL as `context`: {describe_context(context)}.\n\n"
+        f"Question: {question}\n\n"
+        "You have not looked at the context yet. Start by probing it with code."
+    )
+
+
+def cell_feedback(index: int, shown: str) -> str:
+    return f"Output of code block {index}:\n{shown if shown.strip() else '(no output)'}"
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut text to `limit` chars with an explicit marker of how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... [+{len(text) - limit:,} more chars]"
+
+
+def model_view(result: CellResult, limit: int) -> str:
+    """The text of one cell's result that the root model is shown."""
+    parts = [result.stdout]
+    if result.stderr:
+        parts.append(result.stderr)
+    if result.error and result.error not in result.stderr:
+        parts.append(result.error)
+    text = "\n".join(p.rstrip("\n") for p in parts if p)
+    return truncate(text, limit)
+
+
+def turn_feedback(blocks: list[str], question: str, variables: list[str], extra: str = "") -> str:
+    names = ", ".join(variables) if variables else "(none yet)"
+    body = "\n\n".join(blocks)
+    note = f"\n\n{extra}" if extra else ""
+    return f"{body}\n\nREPL variables: {names}{note}\n\n" + FEEDBACK_TAIL.format(question=question)

@@ -1,0 +1,456 @@
+"""Parent side of the REPL sandbox: one worker process per Sandbox; sub-calls served on a pool.
+
+This is process isolation (scrubbed env, private cwd, rlimits), not a VM: model code can still read
+world-readable files and use the network. Messages are length-prefixed JSON, never pickle.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import queue
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from rlm_core.types import CellResult, LimitExceeded, RunCancelled
+
+CallHandler = Callable[[str, dict[str, Any]], Any]
+WORKER_PATH = str(Path(__file__).with_name("worker.py"))
+SUB_CALLS = frozenset({"llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched"})
+MAX_FRAME = 512 * 2**20
+INTERRUPT_GRACE_S = 2.0
+POLL_S = 0.05
+RESTARTED = "the REPL was restarted, all variables are lost; `context` is available again."
+
+
+class SubCallError(Exception):
+    """Raised by a handler for a failure model code should see: it becomes RuntimeError(msg)."""
+
+
+@dataclass(frozen=True)
+class ContextRef:
+    """Where the worker loads `context` from: UTF-8 text as a str, or a JSON document."""
+
+    path: str
+    kind: Literal["text", "json"]
+
+
+class _CallClock:
+    """Total time during which at least one sub-call was outstanding."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outstanding = 0
+        self._paused = 0.0
+        self._since = 0.0
+
+    def started(self) -> None:
+        with self._lock:
+            if self._outstanding == 0:
+                self._since = time.monotonic()
+            self._outstanding += 1
+
+    def finished(self) -> None:
+        with self._lock:
+            self._outstanding -= 1
+            if self._outstanding == 0:
+                self._paused += time.monotonic() - self._since
+
+    def paused(self) -> float:
+        with self._lock:
+            ongoing = time.monotonic() - self._since if self._outstanding else 0.0
+            return self._paused + ongoing
+
+
+Event = tuple[str, dict[str, Any]]
+
+
+class _Worker:
+    """One worker process and its pipes; frames other than sub-calls are queued on `events`."""
+
+    def __init__(
+        self,
+        context: ContextRef,
+        *,
+        memory_mb: int,
+        max_capture_chars: int,
+        tmp_dir: str,
+        on_call: Callable[[_Worker, dict[str, Any]], None],
+    ) -> None:
+        self.events: queue.Queue[Event] = queue.Queue()
+        self.clock = _CallClock()
+        self.ready = False
+        self._on_call = on_call
+        self._send_lock = threading.Lock()
+        self.log_path = os.path.join(tmp_dir, "worker.log")
+        work_dir = os.path.join(tmp_dir, "work")
+        to_worker, self._to_fd = os.pipe()
+        self._from_fd, from_worker = os.pipe()
+        argv = [sys.executable, "-I", WORKER_PATH, str(to_worker), str(from_worker)]
+        argv += [os.path.abspath(context.path), context.kind, str(max_capture_chars)]
+        argv.append(str(memory_mb))
+        try:
+            with open(self.log_path, "ab") as log:
+                # rlimits are set by the worker itself: preexec_fn is unsafe in a threaded parent
+                self.proc = subprocess.Popen(
+                    argv,
+                    pass_fds=(to_worker, from_worker),
+                    start_new_session=True,
+                    env=_worker_env(work_dir),
+                    cwd=work_dir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+        finally:
+            os.close(to_worker)
+            os.close(from_worker)
+        self._reader = threading.Thread(target=self._read_loop, daemon=True, name="rlm-repl-reader")
+        self._reader.start()
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def send(self, frame: dict[str, Any]) -> bool:
+        """Write one frame; False if the worker is gone."""
+        data = json.dumps(frame).encode()
+        with self._send_lock:
+            if self._to_fd < 0:
+                return False
+            view = memoryview(struct.pack(">I", len(data)) + data)
+            try:
+                while view:
+                    view = view[os.write(self._to_fd, view) :]
+            except OSError:
+                return False
+        return True
+
+    def interrupt(self) -> None:
+        # os.kill, not Popen.send_signal: that polls and may reap, freeing the pid for reuse
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGINT)
+
+    def kill(self) -> int:
+        """Kill the whole process group (model code may have forked) and return the exit code."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        code = self.proc.wait()
+        with self._send_lock:
+            if self._to_fd >= 0:
+                os.close(self._to_fd)
+                self._to_fd = -1
+        self._reader.join(timeout=1.0)
+        # A setsid'd grandchild may still hold the pipe; then the reader keeps the fd.
+        if not self._reader.is_alive():
+            os.close(self._from_fd)
+        return code
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-chars:].decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def _read_loop(self) -> None:
+        try:
+            while (frame := self._read_frame()) is not None:
+                if frame.get("type") == "call":
+                    self._on_call(self, frame)
+                else:
+                    self.events.put((str(frame.get("type")), frame))
+            self.events.put(("eof", {}))
+        except (OSError, ValueError) as exc:
+            self.events.put(("bad", {"error": f"{type(exc).__name__}: {exc}"}))
+
+    def _read_frame(self) -> dict[str, Any] | None:
+        head = self._read_exact(4)
+        if head is None:
+            return None
+        (size,) = struct.unpack(">I", head)
+        if size > MAX_FRAME:
+            raise ValueError(f"frame of {size} bytes is too large")
+        body = self._read_exact(size)
+        if body is None:
+            return None
+        frame = json.loads(body)
+        if not isinstance(frame, dict):
+            raise ValueError("frame is not a JSON object")
+        return frame
+
+    def _read_exact(self, size: int) -> bytes | None:
+        parts, need = [], size
+        while need:
+            chunk = os.read(self._from_fd, min(need, 2**20))
+            if not chunk:
+                return None
+            parts.append(chunk)
+            need -= len(chunk)
+        return b"".join(parts)
+
+
+def _worker_env(home: str) -> dict[str, str]:
+    """Everything the worker may see of the environment: no keys, no provider settings."""
+    return {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "HOME": home,
+        "TMPDIR": home,
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "PYTHONIOENCODING": "utf-8",
+    }
+
+
+def _exit_text(code: int) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        hint = " (often: out of memory)" if name == "SIGKILL" else ""
+        return f"killed by {name}{hint}"
+    return f"code {code}"
+
+
+def _cell_result(frame: dict[str, Any]) -> CellResult:
+    """Build a CellResult from a worker's "done" frame, trusting none of its types."""
+
+    def text(value: Any) -> str:
+        return value if isinstance(value, str) else ""
+
+    final = frame.get("final")
+    if not (isinstance(final, dict) and isinstance(final.get("value"), str)):
+        final = None
+    else:
+        var = final.get("var")
+        final = {"value": final["value"], "var": var if isinstance(var, str) else None}
+    variables = frame.get("variables")
+    total = frame.get("stdout_total")
+    return CellResult(
+        stdout=text(frame.get("stdout")),
+        stderr=text(frame.get("stderr")),
+        error=frame.get("error") if isinstance(frame.get("error"), str) else None,
+        final=final,
+        variables={
+            str(k): str(v) for k, v in (variables.items() if isinstance(variables, dict) else ())
+        },
+        stdout_total_chars=total if isinstance(total, int) else len(text(frame.get("stdout"))),
+    )
+
+
+class Sandbox:
+    """A persistent Python REPL in a separate, restartable worker process."""
+
+    def __init__(
+        self,
+        context: ContextRef,
+        handler: CallHandler,
+        *,
+        memory_mb: int | None = None,
+        max_capture_chars: int = 1_000_000,
+        concurrency: int = 16,
+    ) -> None:
+        self._context = context
+        self._handler = handler
+        if memory_mb is None:
+            memory_mb = 4 * os.path.getsize(context.path) // 2**20 + 1024
+        self._memory_mb = memory_mb
+        self._max_capture_chars = max_capture_chars
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rlm-subcall")
+        self._tmp_dir = tempfile.mkdtemp(prefix="rlm-repl-")
+        os.mkdir(os.path.join(self._tmp_dir, "work"))
+        self._cell_ids = itertools.count(1)
+        self._handler_error: BaseException | None = None
+        self._exec_lock = threading.Lock()
+        self._closed = False
+        self._worker = self._spawn()
+
+    @property
+    def pid(self) -> int:
+        """Process id (and process group id) of the current worker."""
+        return self._worker.pid
+
+    @property
+    def work_dir(self) -> str:
+        return os.path.join(self._tmp_dir, "work")
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout_s: float,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> CellResult:
+        """Run one cell; model errors, timeouts and crashes come back as data in the result."""
+        if self._closed:
+            raise RuntimeError("the sandbox is closed")
+        with self._exec_lock:
+            result = self._run_cell(code, timeout_s, deadline, cancel)
+            error, self._handler_error = self._handler_error, None
+        if error is not None:
+            raise error  # a bug in the handler, not in model code: fail loudly
+        return result
+
+    def close(self) -> None:
+        """Kill the worker's process group and remove the temp dir; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._worker.kill()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        shutil.rmtree(self._tmp_dir, ignore_errors=True)
+
+    def _spawn(self) -> _Worker:
+        return _Worker(
+            self._context,
+            memory_mb=self._memory_mb,
+            max_capture_chars=self._max_capture_chars,
+            tmp_dir=self._tmp_dir,
+            on_call=self._on_call,
+        )
+
+    def _run_cell(
+        self, code: str, timeout_s: float, deadline: float | None, cancel: threading.Event | None
+    ) -> CellResult:
+        worker = self._worker
+        cell_id = next(self._cell_ids)
+        exec_frame = {"type": "exec", "cell": cell_id, "code": code}
+        sent = worker.ready and worker.send(exec_frame)
+        started, paused_at_start = time.monotonic(), worker.clock.paused()
+        while True:
+            elapsed = time.monotonic() - started - (worker.clock.paused() - paused_at_start)
+            if cancel is not None and cancel.is_set():
+                return self._stop(worker, cell_id, sent, "cancel", elapsed, timeout_s)
+            if deadline is not None and time.time() >= deadline:
+                return self._stop(worker, cell_id, sent, "deadline", elapsed, timeout_s)
+            if sent and elapsed >= timeout_s:
+                return self._stop(worker, cell_id, sent, "timeout", elapsed, timeout_s)
+            try:
+                kind, frame = worker.events.get(timeout=POLL_S)
+            except queue.Empty:
+                continue
+            if kind == "ready":
+                worker.ready = True
+                sent = worker.send(exec_frame)
+                # loading the context is not the cell's time
+                started, paused_at_start = time.monotonic(), worker.clock.paused()
+            elif kind == "done" and frame.get("cell") == cell_id:
+                return _cell_result(frame)
+            elif kind == "fatal":
+                raise RuntimeError(f"the REPL worker could not load the context: {frame['error']}")
+            elif kind in ("eof", "bad"):
+                return self._crashed(worker, sent, frame.get("error"))
+
+    def _stop(
+        self, worker: _Worker, cell_id: int, sent: bool, reason: str, elapsed: float, limit: float
+    ) -> CellResult:
+        """Interrupt the cell with SIGINT; if it will not stop, kill and restart the worker."""
+        timed_out = reason != "cancel"
+        why = {
+            "cancel": "cancelled",
+            "timeout": f"The cell ran past {limit:g} s",
+            "deadline": "The run's time limit was reached",
+        }[reason]
+        if not sent:
+            return CellResult(timed_out=timed_out, error=f"{why}; the cell did not run.")
+        worker.interrupt()
+        frame = self._await_done(worker, cell_id, INTERRUPT_GRACE_S)
+        if frame is not None:
+            result = _cell_result(frame)
+            result.timed_out = timed_out
+            detail = f"\n{result.error}" if result.error else ""
+            result.error = (
+                "cancelled"
+                if reason == "cancel"
+                else (
+                    f"{why}: it was interrupted after {elapsed:.1f} s; "
+                    f"variables defined so far are kept.{detail}"
+                )
+            )
+            return result
+        self._restart()
+        if reason == "cancel":
+            return CellResult(restarted=True, error="cancelled")
+        return CellResult(
+            timed_out=True, restarted=True, error=f"{why} and the cell was stopped; {RESTARTED}"
+        )
+
+    def _await_done(self, worker: _Worker, cell_id: int, wait_s: float) -> dict[str, Any] | None:
+        until = time.monotonic() + wait_s
+        while (left := until - time.monotonic()) > 0:
+            try:
+                kind, frame = worker.events.get(timeout=left)
+            except queue.Empty:
+                return None
+            if kind == "done" and frame.get("cell") == cell_id:
+                return frame
+            if kind in ("eof", "bad"):
+                return None
+        return None
+
+    def _crashed(self, worker: _Worker, sent: bool, problem: str | None) -> CellResult:
+        code = self._restart()
+        if not sent:
+            raise RuntimeError(
+                f"the REPL worker failed to start ({_exit_text(code)}): {worker.log_tail()}"
+            )
+        what = f"sent a malformed message ({problem})" if problem else "exited"
+        return CellResult(
+            restarted=True,
+            error=f"The REPL process {what} ({_exit_text(code)}) while running this cell; "
+            f"{RESTARTED}",
+        )
+
+    def _restart(self) -> int:
+        code = self._worker.kill()
+        self._worker = self._spawn()
+        return code
+
+    def _on_call(self, worker: _Worker, frame: dict[str, Any]) -> None:
+        """Runs on a worker's reader thread: hand the call to the pool so calls overlap."""
+        fn, args, call_id = frame.get("fn"), frame.get("args"), frame.get("id")
+        if fn not in SUB_CALLS or not isinstance(args, dict) or self._closed:
+            worker.send({"type": "reply", "id": call_id, "ok": False, "error": f"bad call {fn!r}"})
+            return
+        worker.clock.started()
+        self._pool.submit(self._serve, worker, call_id, str(fn), args)
+
+    def _serve(self, worker: _Worker, call_id: Any, fn: str, args: dict[str, Any]) -> None:
+        reply: dict[str, Any] = {"type": "reply", "id": call_id}
+        try:
+            value = self._handler(fn, args)
+            json.dumps(value)  # fail here, in the parent, if the handler returned non-JSON
+            reply |= {"ok": True, "value": value}
+        except SubCallError as exc:
+            reply |= {"ok": False, "error": str(exc)}
+        except (LimitExceeded, RunCancelled) as exc:
+            reply |= {"ok": False, "abort": f"{type(exc).__name__}: {exc}"}
+        except Exception as exc:
+            if self._handler_error is None:
+                self._handler_error = exc
+            reply |= {"ok": False, "abort": f"internal error in {fn}: {type(exc).__name__}"}
+        try:
+            worker.send(reply)
+        finally:
+            worker.clock.finished()

@@ -1,0 +1,89 @@
+"""Shared fixtures: every test gets its own traces dir; the fake server drives litellm."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+from fake_openai import FakeOpenAIServer, FakeReply, by_model  # noqa: E402
+
+from rlm_core import RLM, TraceStore  # noqa: E402
+from rlm_core.types import RunResult  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def traces_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "traces"
+    monkeypatch.setenv("RLM_TRACES_DIR", str(path))
+    return path
+
+
+def repl(code: str, text: str = "") -> str:
+    """A root reply with one ```repl block."""
+    return f"{text}\n```repl\n{code.strip()}\n```"
+
+
+class Scripted:
+    """Root replies in order (the last repeats); records the messages each root call saw."""
+
+    def __init__(self, replies: list[str | FakeReply]) -> None:
+        self.replies = replies
+        self.seen: list[list[dict[str, Any]]] = []
+
+    def __call__(self, body: dict[str, Any]) -> str | FakeReply:
+        self.seen.append(body["messages"])
+        return self.replies[min(len(self.seen), len(self.replies)) - 1]
+
+
+def echo_sub(body: dict[str, Any]) -> str:
+    prompt = body["messages"][-1]["content"]
+    return f"sub saw {len(prompt)} chars: {prompt[:40]}"
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[..., tuple[RunResult, FakeOpenAIServer, Scripted]]]:
+    """fake(root_replies, context, question, sub=echo_sub, **config) -> (result, server, root)."""
+    servers: list[FakeOpenAIServer] = []
+
+    def run(
+        replies: list[str | FakeReply],
+        context: Any = "hello world",
+        question: str = "What?",
+        sub: Callable[[dict[str, Any]], str | FakeReply] = echo_sub,
+        **config: Any,
+    ) -> tuple[RunResult, FakeOpenAIServer, Scripted]:
+        root = Scripted(replies)
+        server = FakeOpenAIServer(by_model({"root": root, "sub": sub}))
+        server.__enter__()
+        servers.append(server)
+        config.setdefault("cell_timeout_s", 10)
+        config.setdefault("retries", 0)
+        rlm = RLM("openai/root", "openai/sub", server.base_url, api_key="sk-fake", **config)
+        return rlm.run(context, question), server, root
+
+    yield run
+    for server in servers:
+        server.__exit__(None, None, None)
+
+
+def stored(run_id: str) -> tuple[dict[str, Any], list[Any]]:
+    """The run row and its full nodes, read back from the store."""
+    store = TraceStore()
+    try:
+        run = store.get_run(run_id)
+        assert run is not None
+        nodes = [store.node(n.node_id) for n in store.nodes(run_id)]
+        return run, nodes
+    finally:
+        store.close()

@@ -1,0 +1,1 @@
+"""Streamlit UI pieces shared by the app pages."""
