@@ -85,6 +85,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         out = result.to_dict()
         out["limit"] = result.limit
         print(json.dumps(out, ensure_ascii=False))
+    elif result.status == "error":
+        print(f"error: {result.error} (trace: run {result.run_id})", file=sys.stderr)
     else:
         print(result.answer if result.answer is not None else "(no answer)")
         cost = "unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
@@ -94,8 +96,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"{result.tokens_in + result.tokens_out:,} tokens, cost {cost}, {result.wall_s:.1f} s",
             file=sys.stderr,
         )
-        if result.error and result.status == "error":
-            print(f"error: {result.error}", file=sys.stderr)
     return 0 if result.status in ("ok", "limit") else 1
 
 

@@ -21,16 +21,16 @@ DEMO_MODELS = {
 }
 NOT_FOUND = "NOT FOUND"
 _STOPWORDS = set(
-    "what which where when who whom whose why how does did do is are was were the a an of in on "
-    "for to from with and or not this that these those there their it its be been being by at as "
-    "about into than then them they you your please tell give find list name say says said".split()
+    ["what", "which", "where", "when", "who", "whom", "whose", "why", "how", "does", "did", "do", "is", "are", "was", "were", "the", "a", "an", "of", "in", "on", "for", "to", "from", "with", "and", "or", "not", "this", "that", "these", "those", "there", "their", "it", "its", "be", "been", "being", "by", "at", "as", "about", "into", "than", "then", "them", "they", "you", "your", "please", "tell", "give", "find", "list", "name", "say", "says", "said"]
 )
 _QUESTION_LINE = re.compile(r"^Question: (.+)$", re.MULTILINE)
 
 
 def keywords(question: str) -> list[str]:
     words = re.findall(r"[A-Za-z0-9_'-]+", question)
-    return [w for w in dict.fromkeys(w.lower() for w in words) if w not in _STOPWORDS and len(w) > 2]
+    return [
+        w for w in dict.fromkeys(w.lower() for w in words) if w not in _STOPWORDS and len(w) > 2
+    ]
 
 
 # ---- root policies -------------------------------------------------------------------------
@@ -105,7 +105,7 @@ def _map(question: str) -> str:
         "]\n"
         "answers = llm_query_batched(prompts)\n"
         "for i, a in enumerate(answers):\n"
-        '    print(i, a[:200])\n```'
+        "    print(i, a[:200])\n```"
     )
 
 
@@ -115,7 +115,7 @@ def _recurse(question: str) -> str:
         "```repl\n" + _CHUNKS + "chunks = chunks[:4]\n"
         "answers = rlm_query_batched([question] * len(chunks), contexts=chunks)\n"
         "for i, a in enumerate(answers):\n"
-        '    print(i, a[:200])\n```'
+        "    print(i, a[:200])\n```"
     )
 
 
@@ -168,8 +168,8 @@ def _around_keywords(sentence: str, words: set[str]) -> str:
 
 def reply(model: str, messages: list[dict[str, Any]]) -> str:
     """Any demo model acts as a root when given the RLM system prompt, else as a sub model."""
-    is_root = bool(messages) and messages[0]["role"] == "system" and "REPL" in str(
-        messages[0]["content"]
+    is_root = (
+        bool(messages) and messages[0]["role"] == "system" and "REPL" in str(messages[0]["content"])
     )
     if is_root:
         return root_reply(model, messages)
@@ -187,7 +187,10 @@ def register(litellm: Any) -> None:
         def _respond(self, model: str, messages: list[dict[str, Any]]) -> Any:
             text = reply(model, messages)
             prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)
-            usage = {"prompt_tokens": prompt_chars // 4 + 1, "completion_tokens": len(text) // 4 + 1}
+            usage = {
+                "prompt_tokens": prompt_chars // 4 + 1,
+                "completion_tokens": len(text) // 4 + 1,
+            }
             usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
             return ModelResponse(
                 model=f"demo/{model}",

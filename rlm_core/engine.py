@@ -20,10 +20,10 @@ from typing import Any, Protocol
 
 from rlm_core import prompts
 from rlm_core.config import RLMConfig
+from rlm_core.models import LiteLLMClient, context_window
 from rlm_core.parsing import code_blocks, text_final
 from rlm_core.provenance import ContextIndex, flatten
 from rlm_core.repl.sandbox import ContextRef, Sandbox, SubCallError
-from rlm_core.models import LiteLLMClient, context_window
 from rlm_core.store import (
     StoreBusy,
     StoreSink,
@@ -32,7 +32,7 @@ from rlm_core.store import (
     default_traces_dir,
     write_blob,
 )
-from rlm_core.trace import JournalSink, TraceSink, Tracer
+from rlm_core.trace import JournalSink, Tracer, TraceSink
 from rlm_core.types import (
     CellResult,
     Completion,
@@ -150,7 +150,9 @@ class Tree:
             data, kind = context.encode("utf-8", "surrogatepass"), "text"
         else:
             data, kind = json.dumps(context, ensure_ascii=False).encode(), "json"
-        return ContextRef(path=str(blob_path(self.blob_dir, write_blob(self.blob_dir, data))), kind=kind)
+        return ContextRef(
+            path=str(blob_path(self.blob_dir, write_blob(self.blob_dir, data))), kind=kind
+        )
 
 
 class Session:
@@ -309,7 +311,9 @@ class Session:
             raise RunCancelled("stopped by the user")
         if tree.deadline and time.time() >= tree.deadline:
             raise LimitExceeded("timeout_s", f"the run took longer than {cfg.timeout_s} s")
-        node = self._child("code", self.depth, code=code, meta={"iteration": iteration, "block": index})
+        node = self._child(
+            "code", self.depth, code=code, meta={"iteration": iteration, "block": index}
+        )
         self.code_node = tree.tracer.start(node)
         try:
             result = sandbox.execute(
@@ -476,7 +480,9 @@ class Session:
         except ModelError as exc:
             self.tree.tracer.end(node, "error", error=str(exc))
             raise SubCallError(f"rlm_query failed: {exc}") from exc
-        self.tree.tracer.end(node, "ok", output=answer, meta={**node.meta, "child_run": child.node.node_id})
+        self.tree.tracer.end(
+            node, "ok", output=answer, meta={**node.meta, "child_run": child.node.node_id}
+        )
         return answer or ""
 
 
@@ -547,7 +553,11 @@ class RLM:
             result.answer, result.status, result.limit = exc.partial_answer, "limit", exc.limit
             result.error = str(exc)
         except RunCancelled as exc:
-            result.answer, result.status, result.error = session.node.output, "interrupted", str(exc)
+            result.answer, result.status, result.error = (
+                session.node.output,
+                "interrupted",
+                str(exc),
+            )
         except ModelError as exc:
             result.status, result.error = "error", str(exc)
         finally:

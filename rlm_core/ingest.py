@@ -76,7 +76,9 @@ def file_text(name: str, data: bytes) -> tuple[str, str | None]:
         text, note = _docx_text(name, data), None
     else:
         text, note = decode_text(name, data)
-        if suffix in (".html", ".htm") or text.lstrip()[:15].lower().startswith(("<!doctype html", "<html")):
+        if suffix in (".html", ".htm") or text.lstrip()[:15].lower().startswith(
+            ("<!doctype html", "<html")
+        ):
             text = html_text(text)
     if not text.strip():
         raise IngestError(f"{name}: no text could be read from the file")

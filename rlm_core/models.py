@@ -301,6 +301,10 @@ class LiteLLMClient:
                 kwargs["api_base"] = self.api_base
             if self._api_key:
                 kwargs["api_key"] = self._api_key
+            elif self.api_base and model.startswith(("openai/", "hosted_vllm/")):
+                # local OpenAI-compatible servers (llama.cpp, vLLM, LM Studio) accept any key,
+                # but litellm refuses to send a request without one
+                kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or LOCAL_SERVER_KEY
         return kwargs
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
@@ -394,3 +398,35 @@ class LiteLLMClient:
 
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+LOCAL_SERVER_KEY = "no-key-needed"
+
+
+def check_model(model: str, *, api_base: str | None = None, api_key: str | None = None) -> None:
+    """Raise ModelError, before any call, for a model litellm cannot route or has no key for."""
+    from rlm_core.demo import DEMO_MODELS
+
+    if _is_demo(model):
+        if model not in DEMO_MODELS:
+            raise ModelError(
+                f"Unknown demo model '{model}'. The demo models are: {', '.join(DEMO_MODELS)}."
+            )
+        return
+    litellm = load_litellm()
+    try:
+        litellm.get_llm_provider(model=model, api_base=api_base)
+    except Exception:
+        raise ModelError(
+            f"Unknown model '{model}': litellm does not know this provider. Use e.g. "
+            "openai/<name>, anthropic/<name>, ollama_chat/<name>, or demo/root."
+        ) from None
+    if api_key or api_base:
+        return
+    try:
+        missing = litellm.validate_environment(model=model).get("missing_keys") or []
+    except Exception:
+        return
+    if missing:
+        names = " or ".join(str(k) for k in missing[:2])
+        raise ModelError(f"Missing API key for {model}: set {names} or enter a key.")

@@ -10,7 +10,9 @@ _CODE_BLOCK = re.compile(
     r"^[ \t]*```[ \t]*(?:repl|python|py)[ \t]*\n(.*?)^[ \t]*```[ \t]*$",
     re.DOTALL | re.MULTILINE | re.IGNORECASE,
 )
-_FINAL_VAR_TAG = re.compile(r"^[ \t]*FINAL_VAR\(\s*[\"']?([A-Za-z_]\w*)[\"']?\s*\)[ \t]*$", re.MULTILINE)
+_FINAL_VAR_TAG = re.compile(
+    r"^[ \t]*FINAL_VAR\(\s*[\"']?([A-Za-z_]\w*)[\"']?\s*\)[ \t]*$", re.MULTILINE
+)
 _FINAL_TAG = re.compile(r"^[ \t]*FINAL\((.*)\)[ \t]*$", re.MULTILINE)
 # A multi-line answer: FINAL( opens a line and its ) closes the whole response.
 _FINAL_TAG_TO_END = re.compile(r"^[ \t]*FINAL\((.*)\)\s*\Z", re.MULTILINE | re.DOTALL)

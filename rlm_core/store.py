@@ -296,7 +296,9 @@ class TraceStore:
     def node(self, node_id: str) -> Node | None:
         """One node with its big texts read back from blobs."""
         self.flush()
-        rows = self._dicts(self.cursor().execute("SELECT * FROM nodes WHERE node_id = ?", [node_id]))
+        rows = self._dicts(
+            self.cursor().execute("SELECT * FROM nodes WHERE node_id = ?", [node_id])
+        )
         if not rows:
             return None
         node = self._node(rows[0])

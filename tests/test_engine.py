@@ -163,7 +163,9 @@ def test_child_rlm_gets_its_own_sandbox(fake: Any) -> None:
             return "```repl\nFINAL(out)\n```"
         if "Question: child" in first:
             return repl("secret_var = 1\nout = str(type(context).__name__) + str(len(context))")
-        return repl("r = rlm_query('child', context=['a', 'bb'])\nout = r + str('secret_var' in dir())")
+        return repl(
+            "r = rlm_query('child', context=['a', 'bb'])\nout = r + str('secret_var' in dir())"
+        )
 
     from conftest import FakeOpenAIServer, by_model, echo_sub
 
@@ -192,7 +194,9 @@ def test_model_code_errors_are_fed_back(fake: Any) -> None:
 
 
 def test_sub_call_provider_error_reaches_the_code_as_an_exception(fake: Any) -> None:
-    code = "try:\n    llm_query('x')\nexcept RuntimeError as e:\n    FINAL('caught: ' + str(e)[:40])"
+    code = (
+        "try:\n    llm_query('x')\nexcept RuntimeError as e:\n    FINAL('caught: ' + str(e)[:40])"
+    )
     result, _, _ = fake([repl(code)], sub=lambda body: FakeReply(status=500))
     assert result.status == "ok"
     assert result.answer.startswith("caught: llm_query failed")

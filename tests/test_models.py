@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -262,3 +264,21 @@ def test_fake_server_closes_with_requests_still_hanging(serve: ServerFactory) ->
         with pytest.raises(ModelError):
             future.result(timeout=10)
     pool.shutdown()
+
+
+def test_fake_server_overlaps_64_requests(serve: ServerFactory) -> None:
+    srv = serve(lambda body: FakeReply("late", delay_s=0.5))
+    data = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]}).encode()
+
+    def post(_: int) -> str:
+        request = urllib.request.Request(
+            f"{srv.base_url}/chat/completions", data, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return str(json.load(response)["choices"][0]["message"]["content"])
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(64) as pool:
+        assert list(pool.map(post, range(64))) == ["late"] * 64
+    assert time.monotonic() - started < 3
+    assert srv.request_count == 64

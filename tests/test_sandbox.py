@@ -180,7 +180,10 @@ def test_loop_ignoring_interrupt_is_killed_and_restarted(sandbox: Sandbox) -> No
     run(sandbox, "lost = 1")
     # The inner loop spans two lines on purpose: CPython 3.11 leaves the jump of a one-line
     # `while True: pass` outside the try's handler range, so that form is merely interrupted.
-    code = "while True:\n    try:\n        while True:\n            pass\n    except BaseException:\n        pass"
+    code = (
+        "while True:\n    try:\n        while True:\n            pass\n"
+        "    except BaseException:\n        pass"
+    )
     result = run(sandbox, code, timeout_s=1)
     assert result.timed_out and result.restarted
     assert result.error is not None and "variables are lost" in result.error

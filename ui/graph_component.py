@@ -1,7 +1,7 @@
 """The run graph as a bidirectional Streamlit component (components v2) around vis-network.
 
-vis-network is the copy shipped inside the installed pyvis package, copied once into the git-ignored
-`static/` folder and served by Streamlit's static file serving: nothing vendored, nothing from a CDN.
+vis-network is the copy shipped inside the installed pyvis package, copied once into the
+git-ignored `static/` folder and served by Streamlit's static file serving: no vendoring, no CDN.
 """
 
 from __future__ import annotations
@@ -61,6 +61,7 @@ def ensure_static(dest: Path = STATIC_DIR) -> Path:
             fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
             os.close(fd)
             shutil.copyfile(src, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp makes files private; these are public assets
             os.replace(tmp, out)
         _copied.add(dest)
     return dest
@@ -87,6 +88,9 @@ def graph(
 
     Both are None unless the user just clicked a node or pressed an arrow key (or j/k) on the graph.
     Changing `fit_token` refits the view; otherwise the camera stays where the user left it.
+    A `selected` that differs from the last one sent selects the node and centres it, unless it is
+    the node the user just clicked. A selection stored after this call reaches the browser on the
+    next run (`st.rerun()` if it must be immediate).
     """
     ensure_static()
     data = {

@@ -23,13 +23,13 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from rlm_core.types import CellResult, LimitExceeded, RunCancelled
 
 CallHandler = Callable[[str, dict[str, Any]], Any]
 WORKER_PATH = str(Path(__file__).with_name("worker.py"))
-SUB_CALLS = frozenset({"llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched"})
+SUB_CALLS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
 MAX_FRAME = 512 * 2**20
 INTERRUPT_GRACE_S = 2.0
 POLL_S = 0.05
@@ -167,52 +167,39 @@ class _Worker:
             return ""
 
     def _read_loop(self) -> None:
-        try:
-            while (frame := self._read_frame()) is not None:
-                if frame.get("type") == "call":
-                    self._on_call(self, frame)
-                else:
-                    self.events.put((str(frame.get("type")), frame))
-            self.events.put(("eof", {}))
-        except (OSError, ValueError) as exc:
-            self.events.put(("bad", {"error": f"{type(exc).__name__}: {exc}"}))
+        # buffered reads come back short only at EOF; closefd=False because kill() owns the fd
+        with open(self._from_fd, "rb", closefd=False) as stream:
+            try:
+                while (frame := _read_frame(stream)) is not None:
+                    if frame.get("type") == "call":
+                        self._on_call(self, frame)
+                    else:
+                        self.events.put((str(frame.get("type")), frame))
+                self.events.put(("eof", {}))
+            except Exception as exc:  # garbage on the pipe: reported, the cell ends as a crash
+                self.events.put(("bad", {"error": f"{type(exc).__name__}: {exc}"}))
 
-    def _read_frame(self) -> dict[str, Any] | None:
-        head = self._read_exact(4)
-        if head is None:
-            return None
-        (size,) = struct.unpack(">I", head)
-        if size > MAX_FRAME:
-            raise ValueError(f"frame of {size} bytes is too large")
-        body = self._read_exact(size)
-        if body is None:
-            return None
-        frame = json.loads(body)
-        if not isinstance(frame, dict):
-            raise ValueError("frame is not a JSON object")
-        return frame
 
-    def _read_exact(self, size: int) -> bytes | None:
-        parts, need = [], size
-        while need:
-            chunk = os.read(self._from_fd, min(need, 2**20))
-            if not chunk:
-                return None
-            parts.append(chunk)
-            need -= len(chunk)
-        return b"".join(parts)
+def _read_frame(stream: BinaryIO) -> dict[str, Any] | None:
+    head = stream.read(4)
+    if len(head) < 4:
+        return None
+    (size,) = struct.unpack(">I", head)
+    if size > MAX_FRAME:
+        raise ValueError(f"frame of {size} bytes is too large")
+    body = stream.read(size)
+    if len(body) < size:
+        return None
+    frame = json.loads(body)
+    if not isinstance(frame, dict):
+        raise ValueError("frame is not a JSON object")
+    return frame
 
 
 def _worker_env(home: str) -> dict[str, str]:
     """Everything the worker may see of the environment: no keys, no provider settings."""
-    return {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": home,
-        "TMPDIR": home,
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "PYTHONIOENCODING": "utf-8",
-    }
+    env = dict(HOME=home, TMPDIR=home, LANG="C.UTF-8", LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8")
+    return env | {"PATH": os.environ.get("PATH", os.defpath)}
 
 
 def _exit_text(code: int) -> str:
@@ -226,29 +213,46 @@ def _exit_text(code: int) -> str:
     return f"code {code}"
 
 
+def _stop_message(
+    reason: str, outcome: str, limit: float, elapsed: float, error: str | None
+) -> str:
+    if reason == "cancel":
+        return "cancelled"
+    why = (
+        f"The cell ran past {limit:g} s"
+        if reason == "timeout"
+        else "The run's time limit was reached"
+    )
+    if outcome == "not run":
+        return f"{why}; the cell did not run."
+    if outcome == "killed":
+        return f"{why} and the cell was stopped; {RESTARTED}"
+    detail = f"\n{error}" if error else ""
+    return f"{why}: it was interrupted after {elapsed:.1f} s; variables so far are kept.{detail}"
+
+
 def _cell_result(frame: dict[str, Any]) -> CellResult:
     """Build a CellResult from a worker's "done" frame, trusting none of its types."""
 
-    def text(value: Any) -> str:
+    def text(key: str) -> str:
+        value = frame.get(key)
         return value if isinstance(value, str) else ""
 
     final = frame.get("final")
-    if not (isinstance(final, dict) and isinstance(final.get("value"), str)):
-        final = None
-    else:
+    if isinstance(final, dict) and isinstance(final.get("value"), str):
         var = final.get("var")
         final = {"value": final["value"], "var": var if isinstance(var, str) else None}
+    else:
+        final = None
     variables = frame.get("variables")
     total = frame.get("stdout_total")
     return CellResult(
-        stdout=text(frame.get("stdout")),
-        stderr=text(frame.get("stderr")),
-        error=frame.get("error") if isinstance(frame.get("error"), str) else None,
+        stdout=text("stdout"),
+        stderr=text("stderr"),
+        error=text("error") or None,
         final=final,
-        variables={
-            str(k): str(v) for k, v in (variables.items() if isinstance(variables, dict) else ())
-        },
-        stdout_total_chars=total if isinstance(total, int) else len(text(frame.get("stdout"))),
+        variables={str(k): str(v) for k, v in dict(variables or {}).items()},
+        stdout_total_chars=total if isinstance(total, int) else len(text("stdout")),
     )
 
 
@@ -366,35 +370,17 @@ class Sandbox:
         self, worker: _Worker, cell_id: int, sent: bool, reason: str, elapsed: float, limit: float
     ) -> CellResult:
         """Interrupt the cell with SIGINT; if it will not stop, kill and restart the worker."""
-        timed_out = reason != "cancel"
-        why = {
-            "cancel": "cancelled",
-            "timeout": f"The cell ran past {limit:g} s",
-            "deadline": "The run's time limit was reached",
-        }[reason]
-        if not sent:
-            return CellResult(timed_out=timed_out, error=f"{why}; the cell did not run.")
-        worker.interrupt()
-        frame = self._await_done(worker, cell_id, INTERRUPT_GRACE_S)
-        if frame is not None:
-            result = _cell_result(frame)
-            result.timed_out = timed_out
-            detail = f"\n{result.error}" if result.error else ""
-            result.error = (
-                "cancelled"
-                if reason == "cancel"
-                else (
-                    f"{why}: it was interrupted after {elapsed:.1f} s; "
-                    f"variables defined so far are kept.{detail}"
-                )
-            )
-            return result
-        self._restart()
-        if reason == "cancel":
-            return CellResult(restarted=True, error="cancelled")
-        return CellResult(
-            timed_out=True, restarted=True, error=f"{why} and the cell was stopped; {RESTARTED}"
-        )
+        frame = None
+        if sent:
+            worker.interrupt()
+            frame = self._await_done(worker, cell_id, INTERRUPT_GRACE_S)
+            if frame is None:
+                self._restart()
+        result = _cell_result(frame) if frame is not None else CellResult(restarted=sent)
+        result.timed_out = reason != "cancel"
+        outcome = "interrupted" if frame is not None else "killed" if sent else "not run"
+        result.error = _stop_message(reason, outcome, limit, elapsed, result.error)
+        return result
 
     def _await_done(self, worker: _Worker, cell_id: int, wait_s: float) -> dict[str, Any] | None:
         until = time.monotonic() + wait_s
@@ -434,7 +420,10 @@ class Sandbox:
             worker.send({"type": "reply", "id": call_id, "ok": False, "error": f"bad call {fn!r}"})
             return
         worker.clock.started()
-        self._pool.submit(self._serve, worker, call_id, str(fn), args)
+        try:
+            self._pool.submit(self._serve, worker, call_id, str(fn), args)
+        except RuntimeError:  # the pool was shut down by close() meanwhile
+            worker.clock.finished()
 
     def _serve(self, worker: _Worker, call_id: Any, fn: str, args: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"type": "reply", "id": call_id}
@@ -445,7 +434,8 @@ class Sandbox:
         except SubCallError as exc:
             reply |= {"ok": False, "error": str(exc)}
         except (LimitExceeded, RunCancelled) as exc:
-            reply |= {"ok": False, "abort": f"{type(exc).__name__}: {exc}"}
+            detail = f": {exc}" if str(exc) else ""
+            reply |= {"ok": False, "abort": f"{type(exc).__name__}{detail}"}
         except Exception as exc:
             if self._handler_error is None:
                 self._handler_error = exc

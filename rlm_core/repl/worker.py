@@ -22,16 +22,8 @@ import traceback
 import types
 from typing import Any
 
-RESERVED = (
-    "context",
-    "llm_query",
-    "llm_query_batched",
-    "rlm_query",
-    "rlm_query_batched",
-    "SHOW_VARS",
-    "FINAL",
-    "FINAL_VAR",
-)
+SUB_CALLS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
+RESERVED = ("context", *SUB_CALLS, "SHOW_VARS", "FINAL", "FINAL_VAR")
 MAX_FRAME = 512 * 2**20
 EMERGENCY_RESERVE = 8 * 2**20
 
@@ -183,9 +175,6 @@ class CappedWriter:
 
     def isatty(self) -> bool:
         return False
-
-    def writable(self) -> bool:
-        return True
 
     def getvalue(self) -> str:
         text = "".join(self._parts)
@@ -397,18 +386,10 @@ def _check_prompts(fn: str, prompts: Any) -> list[str]:
 def _user_tasks() -> int:
     """Threads the user already runs: RLIMIT_NPROC counts them all, not just ours."""
     uid, count = os.getuid(), 0
-    try:
-        entries = list(os.scandir("/proc"))
-    except OSError:
-        return 0
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            if entry.stat().st_uid == uid:
-                count += len(os.listdir(f"/proc/{entry.name}/task"))
-        except OSError:
-            continue
+    for pid in (name for name in os.listdir("/proc") if name.isdigit()):
+        with contextlib.suppress(OSError):
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                count += len(os.listdir(f"/proc/{pid}/task"))
     return count
 
 

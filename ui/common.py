@@ -1,0 +1,72 @@
+"""What every page shares: the one store of this server process, live runs, formatting."""
+
+from __future__ import annotations
+
+import html
+import time
+from typing import Any
+
+import streamlit as st
+
+from rlm_core.store import TraceStore
+from ui.runs import RunManager
+
+ROOT_PRESETS = [
+    "demo/root",
+    "demo/recursive",
+    "openai/gpt-5-mini",
+    "openai/gpt-4o-mini",
+    "anthropic/claude-sonnet-4-5",
+    "ollama_chat/qwen2.5-coder",
+]
+SUB_PRESETS = [
+    "demo/sub",
+    "openai/gpt-5-nano",
+    "openai/gpt-4o-mini",
+    "anthropic/claude-haiku-4-5",
+    "ollama_chat/qwen2.5-coder",
+]
+CUSTOM = "Other (type a litellm model name)…"
+
+
+@st.cache_resource(on_release=lambda store: store.close())
+def store() -> TraceStore:
+    """The server process owns the DuckDB file (one writer); threads use their own cursors."""
+    s = TraceStore()
+    s.import_journals()
+    return s
+
+
+@st.cache_resource
+def manager() -> RunManager:
+    return RunManager(store())
+
+
+def cost_text(cost: float | None) -> str:
+    if cost is None:
+        return "unknown"
+    return f"${cost:.4f}" if cost < 100 else f"${cost:,.2f}"
+
+
+def when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "—"
+
+
+def esc(text: Any) -> str:
+    """Escape untrusted text (documents, model output) before it goes into markdown/HTML."""
+    return html.escape(str(text), quote=True)
+
+
+def explorer_link(run_id: str, node_id: str | None = None) -> str:
+    query = f"run={run_id}" + (f"&node={node_id}" if node_id else "")
+    return f"/Explorer?{query}"
+
+
+def status_badge(status: str | None) -> str:
+    return {
+        "ok": "✅ ok",
+        "error": "❌ error",
+        "limit": "⚠️ limit",
+        "interrupted": "⏹️ interrupted",
+        "running": "⏳ running",
+    }.get(status or "", status or "?")

@@ -1,0 +1,67 @@
+"""Runs started from the browser: each executes in a background thread that never calls st.*.
+
+The thread writes nodes to the shared TraceStore; pages poll the store. The registry is a
+process-wide cached resource so a rerun, or another tab, finds the same live runs.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_core.config import RLMConfig
+from rlm_core.engine import RLM
+from rlm_core.store import TraceStore
+from rlm_core.types import RunResult, new_id
+
+
+@dataclass
+class LiveRun:
+    run_id: str
+    thread: threading.Thread
+    cancel: threading.Event = field(default_factory=threading.Event)
+    result: RunResult | None = None
+    crash: str | None = None
+    """A message for the user when the engine itself failed (the traceback goes to the log)."""
+
+    @property
+    def running(self) -> bool:
+        return self.thread.is_alive()
+
+
+class RunManager:
+    def __init__(self, store: TraceStore) -> None:
+        self.store = store
+        self.runs: dict[str, LiveRun] = {}
+        self._lock = threading.Lock()
+
+    def start(self, context: Any, question: str, config: RLMConfig) -> str:
+        run_id = new_id()
+        args = (run_id, context, question, config)
+        thread = threading.Thread(target=self._run, args=args, name=f"rlm-{run_id}", daemon=True)
+        with self._lock:
+            self.runs[run_id] = LiveRun(run_id=run_id, thread=thread)
+        thread.start()
+        return run_id
+
+    def _run(self, run_id: str, context: Any, question: str, config: RLMConfig) -> None:
+        live = self.runs[run_id]
+        try:
+            rlm = RLM(config=config, store=self.store)
+            live.result = rlm.run(context, question, cancel=live.cancel, run_id=run_id)
+        except Exception as exc:  # the engine recorded it on the run node; tell the user briefly
+            traceback.print_exc()
+            live.crash = f"The run stopped on an internal error: {type(exc).__name__}: {exc}"
+
+    def get(self, run_id: str) -> LiveRun | None:
+        return self.runs.get(run_id)
+
+    def stop(self, run_id: str) -> None:
+        live = self.runs.get(run_id)
+        if live is not None:
+            live.cancel.set()
+
+    def active(self) -> list[str]:
+        return [r.run_id for r in self.runs.values() if r.running]
