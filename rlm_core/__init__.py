@@ -4,7 +4,7 @@ Usable without any UI: `from rlm_core import RLM; RLM("demo/root", "demo/sub").r
 """
 
 from rlm_core.config import RLMConfig
-from rlm_core.engine import RLM
+from rlm_core.rlm import RLM
 from rlm_core.store import TraceStore
 from rlm_core.types import ModelError, Node, RunResult
 

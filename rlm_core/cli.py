@@ -59,8 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rlm_core.engine import RLM
     from rlm_core.models import check_model
+    from rlm_core.rlm import RLM
 
     context = load_context([Path(p) for p in args.context])
     config = RLMConfig(

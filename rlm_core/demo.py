@@ -21,7 +21,68 @@ DEMO_MODELS = {
 }
 NOT_FOUND = "NOT FOUND"
 _STOPWORDS = set(
-    ["what", "which", "where", "when", "who", "whom", "whose", "why", "how", "does", "did", "do", "is", "are", "was", "were", "the", "a", "an", "of", "in", "on", "for", "to", "from", "with", "and", "or", "not", "this", "that", "these", "those", "there", "their", "it", "its", "be", "been", "being", "by", "at", "as", "about", "into", "than", "then", "them", "they", "you", "your", "please", "tell", "give", "find", "list", "name", "say", "says", "said"]
+    [
+        "what",
+        "which",
+        "where",
+        "when",
+        "who",
+        "whom",
+        "whose",
+        "why",
+        "how",
+        "does",
+        "did",
+        "do",
+        "is",
+        "are",
+        "was",
+        "were",
+        "the",
+        "a",
+        "an",
+        "of",
+        "in",
+        "on",
+        "for",
+        "to",
+        "from",
+        "with",
+        "and",
+        "or",
+        "not",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "their",
+        "it",
+        "its",
+        "be",
+        "been",
+        "being",
+        "by",
+        "at",
+        "as",
+        "about",
+        "into",
+        "than",
+        "then",
+        "them",
+        "they",
+        "you",
+        "your",
+        "please",
+        "tell",
+        "give",
+        "find",
+        "list",
+        "name",
+        "say",
+        "says",
+        "said",
+    ]
 )
 _QUESTION_LINE = re.compile(r"^Question: (.+)$", re.MULTILINE)
 
@@ -183,7 +244,7 @@ def register(litellm: Any) -> None:
     """Make `demo/<name>` resolve to the scripted models, priced at zero (they are free)."""
     from litellm import CustomLLM, ModelResponse
 
-    class DemoLLM(CustomLLM):  # type: ignore[misc]
+    class DemoLLM(CustomLLM):
         def _respond(self, model: str, messages: list[dict[str, Any]]) -> Any:
             text = reply(model, messages)
             prompt_chars = sum(len(str(m.get("content") or "")) for m in messages)

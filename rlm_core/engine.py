@@ -10,149 +10,30 @@ from __future__ import annotations
 import json
 import os
 import socket
-import threading
 import time
 import traceback
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from rlm_core import prompts
-from rlm_core.config import RLMConfig
-from rlm_core.models import LiteLLMClient, context_window
+from rlm_core.models import context_window
 from rlm_core.parsing import code_blocks, text_final
-from rlm_core.provenance import ContextIndex, flatten
-from rlm_core.repl.sandbox import ContextRef, Sandbox, SubCallError
-from rlm_core.store import (
-    StoreBusy,
-    StoreSink,
-    TraceStore,
-    blob_path,
-    default_traces_dir,
-    write_blob,
-)
-from rlm_core.trace import JournalSink, Tracer, TraceSink
+from rlm_core.provenance import flatten
+from rlm_core.repl.sandbox import Sandbox, SubCallError
+from rlm_core.tree import Tree
 from rlm_core.types import (
     CellResult,
-    Completion,
     LimitExceeded,
     ModelError,
     Node,
     NodeKind,
     RunCancelled,
-    RunResult,
+    Status,
     new_id,
 )
 
 PARTIAL_ANSWER_NAMES = ("answer", "final_answer", "result")
-
-
-class Model(Protocol):
-    """Anything that answers chat messages; LiteLLMClient in production, fakes in tests."""
-
-    def complete(
-        self, model: str, messages: list[dict[str, str]], *, timeout_s: float | None = None
-    ) -> Completion: ...
-
-
-@dataclass
-class Usage:
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    cost_unknown: bool = False
-
-    def add(self, c: Completion) -> None:
-        self.tokens_in += c.tokens_in or 0
-        self.tokens_out += c.tokens_out or 0
-        if c.cost_usd is None:
-            self.cost_unknown = True
-        else:
-            self.cost_usd += c.cost_usd
-
-    @property
-    def cost(self) -> float | None:
-        return None if self.cost_unknown else self.cost_usd
-
-
-@dataclass
-class Tree:
-    """What every RLM of one run tree shares: config, models, budget, tracer, the root context."""
-
-    config: RLMConfig
-    model: Model
-    tracer: Tracer
-    run_id: str
-    blob_dir: Path
-    index: ContextIndex
-    cancel: threading.Event
-    started: float = field(default_factory=time.time)
-    usage: Usage = field(default_factory=Usage)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def deadline(self) -> float | None:
-        t = self.config.timeout_s
-        return self.started + t if t else None
-
-    def reserve_call(self) -> None:
-        """Count one model call, or raise if any tree-wide limit forbids making it."""
-        cfg = self.config
-        with self.lock:
-            if self.cancel.is_set():
-                raise RunCancelled("stopped by the user")
-            if self.deadline and time.time() >= self.deadline:
-                raise LimitExceeded("timeout_s", f"the run took longer than {cfg.timeout_s} s")
-            if cfg.max_llm_calls is not None and self.usage.calls >= cfg.max_llm_calls:
-                raise LimitExceeded("max_llm_calls", f"{cfg.max_llm_calls} model calls made")
-            used = self.usage.tokens_in + self.usage.tokens_out
-            if cfg.max_tokens is not None and used >= cfg.max_tokens:
-                raise LimitExceeded("max_tokens", f"{used:,} of {cfg.max_tokens:,} tokens used")
-            if cfg.max_cost_usd is not None and self.usage.cost_usd >= cfg.max_cost_usd:
-                raise LimitExceeded("max_cost_usd", f"${self.usage.cost_usd:.4f} spent")
-            self.usage.calls += 1
-
-    def call(self, model: str, messages: list[dict[str, str]], node: Node) -> Completion:
-        """One traced model call: budget check, the call, usage on the node."""
-        try:
-            self.reserve_call()
-        except (LimitExceeded, RunCancelled) as exc:
-            status = "limit" if isinstance(exc, LimitExceeded) else "interrupted"
-            self.tracer.end(node, status, error=f"not called: {exc}")
-            raise
-        node.model = model
-        timeout = self.config.request_timeout_s
-        if self.deadline:
-            timeout = max(1.0, min(timeout, self.deadline - time.time()))
-        try:
-            done = self.model.complete(model, messages, timeout_s=timeout)
-        except ModelError as exc:
-            self.tracer.end(node, "error", error=str(exc))
-            raise
-        with self.lock:
-            self.usage.add(done)
-        self.tracer.end(
-            node,
-            "ok",
-            output=done.text,
-            tokens_in=done.tokens_in,
-            tokens_out=done.tokens_out,
-            cost_usd=done.cost_usd,
-            latency_s=done.latency_s,
-            meta={**node.meta, "finish_reason": done.finish_reason},
-        )
-        return done
-
-    def context_ref(self, context: Any) -> ContextRef:
-        if isinstance(context, str):
-            data, kind = context.encode("utf-8", "surrogatepass"), "text"
-        else:
-            data, kind = json.dumps(context, ensure_ascii=False).encode(), "json"
-        return ContextRef(
-            path=str(blob_path(self.blob_dir, write_blob(self.blob_dir, data))), kind=kind
-        )
 
 
 class Session:
@@ -322,7 +203,7 @@ class Session:
         finally:
             self.code_node = None
         self.last_variables = result.variables
-        status = "error" if result.error else "ok"
+        status: Status = "error" if result.error else "ok"
         tree.tracer.end(
             node,
             status,
@@ -392,7 +273,7 @@ class Session:
             self.node.cost_usd = usage.cost
         self.tree.tracer.start(self.node)  # rewrite the run node: the live status line reads it
 
-    def _finish(self, status: Any, answer: str | None, error: str | None = None,
+    def _finish(self, status: Status, answer: str | None, error: str | None = None,
                 limit: str | None = None) -> None:  # fmt: skip
         self._progress()
         self.node.meta.update(answer=answer, limit=limit)
@@ -484,91 +365,3 @@ class Session:
             node, "ok", output=answer, meta={**node.meta, "child_run": child.node.node_id}
         )
         return answer or ""
-
-
-class RLM:
-    """A configured recursive language model: `RLM(root_model=..., sub_model=...).run(ctx, q)`."""
-
-    def __init__(
-        self,
-        root_model: str | None = None,
-        sub_model: str | None = None,
-        api_base: str | None = None,
-        *,
-        api_key: str | None = None,
-        config: RLMConfig | None = None,
-        store: TraceStore | None = None,
-        traces_dir: str | Path | None = None,
-        model: Model | None = None,
-        **limits: Any,
-    ) -> None:
-        given = dict(root_model=root_model, sub_model=sub_model, api_base=api_base,
-                     api_key=api_key, **limits)  # fmt: skip
-        self.config = (config or RLMConfig()).with_(
-            **{k: v for k, v in given.items() if v is not None}
-        )
-        self.store = store
-        self.traces_dir = Path(traces_dir) if traces_dir else (store.dir if store else None)
-        self.model = model
-        self.trace_note: str | None = None
-
-    def run(
-        self,
-        context: Any,
-        query: str,
-        *,
-        cancel: threading.Event | None = None,
-        run_id: str | None = None,
-    ) -> RunResult:
-        cfg = self.config
-        run_id = run_id or new_id()
-        traces_dir = self.traces_dir or default_traces_dir()
-        store, own_store = self.store, False
-        if store is None:
-            try:
-                store, own_store = TraceStore(traces_dir), True
-            except StoreBusy as exc:
-                self.trace_note = f"{exc} The trace was written to the journal; the app imports it."
-        sinks: list[TraceSink] = [JournalSink(traces_dir / "journal" / f"{run_id}.jsonl", run_id)]
-        if store is not None:
-            sinks.append(StoreSink(store))
-        model = self.model or LiteLLMClient(
-            api_base=cfg.api_base, api_key=cfg.api_key, retries=cfg.retries,
-            timeout_s=cfg.request_timeout_s, temperature=cfg.temperature,
-        )  # fmt: skip
-        tree = Tree(
-            config=cfg,
-            model=model,
-            tracer=Tracer(sinks),
-            run_id=run_id,
-            blob_dir=traces_dir / "blobs",
-            index=ContextIndex(context),
-            cancel=cancel or threading.Event(),
-        )
-        session = Session(tree, context, query, 0, None)
-        result = RunResult(run_id=run_id, answer=None, status="running")
-        try:
-            result.answer, result.status = session.run(), "ok"
-        except LimitExceeded as exc:
-            result.answer, result.status, result.limit = exc.partial_answer, "limit", exc.limit
-            result.error = str(exc)
-        except RunCancelled as exc:
-            result.answer, result.status, result.error = (
-                session.node.output,
-                "interrupted",
-                str(exc),
-            )
-        except ModelError as exc:
-            result.status, result.error = "error", str(exc)
-        finally:
-            tree.tracer.close()
-            if store is not None:
-                store.mark_journal_synced(run_id)
-                if own_store:
-                    store.close()
-        result.iterations = session.iterations
-        result.llm_calls = tree.usage.calls
-        result.tokens_in, result.tokens_out = tree.usage.tokens_in, tree.usage.tokens_out
-        result.cost_usd = tree.usage.cost
-        result.wall_s = time.time() - tree.started
-        return result

@@ -10,10 +10,44 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-_SUBJECTS = ["the committee", "a farmer", "the old bridge", "our supplier", "the river", "a visiting scholar", "the harbour master", "the night train"]  # noqa: E501
-_VERBS = ["reviewed", "described", "ignored", "praised", "repaired", "measured", "postponed", "photographed"]
-_OBJECTS = ["the annual budget", "a stone wall", "the grain harvest", "three new ledgers", "the eastern road", "a box of letters", "the lighthouse lamp", "the spring festival"]  # noqa: E501
-_TAILS = ["before noon", "after a long debate", "with some reluctance", "in the pouring rain", "for the second time", "without telling anyone"]  # noqa: E501
+_SUBJECTS = [
+    "the committee",
+    "a farmer",
+    "the old bridge",
+    "our supplier",
+    "the river",
+    "a visiting scholar",
+    "the harbour master",
+    "the night train",
+]
+_VERBS = [
+    "reviewed",
+    "described",
+    "ignored",
+    "praised",
+    "repaired",
+    "measured",
+    "postponed",
+    "photographed",
+]
+_OBJECTS = [
+    "the annual budget",
+    "a stone wall",
+    "the grain harvest",
+    "three new ledgers",
+    "the eastern road",
+    "a box of letters",
+    "the lighthouse lamp",
+    "the spring festival",
+]
+_TAILS = [
+    "before noon",
+    "after a long debate",
+    "with some reluctance",
+    "in the pouring rain",
+    "for the second time",
+    "without telling anyone",
+]
 
 
 @dataclass(frozen=True)

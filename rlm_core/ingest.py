@@ -47,7 +47,7 @@ def context_from_files(files: list[tuple[str, bytes]]) -> Context:
     if not files:
         raise IngestError("no file given")
     notes: list[str] = []
-    texts = {}
+    texts: dict[str, str] = {}
     for name, data in files:
         text, note = file_text(name, data)
         texts[_unique(name, texts)] = text
@@ -132,7 +132,7 @@ def _docx_text(name: str, data: bytes) -> str:
 
 
 class _VisibleText(HTMLParser):
-    SKIP = {"script", "style", "noscript", "template", "head"}
+    SKIP = frozenset({"script", "style", "noscript", "template", "head"})
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# A fence opens with ```repl or ```python (any case) on its own line and closes with ``` on its own line.
+# A fence opens with ```repl or ```python (any case) on its own line; ``` on its own line closes it.
 _CODE_BLOCK = re.compile(
     r"^[ \t]*```[ \t]*(?:repl|python|py)[ \t]*\n(.*?)^[ \t]*```[ \t]*$",
     re.DOTALL | re.MULTILINE | re.IGNORECASE,

@@ -28,7 +28,7 @@ class ContextIndex:
     def _index(self) -> dict[str, int]:
         with self._lock:
             if self._anchors is None:
-                text, anchors = self.text, {}
+                text, anchors = self.text, dict[str, int]()
                 for i in range(0, len(text) - K + 1, STEP):
                     anchors.setdefault(text[i : i + K], i)
                 self._anchors = anchors

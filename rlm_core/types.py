@@ -42,7 +42,7 @@ class Node:
     ended_at: float | None = None
     model: str | None = None
     input: str | None = None
-    """What the node was given: the prompt of a sub-call, the question of a run, messages of an lm call (JSON)."""
+    """What the node was given: a sub-call's prompt, a run's question, an lm call's new messages."""
     output: str | None = None
     """What the node passed upward: a response, a sub-answer, a final answer."""
     code: str | None = None
@@ -129,7 +129,7 @@ class RunResult:
 
 
 class ModelError(Exception):
-    """A model call failed in a way the user must fix (bad model name, missing key, provider down)."""
+    """A model call failed in a way the user must fix (unknown model, no key, provider down)."""
 
 
 class LimitExceeded(Exception):

@@ -87,3 +87,13 @@ def stored(run_id: str) -> tuple[dict[str, Any], list[Any]]:
         return run, nodes
     finally:
         store.close()
+
+
+@pytest.fixture
+def fresh_app() -> Iterator[None]:
+    """The app caches one store per process: point it at this test's traces dir, close it after."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()

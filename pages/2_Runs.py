@@ -1,0 +1,9 @@
+"""Runs: the history of every traced run; search, filter, open, rename, tag, delete."""
+
+import streamlit as st
+
+from ui import runs_page
+
+st.set_page_config(page_title="Runs · RLM Tracer", page_icon="📜", layout="wide")
+st.title("Runs")
+runs_page.render()

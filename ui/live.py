@@ -1,0 +1,81 @@
+"""The Run page's live panel: status line, growing graph, Stop, then the answer."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from rlm_core.graph import vis_payload
+from rlm_core.types import Node
+from ui.common import cost_text, esc, manager, status_badge, store
+from ui.graph_component import graph
+
+
+def status_line(root: Node, nodes: list[Node]) -> str:
+    calls = sum(1 for n in nodes if n.kind in ("lm", "llm_query") and n.status != "running")
+    tokens = sum((n.tokens_in or 0) + (n.tokens_out or 0) for n in nodes if n.kind != "run")
+    costs = [n.cost_usd for n in nodes if n.kind in ("lm", "llm_query") and n.status == "ok"]
+    cost = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
+    iteration = max((n.meta.get("iteration", 0) for n in nodes if n.depth == 0), default=0)
+    elapsed = (root.ended_at or time.time()) - root.started_at
+    return (
+        f"{status_badge(root.status)} · iteration {iteration} · {calls} model calls · "
+        f"{tokens:,} tokens · cost {cost_text(cost)} · {elapsed:.1f} s"
+    )
+
+
+def render(run_id: str) -> None:
+    live = manager().get(run_id)
+    running = live is not None and live.running
+
+    @st.fragment(run_every=1.0 if running else None)
+    def panel() -> None:
+        live = manager().get(run_id)
+        nodes = store().nodes(run_id)
+        if not nodes:
+            st.info("Starting the run…")
+            return
+        root = nodes[0]
+        still_running = live is not None and live.running
+        cols = st.columns([5, 1])
+        cols[0].markdown(status_line(root, nodes))
+        if still_running and cols[1].button("Stop", key="stop_run", type="secondary"):
+            manager().stop(run_id)
+            st.toast("Stopping the run…")
+        graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=420)
+        if not still_running:
+            finished(run_id, root, live.crash if live else None)
+            if running:  # it just ended: one full rerun so the page leaves live mode
+                st.rerun()
+
+    panel()
+
+
+def finished(run_id: str, root: Node, crash: str | None) -> None:
+    if crash:
+        st.error(crash)
+    run = store().get_run(run_id)
+    if run is None:
+        return
+    status = run["status"]
+    if status == "ok":
+        st.success("Answer")
+    elif status == "limit":
+        st.warning(f"Stopped by the limit `{esc(run['limit_name'])}`; best partial answer:")
+    elif status == "interrupted":
+        st.warning("The run was stopped; partial answer:")
+    else:
+        st.error(f"The run failed: {run['error'] or 'unknown error'}")
+    if run["answer"]:
+        st.text(run["answer"])
+    tokens = (run["tokens_in"] or 0) + (run["tokens_out"] or 0)
+    duration = (run["ended_at"] or time.time()) - run["created_at"]
+    st.caption(
+        f"{run['iterations']} iterations · {run['llm_calls']} model calls · {tokens:,} tokens · "
+        f"cost {cost_text(run['cost_usd'])} · {duration:.1f} s · run {run_id}"
+    )
+    st.page_link(
+        "pages/1_Explorer.py", label="Open this run in the Explorer", icon="🔎",
+        query_params={"run": run_id},
+    )  # fmt: skip
