@@ -121,12 +121,14 @@ def _pdf_text(name: str, data: bytes) -> str:
 
 
 def _docx_text(name: str, data: bytes) -> str:
+    import zipfile
+
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
     try:
         document = docx.Document(io.BytesIO(data))
-    except (PackageNotFoundError, ValueError, KeyError) as exc:
+    except (PackageNotFoundError, zipfile.BadZipFile, ValueError, KeyError) as exc:
         raise IngestError(f"{name}: not a readable DOCX file") from exc
     return "\n".join(p.text for p in document.paragraphs)
 

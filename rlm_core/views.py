@@ -72,8 +72,11 @@ def lm_messages(nodes: Iterable[Node], lm_node: Node) -> list[dict[str, Any]]:
     many came before (`meta.messages_before`); a missing or unreadable delta becomes a marker.
     `nodes` must carry full inputs (big ones come back from `TraceStore.node` as previews).
     """
+    # the node passed in wins over its namesake in `nodes` (it may be the one with full texts)
+    latest = {n.node_id: n for n in nodes}
+    latest[lm_node.node_id] = lm_node
     messages: list[dict[str, Any]] = []
-    for n in session_lm_nodes([*nodes, lm_node], lm_node):
+    for n in session_lm_nodes(latest.values(), lm_node):
         before = n.meta.get("messages_before")
         if isinstance(before, int) and before > len(messages):
             messages.append(_gap(before - len(messages), "an earlier call is missing"))

@@ -6,7 +6,6 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -96,19 +95,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, 
 
 
 @pytest.fixture
-def runs(template: tuple[Path, dict[str, str]], traces_dir: Path) -> Iterator[dict[str, str]]:
-    """The template's runs in this test's traces dir, with the app's cached store pointed at it."""
+def runs(
+    template: tuple[Path, dict[str, str]], traces_dir: Path, fresh_app: None
+) -> dict[str, str]:
+    """The template's runs in this test's traces dir; `fresh_app` points the app's store at it."""
     shutil.copytree(template[0], traces_dir)
-    st.cache_resource.clear()
-    yield template[1]
-    st.cache_resource.clear()  # closes the cached store, releasing the DuckDB file
-
-
-@pytest.fixture
-def empty(traces_dir: Path) -> Iterator[Path]:
-    st.cache_resource.clear()
-    yield traces_dir
-    st.cache_resource.clear()
+    return template[1]
 
 
 def app() -> AppTest:
@@ -251,7 +243,7 @@ def test_untrusted_run_text_is_never_html(runs: dict[str, str]) -> None:
         assert not getattr(element.proto, "allow_html", False) or "alert" not in element.value
 
 
-def test_empty_state_points_to_run_page(empty: Path) -> None:
+def test_empty_state_points_to_run_page(fresh_app: None) -> None:
     at = app()
     assert not at.dataframe
     assert "No runs yet" in at.info[0].value
@@ -259,7 +251,7 @@ def test_empty_state_points_to_run_page(empty: Path) -> None:
 
 
 def test_store_error_is_a_message_not_a_traceback(
-    empty: Path, monkeypatch: pytest.MonkeyPatch
+    fresh_app: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("disk on fire")
@@ -291,3 +283,17 @@ def test_new_listing_drops_a_stale_selection(runs: dict[str, str]) -> None:
     at.text_input(key="runs_search").input("greeted").run()
     # row 0 of the new listing is another run: it must not inherit the selection
     assert not at.subheader
+
+
+def test_formatting_and_sort_helpers() -> None:
+    base = {"status": "ok", "created_at": 100.0, "tokens_in": None, "tokens_out": None}
+    assert runs_page.duration_text({**base, "ended_at": 103.25}) == "3.2 s"
+    assert runs_page.duration_text({**base, "ended_at": 100.0 + 3 * 3600 + 120}) == "3 h 02 min"
+    assert runs_page.duration_text({**base, "status": "running", "ended_at": None}) == "running…"
+    assert runs_page.tokens(base) is None
+    assert runs_page.parse_tags(" a, ,b,a ") == ["a", "b", "a"]  # the store dedupes and sorts
+    assert runs_page.one_line("x\n  y" + "z" * 100, 10) == "x yzzzzzz…"
+    costs = [{**base, "ended_at": 101.0, "run_id": k, "cost_usd": c} for k, c in
+             [("free", 0.0), ("unknown", None), ("dear", 2.5)]]  # fmt: skip
+    ordered = runs_page.apply_filters(costs, runs_page.Filters("", (), None, "Most expensive"))
+    assert [r["run_id"] for r in ordered] == ["dear", "free", "unknown"]

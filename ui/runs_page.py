@@ -49,7 +49,7 @@ class Filters:
     sort: str
 
 
-# ---- pure helpers (tested without Streamlit) ---------------------------------------------
+# ---- pure helpers --------------------------------------------------------------------------
 
 
 def one_line(text: str | None, limit: int = PREVIEW_CHARS) -> str:
@@ -100,14 +100,14 @@ def apply_filters(runs: list[dict[str, Any]], filters: Filters) -> list[dict[str
 
 COLUMNS: dict[str, Any] = {
     "Run": st.column_config.TextColumn(
-        "Run", width="large", pinned=True, help="The run's name, or its question"
+        "Run", width="medium", help="The run's name, or its question"
     ),
     "Open": st.column_config.LinkColumn(
         "Open", display_text="Open ↗", width="small", help="Open the run in the Explorer"
     ),
     "Status": st.column_config.TextColumn("Status", width="small"),
     "Models": st.column_config.TextColumn("Models", help="Root model / sub model"),
-    "Answer": st.column_config.TextColumn("Answer", width="large"),
+    "Answer": st.column_config.TextColumn("Answer", width="medium"),
     "Iterations": st.column_config.NumberColumn("Iterations", width="small"),
     "Calls": st.column_config.NumberColumn("Calls", width="small", help="LLM calls"),
     "Tokens": st.column_config.NumberColumn("Tokens", format="localized", help="In + out"),
@@ -277,9 +277,7 @@ def _table(runs: list[dict[str, Any]], *, cut: bool) -> list[dict[str, Any]]:
         width="stretch",
     )
     shown = f"{len(runs)} run{'s' if len(runs) != 1 else ''}"
-    st.caption(
-        f"{shown} (only the newest {LIMIT} are read)" if cut else shown,
-    )
+    st.caption(f"{shown} (only the newest {LIMIT} are read)" if cut else shown)
     rows = event.selection.rows if event else []
     return [runs[i] for i in rows if 0 <= i < len(runs)]
 

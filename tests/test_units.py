@@ -1,0 +1,136 @@
+"""Small pure pieces: parsing, provenance spans, prompts, ingest, demo policies, examples."""
+
+from __future__ import annotations
+
+import io
+import random
+import time
+
+import docx
+import pytest
+
+from rlm_core import demo, prompts
+from rlm_core.examples import EXAMPLES, LABELS, NEEDLE, label_counts, needle_document
+from rlm_core.ingest import IngestError, context_from_files, file_text, html_text
+from rlm_core.parsing import code_blocks, text_final
+from rlm_core.provenance import ContextIndex, flatten
+
+
+def test_code_blocks_accept_repl_and_python_in_order_and_ignore_other_languages() -> None:
+    reply = "a\n```repl\nx = 1\n```\n```bash\nls\n```\n```Python\ny = 2\n```"
+    assert code_blocks(reply) == ["x = 1\n", "y = 2\n"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "value", "var"),
+    [
+        ("Done.\nFINAL(42)", "42", None),
+        ('FINAL("quoted")', "quoted", None),
+        ("FINAL_VAR(answer)", None, "answer"),
+        ("FINAL_VAR('answer')", None, "answer"),
+        ("FINAL(first line\nsecond line)", "first line\nsecond line", None),
+        ("the FINAL(x) is inline, not on its own line", None, None),
+    ],
+)
+def test_text_final(reply: str, value: str | None, var: str | None) -> None:
+    tag = text_final(reply)
+    if value is None and var is None:
+        assert tag is None
+    else:
+        assert tag is not None and (tag.value, tag.var) == (value, var)
+
+
+def test_spans_find_every_slice_and_merge_neighbours() -> None:
+    rng = random.Random(3)
+    context = "".join(rng.choice("abcdefghij ") for _ in range(200_000))
+    index = ContextIndex(context)
+    prompt = f"Question?\n{context[1000:3000]}\n---\n{context[3000:5000]}\n{context[150_000:150_500]}"
+    assert index.spans(prompt) == [[1000, 5000], [150_000, 150_500]]
+    assert index.spans("nothing from the context here at all, not a single slice of it") == []
+    assert index.spans(context[77:120]) == [[77, 120]]  # short: found by a direct search
+    assert index.spans("abc") == []  # too short to mean anything
+
+
+def test_spans_of_a_list_context_are_offsets_into_the_joined_parts() -> None:
+    parts = ["first file " * 30, "second file " * 30]
+    text, offsets = flatten(parts)
+    assert offsets == [("0", 0), ("1", len(parts[0]) + 2)]
+    index = ContextIndex(parts)
+    start = len(parts[0]) + 2
+    assert index.spans("x " + parts[1]) == [[start, start + len(parts[1])]]
+
+
+def test_spans_are_fast_on_a_big_context() -> None:
+    context = "lorem ipsum dolor sit amet " * 400_000  # 10.8 M chars, highly repetitive
+    index = ContextIndex(context)
+    t = time.perf_counter()
+    index.spans("q\n" + context[5_000_000:5_100_000])
+    print(f"10 MB index + one 100 K-char prompt: {time.perf_counter() - t:.2f} s")
+
+
+def test_prompts_describe_shape_without_content() -> None:
+    message = prompts.first_message({"a.txt": "secret", "b.txt": "xx"}, "Q?")
+    assert "secret" not in message
+    assert "dict with 2 keys, 8 characters" in message and "'a.txt': 6" in message
+    assert prompts.truncate("x" * 30, 10) == "x" * 10 + "\n... [+20 more chars]"
+
+
+def test_ingest_text_encodings_and_errors() -> None:
+    assert file_text("a.txt", "héllo".encode())[0] == "héllo"
+    text, note = file_text("u16.txt", "héllo".encode("utf-16"))
+    assert text == "héllo" and note and "UTF-16" in note
+    text, note = file_text("l1.txt", "héllo".encode("latin-1"))
+    assert text == "héllo" and note and "Latin-1" in note
+    for name, data, message in [
+        ("e.txt", b"", "empty"),
+        ("b.bin", bytes(range(256)), "binary"),
+        ("x.pdf", b"%PDF-1.4 broken", "PDF"),
+        ("x.docx", b"PK not a zip", "DOCX"),
+    ]:
+        with pytest.raises(IngestError, match=message):
+            file_text(name, data)
+
+
+def test_ingest_docx_html_and_several_files() -> None:
+    document = docx.Document()
+    document.add_paragraph("Quarterly report.")
+    document.add_paragraph("The secret code is 9.")
+    buf = io.BytesIO()
+    document.save(buf)
+    assert "The secret code is 9." in file_text("r.docx", buf.getvalue())[0]
+    page = "<html><head><script>alert(1)</script></head><body><p>Hello</p><p>World</p></body>"
+    assert html_text(page) == "Hello\nWorld"
+    ctx = context_from_files([("a.txt", b"one"), ("a.txt", b"two"), ("b.md", b"three")])
+    assert ctx.value == {"a.txt": "one", "a.txt (2)": "two", "b.md": "three"}
+    assert ctx.chars == 11
+
+
+def test_demo_sub_answers_extractively_or_says_not_found() -> None:
+    prompt = "Question: What is the secret code?\nExcerpt:\nRain fell. The secret code is 48213."
+    assert demo.sub_reply(prompt) == "The secret code is 48213."
+    assert demo.sub_reply("Question: What is the secret code?\nExcerpt:\nRain fell.") == (
+        demo.NOT_FOUND
+    )
+
+
+def test_demo_root_is_a_scripted_policy_that_writes_real_code() -> None:
+    messages = [
+        {"role": "system", "content": prompts.system_prompt(1000, None)},
+        {"role": "user", "content": prompts.first_message("x" * 10, "What is the secret code?")},
+    ]
+    first = demo.reply("root", messages)
+    assert code_blocks(first) and "context" in code_blocks(first)[0]
+    messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "out"}]
+    assert "re.compile" in demo.reply("root", messages)
+    assert "rlm_query_batched" in demo.reply("recursive", messages + messages[-2:])
+
+
+def test_examples_have_answers_computed_independently_of_the_generator() -> None:
+    text = needle_document(50_000)
+    assert text.count(NEEDLE) == 1 and len(text) >= 50_000
+    tickets = EXAMPLES["tickets"].build(20_000)
+    counts = {label: tickets.count(f"| label: {label} |") for label in LABELS}
+    assert counts == dict(label_counts(tickets))
+    q_count, q_least = EXAMPLES["tickets"].answers(tickets)
+    assert q_count == str(counts["returns"])
+    assert q_least == min(counts, key=lambda k: counts[k])

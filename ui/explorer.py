@@ -1,0 +1,320 @@
+"""The Explorer page: pick a run, see its graph, step through its nodes, inspect one of them.
+
+The selected run and node live in the URL (`?run=…&node=…`); everything below the run picker
+is one fragment that re-reads the store every second while the run is live or a replay plays.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from rlm_core import views
+from rlm_core.graph import vis_payload
+from rlm_core.store import StoreBusy, TraceStore
+from rlm_core.types import Node
+from ui import explorer_table
+from ui.common import cost_text, manager, status_badge, store, when
+from ui.graph_component import graph
+from ui.inspector import safe_word, show_node, show_text
+
+RUN_KEY = "explorer_run"
+STEP_KEY = "explorer_step"
+SIZE_KEY = "explorer_size_by"
+GROW_KEY = "explorer_grow"
+PLAY_KEY = "explorer_playing"
+PLAYED_AT_KEY = "explorer_played_at"
+ORDER_KEY = "explorer_order"
+GRAPH_KEY = "explorer_graph"
+LIVE_EVERY_S = 1.0
+PLAY_EVERY_S = 0.8
+GRAPH_HEIGHT = 620
+RUN_CHOICES = 500
+LEGEND = (
+    "Shape = kind: ⬢ run · ● lm call · ■ code cell · ◆ llm_query · ▲ rlm_query · ★ FINAL. "
+    "Lighter colours are deeper in the recursion. Border: red error, orange limit, "
+    "yellow running, dashed interrupted. ←/→ or j/k step through the nodes."
+)
+
+
+def main() -> None:
+    st.title("Explorer")
+    s = _open_store()
+    if s is None:
+        return
+    runs = s.list_runs(limit=RUN_CHOICES)
+    if not runs:
+        _empty_state()
+        return
+    run_id = _pick_run(s, runs)
+    run = s.get_run(run_id) or {}
+    playing = bool(st.session_state.get(PLAY_KEY))
+    timer = _timer(run, playing)
+    st.fragment(run_every=timer)(_body)(run_id, timer)
+
+
+def _open_store() -> TraceStore | None:
+    try:
+        return store()
+    except StoreBusy as exc:
+        st.error(f"{exc} Close the other program (a CLI run keeps its own trace) and reload.")
+        return None
+
+
+def _empty_state() -> None:
+    st.info("No runs yet. Start one on the Run page, then come back here to explore it.")
+    try:
+        st.page_link("app.py", label="Go to the Run page", icon="▶️")
+    except StreamlitAPIException:
+        pass  # the page is run on its own (tests, or an app without app.py): the text says it
+
+
+# ---- run and node selection (kept in the URL) ----------------------------------------------
+
+
+def _run_label(run: dict[str, Any]) -> str:
+    question = " ".join(str(run.get("question") or "").split())
+    question = question if len(question) <= 70 else question[:69] + "…"
+    return f"{when(run.get('created_at'))} · {status_badge(run.get('status'))} · {question}"
+
+
+def _run_changed() -> None:
+    st.query_params["run"] = st.session_state[RUN_KEY]
+    st.query_params.pop("node", None)
+    st.session_state[PLAY_KEY] = False
+
+
+def _pick_run(s: TraceStore, runs: list[dict[str, Any]]) -> str:
+    """The run named in the URL if it exists, else the newest; the picker lists newest first."""
+    labels = {str(r["run_id"]): _run_label(r) for r in runs}
+    wanted = st.query_params.get("run")
+    if wanted and wanted not in labels:
+        found = s.get_run(wanted)
+        if found is None:
+            st.warning("The run in the link is not in this trace store; showing the newest run.")
+            st.query_params.pop("node", None)
+            wanted = None
+        else:
+            labels = {wanted: _run_label(found), **labels}
+    run_id = wanted or next(iter(labels))
+    st.session_state[RUN_KEY] = run_id
+    st.selectbox(
+        "Run (newest first)",
+        list(labels),
+        format_func=lambda rid: labels.get(rid, rid),
+        key=RUN_KEY,
+        on_change=_run_changed,
+    )
+    if st.query_params.get("run") != run_id:
+        st.query_params["run"] = run_id
+    return run_id
+
+
+def select(node_id: str) -> None:
+    """Select a node (also the callback of jump buttons); the URL keeps it for links."""
+    st.query_params["node"] = node_id
+
+
+def _stop_playing() -> None:
+    st.session_state[PLAY_KEY] = False
+
+
+def _current(order: list[str]) -> str:
+    wanted = st.query_params.get("node")
+    if wanted in set(order):
+        return str(wanted)
+    if wanted:
+        st.warning("The node in the link is not part of this run; showing its first step.")
+    select(order[0])
+    return order[0]
+
+
+def _step_to(where: str) -> None:
+    order: list[str] = st.session_state.get(ORDER_KEY) or []
+    if not order:
+        return
+    i = views.step_index(order, st.query_params.get("node"))
+    j = {"first": 0, "prev": i - 1, "next": i + 1, "last": len(order) - 1}[where]
+    select(order[max(0, min(j, len(order) - 1))])
+    _stop_playing()
+
+
+def _slider_moved() -> None:
+    order: list[str] = st.session_state.get(ORDER_KEY) or []
+    step = int(st.session_state.get(STEP_KEY) or 1)
+    if order:
+        select(order[max(0, min(step, len(order)) - 1)])
+    _stop_playing()
+
+
+def _toggle_play() -> None:
+    if st.session_state.get(PLAY_KEY):
+        _stop_playing()
+        return
+    order: list[str] = st.session_state.get(ORDER_KEY) or []
+    if order and views.step_index(order, st.query_params.get("node")) >= len(order) - 1:
+        select(order[0])  # at the end: replay from the start
+    st.session_state[PLAY_KEY] = True
+    st.session_state[PLAYED_AT_KEY] = time.monotonic()
+
+
+def _advance(order: list[str], current: str) -> str:
+    """One replay step when its time has come; the replay stops at the last node."""
+    if time.monotonic() - st.session_state.get(PLAYED_AT_KEY, 0.0) < PLAY_EVERY_S * 0.9:
+        return current
+    st.session_state[PLAYED_AT_KEY] = time.monotonic()
+    i = views.step_index(order, current) + 1
+    if i >= len(order):
+        _stop_playing()
+        return current
+    select(order[i])
+    return order[i]
+
+
+def _timer(run: dict[str, Any], playing: bool) -> float | None:
+    if playing:
+        return PLAY_EVERY_S
+    return LIVE_EVERY_S if run.get("status") == "running" else None
+
+
+# ---- the fragment --------------------------------------------------------------------------
+
+
+def _read(s: TraceStore, run_id: str) -> tuple[dict[str, Any] | None, list[Node]]:
+    run = s.get_run(run_id)
+    if run is not None and run.get("status") == "running" and run_id not in manager().active():
+        # a run of another process (the CLI) reaches this store only through its journal
+        s.import_journals()
+        run = s.get_run(run_id)
+    return run, (s.nodes(run_id) if run is not None else [])
+
+
+def _body(run_id: str, timer: float | None) -> None:
+    s = store()
+    run, nodes = _read(s, run_id)
+    if run is None or not nodes:
+        st.error("This run has no recorded nodes in the trace store.")
+        return
+    order = views.step_order(nodes)
+    st.session_state[ORDER_KEY] = order
+    playing = bool(st.session_state.get(PLAY_KEY))
+    current = _current(order)
+    if playing:
+        current = _advance(order, current)
+        playing = bool(st.session_state.get(PLAY_KEY))
+    if _timer(run, playing) != timer:
+        st.rerun()  # the fragment's timer is set when it is defined: start, change or drop it
+    _header(run)
+    controls = st.container()
+    left, right = st.columns([3, 2], gap="medium")
+    bottom = st.container()
+    by_id = {n.node_id: n for n in nodes}
+    # drawn out of order: the table and the graph can change the selection that the step
+    # controls and the inspector above/beside them must show in this same run
+    with bottom:
+        picked = explorer_table.show(run_id, nodes)
+    if picked and picked in by_id and picked != current:
+        select(picked)
+        _stop_playing()
+        current = picked
+    with left:
+        current = _graph(run_id, nodes, current, playing)
+        st.caption(LEGEND)
+    with controls:
+        _controls(order, current)
+    with right:
+        show_node(s, run, nodes, by_id[current], select)
+
+
+def _graph(run_id: str, nodes: list[Node], current: str, playing: bool) -> str:
+    grow = bool(st.session_state.get(GROW_KEY)) or playing
+    shown = views.nodes_up_to(nodes, current) if grow else nodes
+    size_by = "cost" if st.session_state.get(SIZE_KEY) == "cost" else "tokens"
+    payload = vis_payload(shown, size_by=size_by, selected=current)
+    clicked, step = graph(
+        payload,
+        key=GRAPH_KEY,
+        height=GRAPH_HEIGHT,
+        selected=current,
+        fit_token=zlib.crc32(run_id.encode()),
+    )
+    ids = {n.node_id for n in nodes}
+    if clicked and clicked in ids and clicked != current:
+        select(clicked)
+        _stop_playing()
+        if grow:
+            st.rerun()  # the graph must shrink to the clicked step
+        return clicked
+    if step:
+        order = views.step_order(nodes)
+        i = views.step_index(order, current) + step
+        select(order[max(0, min(i, len(order) - 1))])
+        _stop_playing()
+        st.rerun()  # the browser moves its highlight only when it is sent the new selection
+    return current
+
+
+def _controls(order: list[str], current: str) -> None:
+    i, last = views.step_index(order, current), len(order) - 1
+    playing = bool(st.session_state.get(PLAY_KEY))
+    cols = st.columns([1, 1, 1, 1, 1.2, 5], vertical_alignment="bottom")
+    buttons = [("⏮ First", "first", i == 0), ("◀ Prev", "prev", i == 0),
+               ("Next ▶", "next", i == last), ("Last ⏭", "last", i == last)]  # fmt: skip
+    for col, (label, where, off) in zip(cols, buttons, strict=False):
+        col.button(label, key=f"explorer_{where}", on_click=_step_to, args=(where,), disabled=off)
+    cols[4].button("⏸ Pause" if playing else "▶ Play", key="explorer_play",
+                   on_click=_toggle_play, disabled=last == 0)  # fmt: skip
+    with cols[5]:
+        if last > 0:
+            st.session_state[STEP_KEY] = i + 1
+            st.slider("Step", 1, last + 1, key=STEP_KEY, on_change=_slider_moved)
+        else:
+            st.caption("Step 1 of 1")
+    a, b = st.columns([1, 1])
+    a.toggle("Grow the graph to the current step", key=GROW_KEY,
+             help="Off: show every node. On: only the nodes that had started by this step.")  # fmt: skip
+    b.radio("Size nodes by", ["tokens", "cost"], key=SIZE_KEY, horizontal=True)
+
+
+# ---- the run header ------------------------------------------------------------------------
+
+
+def _duration(run: dict[str, Any]) -> str:
+    start, end = run.get("created_at"), run.get("ended_at")
+    if not start:
+        return "—"
+    if end is None and run.get("status") == "running":
+        end = time.time()
+    return f"{(end or start) - start:.1f} s"
+
+
+def _header(run: dict[str, Any]) -> None:
+    status = run.get("status")
+    st.text(
+        f"{status_badge(status)}  ·  root model: {run.get('root_model') or '—'}  ·  "
+        f"sub model: {run.get('sub_model') or '—'}  ·  run id {run.get('run_id')}"
+    )
+    tokens = (run.get("tokens_in") or 0) + (run.get("tokens_out") or 0)
+    stats = [("Iterations", f"{run.get('iterations') or 0}"),
+             ("Model calls", f"{run.get('llm_calls') or 0}"), ("Tokens", f"{tokens:,}"),
+             ("Cost", cost_text(run.get("cost_usd"))), ("Duration", _duration(run))]  # fmt: skip
+    for col, (label, value) in zip(st.columns(len(stats)), stats, strict=True):
+        col.metric(label, value)
+    question, answer = st.columns(2)
+    with question:
+        st.caption("Question")
+        show_text(run.get("question"), key=f"{run.get('run_id')}_q")
+    with answer:
+        st.caption("Answer")
+        show_text(run.get("answer"), key=f"{run.get('run_id')}_a", empty="(no answer yet)")
+    if status == "running":
+        st.info("⏳ This run is still running: the graph grows as its nodes arrive.")
+    if run.get("limit_name"):
+        st.warning(f"The run stopped at a limit: {safe_word(run['limit_name'])}.")
+    if run.get("error") and status != "ok":
+        st.error("The run ended with an error:")
+        show_text(run.get("error"), key=f"{run.get('run_id')}_err")

@@ -1,0 +1,268 @@
+"""The Explorer's inspector column: everything one node holds, shown as plain text.
+
+Node texts come from documents and models (untrusted): they go into st.code / st.text / st.json
+only, never into markdown or labels. Long texts are cut for display and offered as a download.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import streamlit as st
+
+from rlm_core import views
+from rlm_core.provenance import flatten
+from rlm_core.store import TraceStore
+from rlm_core.types import Node
+from ui.common import cost_text, status_badge
+
+TEXT_LIMIT = 200_000
+"""Characters shown inline per text; beyond this the browser slows down, so offer a download."""
+SLICE_MARGIN = 300
+MAX_SLICES = 5
+CODE_HEIGHT = 420
+
+Select = Callable[[str], None]
+
+
+def safe_word(text: Any) -> str:
+    """Letters, digits and a few marks only: for our own short names placed in widget labels."""
+    return re.sub(r"[^\w .:/@-]", "", str(text))[:60] or "?"
+
+
+def show_text(
+    text: str | None, *, key: str, language: str | None = None, empty: str = "(empty)"
+) -> None:
+    """A bounded code block with a download of the full text when it had to be cut."""
+    full = text or ""
+    part = views.clip(full, TEXT_LIMIT)
+    if part.clipped:
+        st.caption(f"showing first {len(part.text):,} of {part.total:,} chars")
+    height = CODE_HEIGHT if part.text.count("\n") > 20 or len(part.text) > 3000 else "content"
+    st.code(part.text or empty, language=language, wrap_lines=True, height=height)
+    if part.clipped:
+        st.download_button(
+            "Download the full text", data=full, file_name=f"{key}.txt", key=f"dl_{key}"
+        )
+
+
+def _stats_line(node: Node) -> str:
+    tokens = "unknown"
+    if node.tokens_in is not None or node.tokens_out is not None:
+        tokens = f"{node.tokens_in or 0:,} in / {node.tokens_out or 0:,} out"
+    latency = "—" if node.latency_s is None else f"{node.latency_s:.2f} s"
+    return (
+        f"kind: {node.kind} · status: {status_badge(node.status)} · depth {node.depth}\n"
+        f"model: {node.model or '—'}\n"
+        f"tokens: {tokens} · cost: {cost_text(node.cost_usd)} · latency: {latency}"
+    )
+
+
+def full_node(store: TraceStore, preview: Node) -> Node:
+    """The node with its big texts read back; the preview (and a notice) if a blob is gone."""
+    try:
+        node = store.node(preview.node_id)
+    except (OSError, ValueError):
+        node = None
+    if node is None:
+        st.error("Some stored text of this node could not be read; showing the stored preview.")
+        return preview
+    return node
+
+
+def show_node(
+    store: TraceStore, run: dict[str, Any], nodes: list[Node], preview: Node, select: Select
+) -> None:
+    """The inspector for one node: common facts, then what its kind holds."""
+    node = full_node(store, preview)
+    order = views.step_order(nodes)
+    st.subheader(views.node_label(node, views.step_index(order, node.node_id) + 1))
+    st.text(_stats_line(node))
+    st.caption(f"node id {node.node_id}")
+    if node.error:
+        st.error("This node ended with an error:")
+        show_text(node.error, key=f"{node.node_id}_error")
+    shown = {
+        "lm": _lm,
+        "code": _code,
+        "llm_query": _sub_call,
+        "rlm_query": _sub_call,
+        "run": _run,
+        "final": _final,
+    }.get(node.kind)
+    if shown is None:
+        st.info("This kind of node has nothing more to show.")
+        return
+    shown(store, run, nodes, node, select)
+
+
+def _jump(label: str, target: str | None, nodes: list[Node], select: Select, key: str) -> None:
+    if target and any(n.node_id == target for n in nodes):
+        st.button(label, key=key, on_click=select, args=(target,))
+
+
+# ---- lm ------------------------------------------------------------------------------------
+
+
+def _full_lm_nodes(store: TraceStore, nodes: list[Node], node: Node) -> list[Node]:
+    """This RLM's lm calls up to `node`, with full inputs where the store kept only a preview."""
+    out = []
+    for n in views.session_lm_nodes(nodes, node):
+        if n.node_id == node.node_id:
+            out.append(node)
+        elif "input" in n.meta.get("blobs", {}):
+            out.append(full_node(store, n))
+        else:
+            out.append(n)
+    return out
+
+
+def _lm(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select) -> None:
+    messages = views.lm_messages(_full_lm_nodes(store, nodes, node), node)
+    before = node.meta.get("messages_before")
+    new_from = before if isinstance(before, int) else 0
+    st.markdown(f"**Messages sent ({len(messages)})** — as the model saw them")
+    st.caption(f"Messages {new_from + 1}–{len(messages)} were added for this call.")
+    for i, message in enumerate(messages):
+        role = safe_word(message.get("role", "?"))
+        text = views.message_text(message)
+        with st.expander(f"{i + 1}. {role} · {len(text):,} chars", expanded=i >= new_from):
+            show_text(text, key=f"{node.node_id}_msg{i}")
+    st.markdown("**Response**")
+    show_text(node.output, key=f"{node.node_id}_response", empty="(no response)")
+
+
+# ---- code ----------------------------------------------------------------------------------
+
+
+def _code(
+    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select
+) -> None:
+    if node.meta.get("timed_out"):
+        st.warning("This cell ran past its time limit and was interrupted.")
+    if node.meta.get("restarted"):
+        st.warning("The REPL worker died or was killed during this cell and was restarted.")
+    st.markdown("**Code**")
+    show_text(node.code, key=f"{node.node_id}_code", language="python")
+    full, seen = st.columns(2)
+    with full:
+        st.markdown("**Full stdout**")
+        total = node.meta.get("stdout_chars")
+        if isinstance(total, int) and total > len(node.stdout or ""):
+            st.caption(f"the cell printed {total:,} chars; the capture kept the first part")
+        show_text(node.stdout, key=f"{node.node_id}_stdout")
+    with seen:
+        st.markdown("**What the model saw**")
+        show_text(node.model_view, key=f"{node.node_id}_view")
+    if node.stderr:
+        st.markdown("**stderr**")
+        show_text(node.stderr, key=f"{node.node_id}_stderr")
+    variables = node.meta.get("variables") or {}
+    st.markdown(f"**Variables after the cell ({len(variables)})**")
+    if variables:
+        st.dataframe(
+            [{"name": k, "value": v} for k, v in variables.items()],
+            hide_index=True,
+            key=f"vars_{node.node_id}",
+        )
+    if node.context_spans:
+        st.markdown("**Context this cell read**")
+        _positions(store, run, node)
+
+
+# ---- sub-calls -----------------------------------------------------------------------------
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _flat_context(
+    _store: TraceStore, traces_dir: str, run_id: str, sha: str | None
+) -> tuple[str, list[tuple[str, int]]]:
+    """The run's context as one string plus part offsets; read once, a context can be 100 MB."""
+    context = _store.context(run_id)
+    if context is None:
+        raise FileNotFoundError(run_id)
+    return flatten(context)
+
+
+def _context(store: TraceStore, run: dict[str, Any]) -> tuple[str, list[tuple[str, int]]] | None:
+    try:
+        return _flat_context(store, str(store.dir), str(run["run_id"]), run.get("context_sha"))
+    except (OSError, ValueError):
+        return None
+
+
+def _positions(store: TraceStore, run: dict[str, Any], node: Node) -> None:
+    flat = _context(store, run)
+    if flat is None:
+        st.info("The stored context of this run is not available, so positions cannot be shown.")
+        return
+    text, offsets = flat
+    lines = views.describe_spans(node.context_spans, len(text), offsets)
+    st.text("\n".join(lines))
+    for i, (start, end) in enumerate(node.context_spans[:MAX_SLICES]):
+        before, middle, after = views.slice_with_margin(text, start, end, SLICE_MARGIN)
+        with st.expander(f"Slice {i + 1}: chars {start:,}–{end:,}", expanded=i == 0):
+            st.caption(f"…{len(before):,} chars before")
+            st.text(before)
+            st.caption("the slice")
+            show_text(middle, key=f"{node.node_id}_slice{i}")
+            st.caption(f"{len(after):,} chars after…")
+            st.text(after)
+    if len(node.context_spans) > MAX_SLICES:
+        st.caption(f"{len(node.context_spans) - MAX_SLICES} more range(s) not shown")
+
+
+def _sub_call(
+    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, select: Select
+) -> None:
+    if node.meta.get("batch") is not None:
+        idx, size = node.meta.get("batch_index"), node.meta.get("batch_size")
+        st.caption(f"item {idx} of a batch of {size} calls run concurrently")
+    if node.meta.get("fallback_from"):
+        st.caption("asked rlm_query at the maximum depth, so it became one sub-model call")
+    st.markdown("**Slice of the document it saw**")
+    if node.context_spans:
+        _positions(store, run, node)
+    else:
+        st.info("No part of the original context was found verbatim in what this call saw.")
+    label = "Prompt" if node.kind == "llm_query" else "Question / prompt for the child RLM"
+    st.markdown(f"**{label}**")
+    show_text(node.input, key=f"{node.node_id}_prompt")
+    st.markdown("**Passed upward**")
+    show_text(node.output, key=f"{node.node_id}_answer", empty="(nothing yet)")
+    _jump("Open the child run", node.meta.get("child_run"), nodes, select, f"child_{node.node_id}")
+
+
+# ---- run and final -------------------------------------------------------------------------
+
+
+def _run(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select) -> None:
+    meta = node.meta
+    st.markdown("**Question**")
+    show_text(node.input, key=f"{node.node_id}_question")
+    st.markdown("**Answer**")
+    show_text(node.output, key=f"{node.node_id}_output", empty="(no answer)")
+    facts = {
+        "root model": meta.get("root_model"),
+        "sub model": meta.get("sub_model"),
+        "context": meta.get("context_shape") or meta.get("context_kind"),
+        "iterations": meta.get("iterations"),
+        "limit": meta.get("limit"),
+    }
+    st.json({k: v for k, v in facts.items() if v is not None}, expanded=True)
+    if meta.get("config"):
+        with st.expander("Configuration"):
+            st.json(meta["config"])
+
+
+def _final(
+    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, select: Select
+) -> None:
+    var = node.meta.get("var")
+    st.text(f"returned with FINAL_VAR({var!r})" if var else "returned with FINAL(...)")
+    st.markdown("**Answer**")
+    show_text(node.output, key=f"{node.node_id}_final")
+    _jump("Go to the cell that ended the run", node.meta.get("from_node"), nodes, select,
+          f"from_{node.node_id}")  # fmt: skip
