@@ -173,8 +173,8 @@ def main() -> None:
         readme = ROOT / "README.md"
         body = readme.read_text()
         body = re.sub(
-            r"(<!-- perf:start -->\n).*?(\n<!-- perf:end -->)",
-            lambda m: m.group(1) + text + m.group(2),
+            r"(<!-- perf:start -->\n).*?(<!-- perf:end -->)",
+            lambda m: m.group(1) + text + "\n" + m.group(2),
             body,
             flags=re.DOTALL,
         )

@@ -202,7 +202,9 @@ class TraceStore:
             if path.stat().st_size <= start:
                 continue
             header, nodes, end = read_journal(path, start)
-            if header is None:
+            if header is None or header.get("pid") == os.getpid():
+                # this process writes its own runs to the tables directly; re-reading its
+                # journal could put an older state of a node over a newer one
                 continue
             self.flush()
             if nodes:

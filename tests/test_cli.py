@@ -171,3 +171,21 @@ def test_sigkill_mid_run_keeps_finished_nodes_and_marks_the_run_interrupted(
         assert all(n.status in ("ok", "interrupted") for n in nodes)
     finally:
         store.close()
+
+
+def test_a_cli_run_while_the_app_holds_the_database_writes_a_journal_the_app_imports(
+    traces_dir: Path, doc: Path
+) -> None:
+    app_store = TraceStore(traces_dir)  # stands in for the Streamlit server holding the file
+    try:
+        out = cli("run", "--context", str(doc), "--query", "What is the secret code?", "--json")
+        assert out.returncode == 0, out.stderr
+        assert "in use by another process" in out.stderr and "journal" in out.stderr
+        run_id = json.loads(out.stdout)["run_id"]
+        assert app_store.get_run(run_id) is None
+        assert run_id in app_store.import_journals()
+        run = app_store.get_run(run_id)
+        assert run is not None and run["status"] == "ok" and "48213" in run["answer"]
+        assert any(n.kind == "llm_query" for n in app_store.nodes(run_id))
+    finally:
+        app_store.close()

@@ -83,6 +83,10 @@ def test_journal_alone_is_imported_and_a_dead_writer_marks_the_run_interrupted(
     tracer.close()
     with journal.open("a") as f:
         f.write('{"node_id": "torn')  # the writer died mid-line
+    # as if another process had written it (the store skips journals of its own process)
+    lines = journal.read_text().split("\n", 1)
+    header = json.loads(lines[0]) | {"pid": dead_pid}
+    journal.write_text(json.dumps(header) + "\n" + lines[1])
     store = TraceStore(traces_dir)
     run = store.get_run(run_id)
     assert run is not None and run["status"] == "interrupted"

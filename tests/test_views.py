@@ -95,9 +95,7 @@ def test_span_description_of_a_string_context() -> None:
 def test_span_description_names_parts_of_dict_and_list_contexts() -> None:
     context = {"a.txt": "a" * 100, "b.md": "b" * 50}
     # parts are joined by a blank line: b.md starts at 102
-    assert span_description([[110, 120]], context).endswith(
-        "in part 'b.md' (chars 8–18 of 50)"
-    )
+    assert span_description([[110, 120]], context).endswith("in part 'b.md' (chars 8–18 of 50)")
     assert "in part 'a.txt' (chars 0–100 of 100)" in span_description([[0, 100]], context)
     assert "across parts 'a.txt' to 'b.md'" in span_description([[90, 110]], context)
     assert "in part '1'" in span_description([[8, 9]], ["xxxx", "yyyy"])

@@ -27,13 +27,25 @@ SUB_PRESETS = [
     "ollama_chat/qwen2.5-coder",
 ]
 CUSTOM = "Other (type a litellm model name)…"
+JOURNAL_SYNC_S = 3.0
 
 
 @st.cache_resource(on_release=lambda store: store.close())
-def store() -> TraceStore:
+def _open_store() -> TraceStore:
     """The server process owns the DuckDB file (one writer); threads use their own cursors."""
-    s = TraceStore()
-    s.import_journals()
+    return TraceStore()
+
+
+_last_sync = [0.0]
+
+
+def store() -> TraceStore:
+    """The shared store, with journals of CLI runs (which cannot open the database while the
+    app holds it) imported at most every few seconds."""
+    s = _open_store()
+    if time.monotonic() - _last_sync[0] > JOURNAL_SYNC_S:
+        _last_sync[0] = time.monotonic()
+        s.import_journals()
     return s
 
 

@@ -6,6 +6,7 @@ is one fragment that re-reads the store every second while the run is live or a 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import zlib
 from typing import Any
@@ -14,7 +15,7 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from rlm_core import views
-from rlm_core.graph import vis_payload
+from rlm_core.graph import SizeBy, vis_payload
 from rlm_core.store import StoreBusy, TraceStore
 from rlm_core.types import Node
 from ui import explorer_table
@@ -67,10 +68,9 @@ def _open_store() -> TraceStore | None:
 
 def _empty_state() -> None:
     st.info("No runs yet. Start one on the Run page, then come back here to explore it.")
-    try:
+    # run on its own (tests, or an app without app.py) there is no page to link: the text says it
+    with contextlib.suppress(StreamlitAPIException):
         st.page_link("app.py", label="Go to the Run page", icon="▶️")
-    except StreamlitAPIException:
-        pass  # the page is run on its own (tests, or an app without app.py): the text says it
 
 
 # ---- run and node selection (kept in the URL) ----------------------------------------------
@@ -233,7 +233,7 @@ def _body(run_id: str, timer: float | None) -> None:
 def _graph(run_id: str, nodes: list[Node], current: str, playing: bool) -> str:
     grow = bool(st.session_state.get(GROW_KEY)) or playing
     shown = views.nodes_up_to(nodes, current) if grow else nodes
-    size_by = "cost" if st.session_state.get(SIZE_KEY) == "cost" else "tokens"
+    size_by: SizeBy = "cost" if st.session_state.get(SIZE_KEY) == "cost" else "tokens"
     payload = vis_payload(shown, size_by=size_by, selected=current)
     clicked, step = graph(
         payload,
@@ -275,8 +275,8 @@ def _controls(order: list[str], current: str) -> None:
         else:
             st.caption("Step 1 of 1")
     a, b = st.columns([1, 1])
-    a.toggle("Grow the graph to the current step", key=GROW_KEY,
-             help="Off: show every node. On: only the nodes that had started by this step.")  # fmt: skip
+    hint = "Off: show every node. On: only the nodes that had started by this step."
+    a.toggle("Grow the graph to the current step", key=GROW_KEY, help=hint)
     b.radio("Size nodes by", ["tokens", "cost"], key=SIZE_KEY, horizontal=True)
 
 

@@ -61,7 +61,7 @@ def show(run_id: str, nodes: list[Node]) -> str | None:
         on_select="rerun",
         selection_mode="single-row",
         hide_index=True,
-        column_config=_COLUMNS,  # type: ignore[arg-type]
+        column_config=_COLUMNS,
     )
     return _picked(run_id, event, shown)
 

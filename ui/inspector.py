@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import streamlit as st
 
@@ -40,7 +40,8 @@ def show_text(
     part = views.clip(full, TEXT_LIMIT)
     if part.clipped:
         st.caption(f"showing first {len(part.text):,} of {part.total:,} chars")
-    height = CODE_HEIGHT if part.text.count("\n") > 20 or len(part.text) > 3000 else "content"
+    tall = part.text.count("\n") > 20 or len(part.text) > 3000
+    height: int | Literal["content"] = CODE_HEIGHT if tall else "content"
     st.code(part.text or empty, language=language, wrap_lines=True, height=height)
     if part.clipped:
         st.download_button(
@@ -238,7 +239,9 @@ def _sub_call(
 # ---- run and final -------------------------------------------------------------------------
 
 
-def _run(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select) -> None:
+def _run(
+    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select
+) -> None:
     meta = node.meta
     st.markdown("**Question**")
     show_text(node.input, key=f"{node.node_id}_question")
