@@ -45,3 +45,13 @@ def text_final(response: str) -> TextFinal | None:
             value = value[1:-1]
         return TextFinal(value=value)
     return None
+
+
+def replace_code_block(response: str, index: int, code: str) -> str:
+    """The response with its `index`-th (1-based) code block's body replaced by `code`."""
+    matches = list(_CODE_BLOCK.finditer(response))
+    if not 1 <= index <= len(matches):
+        raise ValueError(f"the response has no code block {index}")
+    m = matches[index - 1]
+    body = code if code.endswith("\n") else code + "\n"
+    return response[: m.start(1)] + body + response[m.end(1) :]

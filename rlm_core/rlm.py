@@ -51,7 +51,9 @@ class RLM:
         *,
         cancel: threading.Event | None = None,
         run_id: str | None = None,
+        run_meta: dict[str, Any] | None = None,
     ) -> RunResult:
+        """Run to the end; `run_meta` is added to the root run node (e.g. where a fork came from)."""
         cfg = self.config
         run_id = run_id or new_id()
         traces_dir = self.traces_dir or default_traces_dir()
@@ -78,6 +80,7 @@ class RLM:
             cancel=cancel or threading.Event(),
         )
         session = Session(tree, context, query, 0, None)
+        session.node.meta.update(run_meta or {})
         result = RunResult(run_id=run_id, answer=None, status="running")
         try:
             result.answer, result.status = session.run(), "ok"

@@ -114,7 +114,8 @@ class Tree:
             tokens_out=done.tokens_out,
             cost_usd=done.cost_usd,
             latency_s=done.latency_s,
-            meta={**node.meta, "finish_reason": done.finish_reason},
+            meta={**node.meta, "finish_reason": done.finish_reason}
+            | ({"replayed": True} if done.replayed else {}),
         )
         return done
 

@@ -86,6 +86,8 @@ class Completion:
     cost_usd: float | None
     latency_s: float
     finish_reason: str | None = None
+    replayed: bool = False
+    """Served from a recorded run (replay or the part of a fork before its fork point)."""
 
 
 @dataclass
