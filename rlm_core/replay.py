@@ -171,9 +171,9 @@ def _lm_of(nodes: list[Node], code: Node) -> Node:
     """The root call whose response held this code cell."""
     iteration = code.meta.get("iteration")
     for node in nodes:
-        if node.kind == "lm" and node.parent_id == code.parent_id:
-            if node.meta.get("iteration") == iteration:
-                return node
+        same_turn = node.meta.get("iteration") == iteration
+        if node.kind == "lm" and node.parent_id == code.parent_id and same_turn:
+            return node
     raise ValueError("the lm node of this code cell is not in the trace")
 
 

@@ -53,7 +53,7 @@ class RLM:
         run_id: str | None = None,
         run_meta: dict[str, Any] | None = None,
     ) -> RunResult:
-        """Run to the end; `run_meta` is added to the root run node (e.g. where a fork came from)."""
+        """Run to the end; `run_meta` goes on the root run node (e.g. where a fork came from)."""
         cfg = self.config
         run_id = run_id or new_id()
         traces_dir = self.traces_dir or default_traces_dir()

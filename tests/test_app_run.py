@@ -51,7 +51,7 @@ def test_uploaded_files_become_the_context() -> None:
         ("a.txt", b"Alpha notes.\n" * 50, "text/plain"),
         ("b.md", b"# Beta\nThe secret code is 77.\n", "text/markdown"),
     ]
-    at.get("file_uploader")[0].set_value(files).run()  # type: ignore[attr-defined]
+    at.get("file_uploader")[0].set_value(files).run()  # type: ignore[union-attr]
     assert not at.exception
     assert any("2 files" in c.value for c in at.caption)
 
@@ -59,7 +59,7 @@ def test_uploaded_files_become_the_context() -> None:
 def test_binary_upload_gets_a_clear_message() -> None:
     at = app()
     at.radio(key="ctx_source").set_value("Upload files").run()
-    at.get("file_uploader")[0].set_value(  # type: ignore[attr-defined]
+    at.get("file_uploader")[0].set_value(  # type: ignore[union-attr]
         [("x.bin", bytes(range(256)) * 20, "application/octet-stream")]
     ).run()
     assert not at.exception

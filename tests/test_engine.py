@@ -58,7 +58,7 @@ def test_text_final_only_counts_without_code(fake: Any) -> None:
     assert result.answer == "42"
     assert len(root.seen) == 3
     assert "FINAL tag written as text next to code is ignored" in root.seen[1][-1]["content"]
-    run, nodes = stored(result.run_id)
+    _run, nodes = stored(result.run_id)
     root_node = next(n for n in nodes if n.kind == "run")
     assert root_node.meta["ignored_text_finals"] == [1]
     assert [n.kind for n in nodes].count("final") == 1
@@ -111,7 +111,7 @@ def test_batched_calls_run_concurrently(fake: Any) -> None:
 
     code = "r = llm_query_batched([f'q{i}' for i in range(16)])\nFINAL(len(r))"
     start = time.time()
-    result, server, _ = fake([repl(code)], sub=slow_sub)
+    result, _server, _ = fake([repl(code)], sub=slow_sub)
     assert result.answer == "16"
     _, nodes = stored(result.run_id)
     subs = [n for n in nodes if n.kind == "llm_query"]
@@ -140,7 +140,7 @@ def test_depth_two_recursion_and_fallback_at_max_depth(fake: Any) -> None:
                   child_root_model="openai/root", retries=0)  # fmt: skip
         result = rlm.run(context, "top")
     assert result.status == "ok"
-    assert result.answer.startswith("top:mid:leaf:sub saw")
+    assert str(result.answer).startswith("top:mid:leaf:sub saw")
     _, nodes = stored(result.run_id)
     runs = [n for n in nodes if n.kind == "run"]
     assert sorted(n.depth for n in runs) == [0, 1, 2]

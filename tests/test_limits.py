@@ -13,12 +13,12 @@ from rlm_core import RLM
 
 def test_max_iterations_asks_once_more_for_a_final_answer(fake: Any) -> None:
     replies = [repl("x = 1"), repl("x = 2"), "Best guess.\nFINAL(probably 2)"]
-    result, server, root = fake(replies, max_iterations=2)
+    result, _server, root = fake(replies, max_iterations=2)
     assert (result.status, result.limit) == ("limit", "max_iterations")
     assert result.answer == "probably 2"
     assert len(root.seen) == 3
     assert "no turns left" in root.seen[2][-1]["content"]
-    run, nodes = stored(result.run_id)
+    run, _nodes = stored(result.run_id)
     assert (run["status"], run["limit_name"], run["answer"]) == (
         "limit",
         "max_iterations",
@@ -40,7 +40,7 @@ def test_max_llm_calls_counts_every_call_in_the_tree_and_makes_none_past_it(fake
 
 
 def test_limit_inside_model_try_except_still_ends_the_run(fake: Any) -> None:
-    code = "try:\n    llm_query('a')\n    llm_query('b')\nexcept Exception:\n    pass\nprint('went on')"
+    code = "try:\n    llm_query('a')\n    llm_query('b')\nexcept Exception:\n    pass\nprint('on')"
     result, _, root = fake([repl(code), repl("FINAL('x')")], max_llm_calls=2)
     assert result.limit == "max_llm_calls"
     assert len(root.seen) == 1
@@ -51,7 +51,7 @@ def test_max_tokens_over_the_whole_tree(fake: Any) -> None:
         return FakeReply("y", usage={"prompt_tokens": 400, "completion_tokens": 100})
 
     code = "for i in range(10):\n    llm_query(f'q{i}')"
-    result, server, _ = fake([repl(code)], sub=big_sub, max_tokens=1000)
+    result, _server, _ = fake([repl(code)], sub=big_sub, max_tokens=1000)
     assert result.limit == "max_tokens"
     assert result.tokens_in + result.tokens_out >= 1000
     # the call that crossed the line was the last one made

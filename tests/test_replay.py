@@ -60,18 +60,19 @@ def test_fork_with_edited_code_replays_before_and_runs_the_new_code(traces_dir: 
         with FakeOpenAIServer(by_model({"root": fork_server_root, "sub": echo_sub})) as server:
             forked = fork_run(
                 store, original.run_id, second_code.node_id,
-                code="import re\nhits = [m.start() for m in re.finditer('secret', text)]\nprint('FORKED', hits)",
+                code="import re\nhits = [m.start() for m in re.finditer('secret', text)]\n"
+                "print('FORKED', hits)",
                 changes={"root_model": "openai/root", "api_base": server.base_url},
                 api_key="k",
             )  # fmt: skip
             live_requests = len(server.requests)
         assert forked.status == "ok"
-        assert forked.answer.startswith("live saw")
+        assert str(forked.answer).startswith("live saw")
         assert live_requests == 1  # only the turn after the fork point went to a model
         new_nodes = store.nodes(forked.run_id)
         assert new_nodes[0].meta["forked_from"]["node_id"] == second_code.node_id
         codes = [n for n in new_nodes if n.kind == "code"]
-        assert codes[0].code == [n for n in nodes if n.kind == "code"][0].code
+        assert codes[0].code == next(n for n in nodes if n.kind == "code").code
         assert "FORKED" in (codes[1].stdout or "")
         lms = [n for n in new_nodes if n.kind == "lm"]
         assert lms[0].meta.get("replayed") and lms[1].meta.get("finish_reason") == "edited"

@@ -44,7 +44,7 @@ def test_spans_find_every_slice_and_merge_neighbours() -> None:
     rng = random.Random(3)
     context = "".join(rng.choice("abcdefghij ") for _ in range(200_000))
     index = ContextIndex(context)
-    prompt = f"Question?\n{context[1000:3000]}\n---\n{context[3000:5000]}\n{context[150_000:150_500]}"
+    prompt = f"Q?\n{context[1000:3000]}\n---\n{context[3000:5000]}\n{context[150_000:150_500]}"
     assert index.spans(prompt) == [[1000, 5000], [150_000, 150_500]]
     assert index.spans("nothing from the context here at all, not a single slice of it") == []
     assert index.spans(context[77:120]) == [[77, 120]]  # short: found by a direct search
@@ -53,7 +53,7 @@ def test_spans_find_every_slice_and_merge_neighbours() -> None:
 
 def test_spans_of_a_list_context_are_offsets_into_the_joined_parts() -> None:
     parts = ["first file " * 30, "second file " * 30]
-    text, offsets = flatten(parts)
+    _text, offsets = flatten(parts)
     assert offsets == [("0", 0), ("1", len(parts[0]) + 2)]
     index = ContextIndex(parts)
     start = len(parts[0]) + 2

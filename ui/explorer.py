@@ -19,7 +19,7 @@ from rlm_core.graph import SizeBy, vis_payload
 from rlm_core.store import StoreBusy, TraceStore
 from rlm_core.types import Node
 from ui import explorer_table
-from ui.common import cost_text, manager, status_badge, store, when
+from ui.common import cost_text, status_badge, store, when
 from ui.graph_component import graph
 from ui.inspector import safe_word, show_node, show_text
 
@@ -184,18 +184,10 @@ def _timer(run: dict[str, Any], playing: bool) -> float | None:
 # ---- the fragment --------------------------------------------------------------------------
 
 
-def _read(s: TraceStore, run_id: str) -> tuple[dict[str, Any] | None, list[Node]]:
-    run = s.get_run(run_id)
-    if run is not None and run.get("status") == "running" and run_id not in manager().active():
-        # a run of another process (the CLI) reaches this store only through its journal
-        s.import_journals()
-        run = s.get_run(run_id)
-    return run, (s.nodes(run_id) if run is not None else [])
-
-
 def _body(run_id: str, timer: float | None) -> None:
-    s = store()
-    run, nodes = _read(s, run_id)
+    s = store()  # also imports the journals of CLI runs every few seconds
+    run = s.get_run(run_id)
+    nodes = s.nodes(run_id) if run is not None else []
     if run is None or not nodes:
         st.error("This run has no recorded nodes in the trace store.")
         return

@@ -1,0 +1,299 @@
+"""The real app (`streamlit run app.py`) in headless Chromium: the Explorer's graph clicks,
+keyboard and button stepping, the URL, an XSS drill, and timings; nothing leaves 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+from rlm_core import RLM, TraceStore
+from rlm_core.store import StoreSink
+from rlm_core.trace import Tracer
+from rlm_core.types import Node, new_id
+from rlm_core.views import node_label, step_order
+
+CHROMIUM = Path("/usr/bin/chromium")
+ROOT = Path(__file__).resolve().parents[1]
+SHOTS = ROOT / ".pytest_cache"
+NEEDLE = "The secret code is 4471."
+XSS = ['<img src=x onerror="window.__xss=1">', "<script>window.__xss=2</script>"]
+BIG_RUN_NODES = 2_000
+TIMINGS: dict[str, float] = {}
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+]
+
+CLICK_POINT = """(id) => {
+  const net = window.__visnet;
+  const canvas = net.body.container.querySelector("canvas");
+  canvas.scrollIntoView({block: "center"});
+  const p = net.canvasToDOM(net.getPositions([id])[id]);
+  const r = canvas.getBoundingClientRect();
+  return {x: r.left + p.x, y: r.top + p.y};
+}"""
+
+
+def numbered(n: int, insert: str = "") -> str:
+    lines = [f"Line {i}: nothing to see here." for i in range(n)]
+    return " ".join([*lines[: n // 2], insert, *lines[n // 2 :]])
+
+
+def big_run(store: TraceStore) -> str:
+    """A synthetic finished run of about BIG_RUN_NODES nodes: iterations of lm + code, each code
+    cell with a batch of sub-calls."""
+    tracer = Tracer([StoreSink(store)])
+    run_id = new_id()
+    meta = {"question": "big?", "root_model": "demo/root", "sub_model": "demo/sub"}
+    root = tracer.start(Node(run_id, run_id, None, "run", 0, 0, input="big?", meta=meta))
+    per_cell, seq = 98, 0
+    for it in range((BIG_RUN_NODES - 1) // (per_cell + 2)):
+        seq += 1
+        lm = Node(new_id(), run_id, run_id, "lm", 0, seq, input="[]", meta={"iteration": it})
+        tracer.end(tracer.start(lm), "ok", output=f"turn {it}", tokens_in=900, tokens_out=80)
+        seq += 1
+        code = Node(
+            new_id(), run_id, run_id, "code", 0, seq, code=f"x = {it}", meta={"iteration": it}
+        )
+        tracer.start(code)
+        batch = new_id()
+        for i in range(per_cell):
+            seq += 1
+            sub = Node(new_id(), run_id, code.node_id, "llm_query", 1, seq, input=f"q {i}",
+                       meta={"batch": batch, "batch_index": i, "batch_size": per_cell})  # fmt: skip
+            tracer.end(tracer.start(sub), "ok", output=f"a {i}", tokens_in=50, tokens_out=5)
+        tracer.end(code, "ok", stdout="done")
+    tracer.end(root, "ok", output="done")
+    tracer.close()
+    return run_id
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """All runs are made before the server starts: only one process may open the database
+    (the tests read the nodes they need before the server starts, too)."""
+    traces = tmp_path_factory.mktemp("e2e_traces")
+    demo = RLM("demo/root", "demo/sub", traces_dir=traces)
+    ids = {
+        "demo": demo.run({"a.txt": numbered(800), "b.md": numbered(3000, NEEDLE)},
+                         "What is the secret code?").run_id,
+        "xss": demo.run({f"{XSS[0]}.txt": numbered(300),
+                         "doc.md": numbered(600, f"The secret code is {XSS[0]} {XSS[1]}.")},
+                        f"What is the secret code? {XSS[1]}").run_id,
+    }  # fmt: skip
+    store = TraceStore(traces)
+    try:
+        ids["big"] = big_run(store)
+        assert len(store.nodes(ids["big"])) > BIG_RUN_NODES - 100
+    finally:
+        store.close()
+    return traces, ids
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(
+    runs: tuple[Path, dict[str, str]],
+    demo_nodes: dict[str, list[Node]],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    traces, _ = runs
+    port = _free_port()
+    log_path = tmp_path_factory.mktemp("e2e_log") / "streamlit.log"
+    env = {**os.environ, "RLM_TRACES_DIR": str(traces)}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            _wait_healthy(url, proc, log_path)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log_path.read_text()) from None
+            time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+class Guard:
+    """Lets requests to 127.0.0.1 through and records (and blocks) every other one."""
+
+    def __init__(self) -> None:
+        self.foreign: list[str] = []
+        self.local: list[str] = []
+
+    def __call__(self, route: Any) -> None:
+        url = route.request.url
+        if urlparse(url).hostname == "127.0.0.1" or url.startswith(("data:", "blob:")):
+            self.local.append(url)
+            route.continue_()
+        else:
+            self.foreign.append(url)
+            route.abort()
+
+
+@pytest.fixture
+def page(browser: Any) -> Iterator[tuple[Any, Guard]]:
+    guard = Guard()
+    context = browser.new_context(viewport={"width": 1500, "height": 1000})
+    pg = context.new_page()
+    pg.route("**/*", guard)
+    try:
+        yield pg, guard
+    finally:
+        context.close()
+    assert guard.foreign == []
+
+
+def open_run(pg: Any, url: str, run_id: str, count: int) -> None:
+    pg.goto(f"{url}Explorer?run={run_id}")
+    pg.wait_for_function(
+        f"window.__visnet && window.__visnet.body.data.nodes.length === {count}", timeout=30_000
+    )
+
+
+@pytest.fixture(scope="module")
+def demo_nodes(runs: tuple[Path, dict[str, str]]) -> dict[str, list[Node]]:
+    traces, ids = runs
+    store = TraceStore(traces)
+    try:
+        return {name: store.nodes(run_id) for name, run_id in ids.items() if name != "big"}
+    finally:
+        store.close()
+
+
+def test_click_keyboard_buttons_and_url(
+    demo_nodes: dict[str, list[Node]], server: str, runs: tuple[Path, dict[str, str]],
+    page: tuple[Any, Guard],
+) -> None:  # fmt: skip
+    pg, _ = page
+    nodes = demo_nodes["demo"]
+    order = step_order(nodes)
+    by_id = {n.node_id: n for n in nodes}
+    open_run(pg, server, runs[1]["demo"], len(nodes))
+    target = next(n for n in nodes if n.kind == "llm_query")
+    k = order.index(target.node_id)
+
+    def label(i: int) -> str:
+        return node_label(by_id[order[i]], i + 1)
+
+    point = pg.evaluate(CLICK_POINT, target.node_id)
+    t0 = time.perf_counter()
+    pg.mouse.click(point["x"], point["y"])
+    pg.get_by_text(label(k), exact=True).wait_for(timeout=15_000)
+    TIMINGS["click_to_inspector_s"] = time.perf_counter() - t0
+    pg.get_by_text("Passed upward").wait_for()
+    pg.wait_for_function(f"location.search.includes('node={target.node_id}')")
+    pg.screenshot(path=str(SHOTS / "explorer_click.png"), full_page=True)
+
+    pg.keyboard.press("ArrowRight")
+    pg.get_by_text(label(k + 1), exact=True).wait_for(timeout=15_000)
+    pg.wait_for_function(f"window.__visnet.getSelectedNodes()[0] === '{order[k + 1]}'")
+    pg.wait_for_function(f"location.search.includes('node={order[k + 1]}')")
+    pg.keyboard.press("k")
+    pg.get_by_text(label(k), exact=True).wait_for(timeout=15_000)
+    pg.get_by_role("button", name="Next ▶").click()
+    pg.get_by_text(label(k + 1), exact=True).wait_for(timeout=15_000)
+    pg.get_by_role("button", name="⏮ First").click()
+    pg.get_by_text(label(0), exact=True).wait_for(timeout=15_000)
+    pg.wait_for_function(f"location.search.includes('node={order[0]}')")
+    pg.wait_for_function(f"window.__visnet.getSelectedNodes()[0] === '{order[0]}'")
+
+
+def test_xss_drill(
+    demo_nodes: dict[str, list[Node]], server: str, runs: tuple[Path, dict[str, str]],
+    page: tuple[Any, Guard],
+) -> None:  # fmt: skip
+    pg, guard = page
+    nodes = demo_nodes["xss"]
+    assert any(XSS[0] in (n.output or "") for n in nodes if n.kind == "llm_query")
+    open_run(pg, server, runs[1]["xss"], len(nodes))
+    order = step_order(nodes)
+    by_id = {n.node_id: n for n in nodes}
+    for node_id in order:
+        if by_id[node_id].kind not in ("run", "llm_query", "final", "code"):
+            continue
+        point = pg.evaluate(CLICK_POINT, node_id)
+        pg.mouse.move(point["x"], point["y"])
+        pg.wait_for_timeout(250)  # the tooltip delay is 150 ms
+        pg.mouse.click(point["x"], point["y"])
+        label = node_label(by_id[node_id], order.index(node_id) + 1)
+        try:
+            pg.get_by_text(label, exact=True).wait_for(timeout=15_000)
+        except Exception:
+            pg.screenshot(path=str(SHOTS / "debug.png"), full_page=True)
+            print("POINT", point, node_id, pg.url)
+            raise
+    tip = pg.evaluate("(document.querySelector('div.vis-tooltip') || {}).textContent || ''")
+    assert "onerror" in tip or "<script>" in tip or tip == ""
+    assert pg.get_by_text(XSS[1]).count() > 0  # shown as text somewhere on the page
+    pg.screenshot(path=str(SHOTS / "explorer_xss.png"), full_page=True)
+    assert pg.evaluate("window.__xss") is None
+    assert not any(urlparse(u).path.endswith("/x") for u in guard.local)
+
+
+def test_big_run_graph_renders(server: str, runs: tuple[Path, dict[str, str]],
+                               page: tuple[Any, Guard]) -> None:  # fmt: skip
+    pg, _ = page
+    t0 = time.perf_counter()
+    pg.goto(f"{server}Explorer?run={runs[1]['big']}")
+    pg.wait_for_function(
+        "window.__visnet && window.__visnet.body.data.nodes.length > 1900", timeout=60_000
+    )
+    TIMINGS["graph_render_2000_s"] = time.perf_counter() - t0
+    count = pg.evaluate("window.__visnet.body.data.nodes.length")
+    pg.screenshot(path=str(SHOTS / "explorer_big.png"))
+    print(
+        f"\nPERF click_to_inspector_s={TIMINGS.get('click_to_inspector_s', float('nan')):.3f} "
+        f"graph_render_2000_s={TIMINGS['graph_render_2000_s']:.3f} nodes={count}"
+    )
