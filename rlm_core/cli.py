@@ -1,4 +1,4 @@
-"""`python -m rlm_core run|runs|show`: the engine from a terminal, with one-line errors."""
+"""`python -m rlm_core run|runs|show|export|import`: the engine from a terminal; one-line errors."""
 
 from __future__ import annotations
 
@@ -43,13 +43,26 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("run_id")
     show.add_argument("--traces-dir")
     show.add_argument("--json", action="store_true")
+
+    export = sub.add_parser("export", help="write one run as JSONL, offline HTML or OTel JSON")
+    export.add_argument("run_id")
+    export.add_argument("--format", choices=["jsonl", "html", "otel"], default="jsonl")
+    export.add_argument("-o", "--output", metavar="FILE", help="default: standard output")
+    export.add_argument("--traces-dir")
+
+    imp = sub.add_parser("import", help="import a JSONL export, a journal or an rlms log")
+    imp.add_argument("file")
+    imp.add_argument("--replace", action="store_true", help="overwrite a run with the same id")
+    imp.add_argument("--traces-dir")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return {"run": cmd_run, "runs": cmd_runs, "show": cmd_show}[args.command](args)
+        commands = {"run": cmd_run, "runs": cmd_runs, "show": cmd_show}
+        commands.update({"export": cmd_export, "import": cmd_import})
+        return commands[args.command](args)
     except (IngestError, ModelError, StoreBusy, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -147,4 +160,42 @@ def cmd_show(args: argparse.Namespace) -> int:
     for row in rows:
         text = (row["code"] or row["output"] or row["error"] or "").replace("\n", " ")[:80]
         print(f"{'  ' * row['depth']}{row['kind']:<9} {row['status']:<11} {text}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from rlm_core import interop
+
+    store = _open(args)
+    try:
+        if args.format == "jsonl":
+            text = interop.export_jsonl(store, args.run_id)
+        elif args.format == "html":
+            text = interop.export_html(store, args.run_id)
+        else:
+            text = json.dumps(interop.export_otel(store, args.run_id), indent=1) + "\n"
+    finally:
+        store.close()
+    if not args.output:
+        sys.stdout.write(text)
+        return 0
+    Path(args.output).write_text(text, encoding="utf-8")
+    print(f"wrote {args.output} ({args.format}, {len(text):,} chars)", file=sys.stderr)
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from rlm_core import interop
+
+    if not Path(args.file).is_file():
+        raise ValueError(f"no such file: {args.file}")
+    store = _open(args)
+    try:
+        report = interop.import_file(store, Path(args.file), replace=args.replace)
+    finally:
+        store.close()
+    print(report.run_id)
+    print(report.summary(), file=sys.stderr)
+    for why in report.skipped:
+        print(f"  skipped {why}", file=sys.stderr)
     return 0

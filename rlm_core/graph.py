@@ -285,18 +285,17 @@ def _style(kind: str, depth: int, status: str) -> dict[str, Any]:
     h, s, lum = _HSL.get(kind, (0, 0, 40))
     fill = _hsl_hex(h, s, min(lum + 9 * depth, 82))
     border, bw = _STATUS_BORDER.get(status, (_hsl_hex(h, s, max(lum - 15, 10)), 1))
-    style: dict[str, Any] = {
+    # Every key is always present: the browser merges updates into the old node, so a key left
+    # out (say the glow of a node that has stopped running) would keep its old value.
+    return {
         "shape": _SHAPE.get(kind, "dot"),
         "group": kind,
         "color": {"background": fill, "border": border},
         "borderWidth": bw,
+        "shapeProperties": {"borderDashes": [5, 4] if status == "interrupted" else False},
+        "opacity": 0.55 if status == "interrupted" else 1.0,
+        "shadow": {"enabled": status == "running", "color": "#f5c400", "size": 16, "x": 0, "y": 0},
     }
-    if status == "interrupted":
-        style["shapeProperties"] = {"borderDashes": [5, 4]}
-        style["opacity"] = 0.55
-    elif status == "running":
-        style["shadow"] = {"enabled": True, "color": "#f5c400", "size": 16, "x": 0, "y": 0}
-    return style
 
 
 def _vis_node(n: Node, xy: tuple[float, float], label: str, size_by: SizeBy) -> dict[str, Any]:

@@ -115,6 +115,11 @@ def test_run_from_the_url_and_fallback_for_an_unknown_id(demo: tuple[str, list[N
     assert not at.exception
     assert at.query_params["run"] == run_id and at.query_params["node"] == run_id
 
+    at = page(run=run_id, node="not-a-node")
+    assert not at.exception
+    assert any("not part of this run" in w.value for w in at.warning)
+    assert at.query_params["node"] == run_id
+
 
 # ---- the inspector per kind ----------------------------------------------------------------
 
@@ -177,6 +182,47 @@ def test_missing_context_blob_is_a_message_not_a_traceback(
     assert any("not available" in i.value for i in at.info)
 
 
+def test_rlm_query_shows_its_position_and_opens_the_child_run() -> None:
+    result = RLM("demo/recursive", "demo/sub").run(needle_context(), "What is the secret code?")
+    store = TraceStore()
+    nodes = store.nodes(result.run_id)
+    store.close()
+    call = next(n for n in of_kind(nodes, "rlm_query") if n.context_spans)
+    at = page(run=result.run_id, node=call.node_id)
+    assert not at.exception
+    assert "Question / prompt for the child RLM" in texts(at)
+    assert "chars " in texts(at) and " of " in texts(at)
+    at.button(key=f"child_{call.node_id}").click().run()
+    assert not at.exception
+    child = at.query_params["node"]
+    assert next(n for n in nodes if n.node_id == child).kind == "run"
+    assert any(s.value.startswith("step ") and ": run (depth 1" in s.value for s in at.subheader)
+
+
+def test_big_texts_are_bounded_with_a_download(traces_dir: Path) -> None:
+    store = TraceStore(traces_dir)
+    run_id = new_id()
+    big = "".join(f"line {i}\n" for i in range(60_000))  # 500+ KB: kept in a blob
+    store.write(Node(run_id, run_id, None, "run", 0, 0, status="ok", input="q",
+                     meta={"question": "q"}))  # fmt: skip
+    cell = Node(new_id(), run_id, run_id, "code", 0, 1, status="ok", code="print(big)",
+                stdout=big, model_view=big[:2000] + "... +N more chars")  # fmt: skip
+    odd = Node(new_id(), run_id, run_id, "code", 0, 2, status="ok", meta={"variables": ["x"]})
+    store.write(cell)
+    store.write(odd)
+    store.close()
+    at = page(run=run_id, node=cell.node_id)
+    assert not at.exception
+    assert any(f"showing first 200,000 of {len(big):,} chars" in c.value for c in at.caption)
+    assert len(at.get("download_button")) == 1
+    shown = [c.value for c in at.code if c.value.startswith("line 0")]
+    assert shown and max(len(v) for v in shown) <= 200_000
+    # data in an unexpected shape gives a message, not a traceback
+    at = page(run=run_id, node=odd.node_id)
+    assert not at.exception
+    assert any("could not be shown" in e.value for e in at.error)
+
+
 # ---- selecting and stepping ----------------------------------------------------------------
 
 
@@ -189,9 +235,12 @@ def test_graph_click_selects_the_node_and_updates_the_url(demo: tuple[str, list[
     assert not at.exception
     assert at.query_params["node"] == target.node_id
     assert (target.code or "").strip() in [c.value for c in at.code]
-    # the graph was drawn before the click was handled; the next run sends the selection back
-    at.run()
+    # the click is read before the graph is drawn, so it goes back in the same run
     assert payload(at)["selected"] == target.node_id
+    assert (
+        at.slider(key="explorer_step").value
+        == sorted(n.node_id for n in nodes).index(target.node_id) + 1
+    )
 
 
 def test_step_buttons_and_slider_follow_execution_order(demo: tuple[str, list[Node]]) -> None:
@@ -234,7 +283,7 @@ def test_grow_toggle_and_play_show_the_graph_up_to_the_step(
     assert not at.exception
     assert at.query_params["node"] == order[0]
     assert [n["id"] for n in payload(at)["nodes"]] == order[:1]
-    assert at.button(key="explorer_play").label.startswith("⏸")
+    assert at.button(key="explorer_play").label.endswith("Pause")
     time.sleep(0.8)
     at.run()
     assert at.query_params["node"] == order[1]

@@ -135,7 +135,14 @@ def test_click_on_node_reaches_python_offline(server: str) -> None:
                 "window.__visnet && window.__visnet.body.data.nodes.length === 8", timeout=20_000
             )
             page.get_by_text("SELECTED=None").wait_for(timeout=10_000)
-            page.evaluate("window.__first = window.__visnet; window.__visnet.moveTo({scale: 1.7})")
+            page.evaluate("window.__first = window.__visnet")
+            # zoom the way a user does (the wheel), so the graph stops fitting itself
+            box = page.locator("canvas").first.bounding_box()
+            assert box is not None
+            page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+            page.mouse.wheel(0, -300)
+            page.wait_for_timeout(300)
+            zoom = page.evaluate("window.__visnet.getScale()")
             point = page.evaluate(CLICK_POINT, "n5")
             t0 = time.perf_counter()
             page.mouse.click(point["x"], point["y"])
@@ -149,7 +156,7 @@ def test_click_on_node_reaches_python_offline(server: str) -> None:
             assert page.evaluate("window.__visnet.body.data.nodes.length") == 9
             assert page.evaluate("window.__visnet === window.__first")
             page.wait_for_timeout(600)  # the focus animation
-            assert page.evaluate("window.__visnet.getScale()") == pytest.approx(1.7)
+            assert page.evaluate("window.__visnet.getScale()") == pytest.approx(zoom)
             centre = page.evaluate(
                 "(() => { const n = window.__visnet; const c = n.getViewPosition();"
                 " const p = n.getPositions(['n6']).n6; return [p.x - c.x, p.y - c.y]; })()"

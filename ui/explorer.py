@@ -7,6 +7,7 @@ is one fragment that re-reads the store every second while the run is live or a 
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 import zlib
 from typing import Any
@@ -23,6 +24,7 @@ from ui.common import cost_text, status_badge, store, when
 from ui.graph_component import graph
 from ui.inspector import safe_word, show_node, show_text
 
+_log = logging.getLogger(__name__)
 RUN_KEY = "explorer_run"
 STEP_KEY = "explorer_step"
 SIZE_KEY = "explorer_size_by"
@@ -193,8 +195,8 @@ def _body(run_id: str, timer: float | None) -> None:
         return
     order = views.step_order(nodes)
     st.session_state[ORDER_KEY] = order
+    current = _apply_graph_event(order, _current(order))
     playing = bool(st.session_state.get(PLAY_KEY))
-    current = _current(order)
     if playing:
         current = _advance(order, current)
         playing = bool(st.session_state.get(PLAY_KEY))
@@ -205,8 +207,8 @@ def _body(run_id: str, timer: float | None) -> None:
     left, right = st.columns([3, 2], gap="medium")
     bottom = st.container()
     by_id = {n.node_id: n for n in nodes}
-    # drawn out of order: the table and the graph can change the selection that the step
-    # controls and the inspector above/beside them must show in this same run
+    # drawn out of order: a row picked in the table below changes the selection that the step
+    # controls, the graph and the inspector above it must show in this same run
     with bottom:
         picked = explorer_table.show(run_id, nodes)
     if picked and picked in by_id and picked != current:
@@ -214,51 +216,72 @@ def _body(run_id: str, timer: float | None) -> None:
         _stop_playing()
         current = picked
     with left:
-        current = _graph(run_id, nodes, current, playing)
+        _graph(run_id, nodes, current, playing)
         st.caption(LEGEND)
     with controls:
         _controls(order, current)
     with right:
-        show_node(s, run, nodes, by_id[current], select)
+        try:
+            show_node(s, run, nodes, by_id[current], select)
+        except Exception:  # odd stored or imported data: a message here, the traceback in the log
+            _log.exception("inspector failed for node %s", current)
+            st.error("This node could not be shown: its stored data is not in the expected shape.")
 
 
-def _graph(run_id: str, nodes: list[Node], current: str, playing: bool) -> str:
+def _graph_event() -> tuple[str | None, int | None]:
+    """The click or key step the graph sent for this run. The component delivers it through
+    session state before it is drawn, so reading it first lets the graph, the step controls and
+    the inspector all show the new selection in this same run (no second run per click)."""
+    state = st.session_state.get(GRAPH_KEY)
+    get = getattr(state, "get", None)
+    if get is None:
+        return None, None
+    clicked, step = get("node_click"), get("step")
+    return (
+        str(clicked) if clicked is not None else None,
+        int(step) if isinstance(step, int | float) and step in (-1, 1) else None,
+    )
+
+
+def _apply_graph_event(order: list[str], current: str) -> str:
+    clicked, step = _graph_event()
+    if clicked is not None and clicked != current and clicked in set(order):
+        target = clicked
+    elif step is not None:
+        i = views.step_index(order, current) + step
+        target = order[max(0, min(i, len(order) - 1))]
+    else:
+        return current
+    select(target)
+    _stop_playing()
+    return target
+
+
+def _graph(run_id: str, nodes: list[Node], current: str, playing: bool) -> None:
     grow = bool(st.session_state.get(GROW_KEY)) or playing
     shown = views.nodes_up_to(nodes, current) if grow else nodes
     size_by: SizeBy = "cost" if st.session_state.get(SIZE_KEY) == "cost" else "tokens"
     payload = vis_payload(shown, size_by=size_by, selected=current)
-    clicked, step = graph(
+    # the returned click/step were already applied by _apply_graph_event
+    graph(
         payload,
         key=GRAPH_KEY,
         height=GRAPH_HEIGHT,
         selected=current,
         fit_token=zlib.crc32(run_id.encode()),
     )
-    ids = {n.node_id for n in nodes}
-    if clicked and clicked in ids and clicked != current:
-        select(clicked)
-        _stop_playing()
-        if grow:
-            st.rerun()  # the graph must shrink to the clicked step
-        return clicked
-    if step:
-        order = views.step_order(nodes)
-        i = views.step_index(order, current) + step
-        select(order[max(0, min(i, len(order) - 1))])
-        _stop_playing()
-        st.rerun()  # the browser moves its highlight only when it is sent the new selection
-    return current
 
 
 def _controls(order: list[str], current: str) -> None:
     i, last = views.step_index(order, current), len(order) - 1
     playing = bool(st.session_state.get(PLAY_KEY))
     cols = st.columns([1, 1, 1, 1, 1.2, 5], vertical_alignment="bottom")
-    buttons = [("⏮ First", "first", i == 0), ("◀ Prev", "prev", i == 0),
-               ("Next ▶", "next", i == last), ("Last ⏭", "last", i == last)]  # fmt: skip
+    # plain glyphs: the media-control emoji are missing from many fonts
+    buttons = [("« First", "first", i == 0), ("‹ Prev", "prev", i == 0),
+               ("Next ›", "next", i == last), ("Last »", "last", i == last)]  # fmt: skip
     for col, (label, where, off) in zip(cols, buttons, strict=False):
         col.button(label, key=f"explorer_{where}", on_click=_step_to, args=(where,), disabled=off)
-    cols[4].button("⏸ Pause" if playing else "▶ Play", key="explorer_play",
+    cols[4].button("‖ Pause" if playing else "▶ Play", key="explorer_play",
                    on_click=_toggle_play, disabled=last == 0)  # fmt: skip
     with cols[5]:
         if last > 0:

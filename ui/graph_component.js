@@ -67,6 +67,9 @@ function create(vis, host) {
     nodes: { font: { size: 12 } },
   });
   const s = { vis, nodes, edges, network, seenN: new Map(), seenE: new Map(), fitted: false };
+  // a growing graph keeps fitting the view until the user zooms or pans it themselves
+  network.on("zoom", () => (s.userMoved = true));
+  network.on("dragEnd", () => (s.userMoved = true));
   network.on("click", (p) => {
     if (p.nodes.length) {
       s.clicked = p.nodes[0];
@@ -97,9 +100,10 @@ function render(vis, host, data, send) {
   sync(s.nodes, s.seenN, data.nodes || [], (n) => (n.title ? { ...n, title: tooltip(n.title) } : n));
   sync(s.edges, s.seenE, data.edges || []);
   const count = s.nodes.length;
-  if (!s.fitted && count) {
+  if (count && (!s.fitted || (!s.userMoved && count !== s.fittedCount))) {
     s.network.fit();
     s.fitted = true;
+    s.fittedCount = count;
     s.fitToken = data.fit_token;
   } else if (count && data.fit_token !== s.fitToken) {
     s.fitToken = data.fit_token;
