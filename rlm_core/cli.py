@@ -12,7 +12,7 @@ from typing import Any
 from rlm_core.config import RLMConfig
 from rlm_core.ingest import IngestError, load_context
 from rlm_core.store import StoreBusy, TraceStore
-from rlm_core.types import ModelError
+from rlm_core.types import ModelError, RunResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -54,6 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("file")
     imp.add_argument("--replace", action="store_true", help="overwrite a run with the same id")
     imp.add_argument("--traces-dir")
+
+    replay = sub.add_parser("replay", help="run a stored run again from its recorded responses")
+    replay.add_argument("run_id")
+    replay.add_argument("--traces-dir")
+    replay.add_argument("--json", action="store_true")
     return p
 
 
@@ -61,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "runs": cmd_runs, "show": cmd_show}
-        commands.update({"export": cmd_export, "import": cmd_import})
+        commands.update({"export": cmd_export, "import": cmd_import, "replay": cmd_replay})
         return commands[args.command](args)
     except (IngestError, ModelError, StoreBusy, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -94,10 +99,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = rlm.run(context.value, args.query)
     if rlm.trace_note:
         print(f"note: {rlm.trace_note}", file=sys.stderr)
-    if args.json:
-        out = result.to_dict()
-        out["limit"] = result.limit
-        print(json.dumps(out, ensure_ascii=False))
+    return report(result, args.json)
+
+
+def report(result: RunResult, as_json: bool) -> int:
+    """Print a run's outcome (one JSON object, or the answer plus a summary line)."""
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
     elif result.status == "error":
         print(f"error: {result.error} (trace: run {result.run_id})", file=sys.stderr)
     else:
@@ -110,6 +118,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0 if result.status in ("ok", "limit") else 1
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from rlm_core.replay import replay_run
+
+    store = _open(args)
+    try:
+        return report(replay_run(store, args.run_id), args.json)
+    finally:
+        store.close()
 
 
 def _open(args: argparse.Namespace) -> TraceStore:

@@ -9,6 +9,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 _SUBJECTS = [
     "the committee",
@@ -54,11 +55,18 @@ _TAILS = [
 class Example:
     title: str
     description: str
-    build: Callable[[int], str]
+    build: Callable[[int], Any]
+    """A deterministic context of about `size` characters: a str, or a dict {path: text}."""
     questions: tuple[str, ...]
-    answers: Callable[[str], tuple[str, ...]]
-    """The correct answer to each question, computed from the generated text."""
+    answers: Callable[[Any], tuple[str, ...]]
+    """The correct answer to each question, computed from the generated context."""
     size: int = 1_000_000
+    scoring: tuple[str, ...] = ()
+    """How each question is scored (see rlm_core.scoring): exact, numeric or pairs."""
+    family: str = "needle"
+
+    def scorer(self, index: int) -> str:
+        return self.scoring[index] if index < len(self.scoring) else "exact"
 
 
 def filler(rng: random.Random, chars: int) -> str:
@@ -104,23 +112,3 @@ def label_counts(text: str) -> Counter[str]:
     return Counter(line.split("| label: ")[1].split(" |")[0] for line in text.splitlines())
 
 
-EXAMPLES = {
-    "needle": Example(
-        title="Chronicle with a hidden fact (1 M characters)",
-        description="A million characters of routine town records; one sentence holds a code.",
-        build=needle_document,
-        questions=("What is the secret code for the vault?",),
-        answers=lambda text: ("48213",),
-    ),
-    "tickets": Example(
-        title="Support tickets (300 K characters)",
-        description="Thousands of labelled support tickets, one per line.",
-        build=records_document,
-        questions=("How many tickets are labelled returns?", "Which label is least frequent?"),
-        answers=lambda text: (
-            str(label_counts(text)["returns"]),
-            label_counts(text).most_common()[-1][0],
-        ),
-        size=300_000,
-    ),
-}

@@ -371,7 +371,8 @@ def standalone_html(nodes: Iterable[Node], title: str) -> str:
     net = Network(height="92vh", width="100%", directed=True, cdn_resources="in_line", heading="")
     net.set_options(json.dumps(_VIS_OPTIONS))
     for vn in payload["nodes"]:
-        attrs = {k: v for k, v in vn.items() if k not in ("id", "label", "shape", "color")}
+        # "group" left out: pyvis pages let vis-network's group palette override our colours
+        attrs = {k: v for k, v in vn.items() if k not in ("id", "label", "shape", "color", "group")}
         net.add_node(vn["id"], label=vn["label"], shape=vn["shape"], color=vn["color"], **attrs)
     for e in payload["edges"]:
         net.add_edge(e["from"], e["to"])

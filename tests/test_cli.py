@@ -189,3 +189,15 @@ def test_a_cli_run_while_the_app_holds_the_database_writes_a_journal_the_app_imp
         assert any(n.kind == "llm_query" for n in app_store.nodes(run_id))
     finally:
         app_store.close()
+
+
+def test_replay_reproduces_a_run_with_no_model(doc: Path) -> None:
+    first = json.loads(cli("run", "--context", str(doc), "--query", "What is the secret code?",
+                           "--json").stdout)  # fmt: skip
+    out = cli("replay", first["run_id"], "--json")
+    assert out.returncode == 0, out.stderr
+    again = json.loads(out.stdout)
+    assert again["answer"] == first["answer"] and again["run_id"] != first["run_id"]
+    assert again["llm_calls"] == first["llm_calls"] and again["cost_usd"] == 0.0
+    missing = cli("replay", "no-such-run")
+    assert missing.returncode == 2 and "no run with id" in missing.stderr

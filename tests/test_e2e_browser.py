@@ -271,6 +271,7 @@ def test_live_run_grows_in_place(server: str, runs: tuple[Path, dict[str, str]],
     time.sleep(JOURNAL_SYNC_S + 0.2)  # the app imports journals at most this often
     open_run(pg, server, run_id, 1)
     pg.get_by_text("still running").wait_for(timeout=10_000)
+    pg.wait_for_timeout(700)  # let the animation that centres the selected node finish
     pg.evaluate("window.__visnet.moveTo({scale: 1.3})")
     kinds: tuple[NodeKind, ...] = ("lm", "code")
     for seq, kind in enumerate(kinds, 1):
