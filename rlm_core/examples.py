@@ -5,10 +5,15 @@ Generated rather than shipped: any size, no files in the repo, and the answers a
 
 from __future__ import annotations
 
+import functools
+import itertools
 import random
+import re
+import sysconfig
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 _SUBJECTS = [
@@ -112,3 +117,219 @@ def label_counts(text: str) -> Counter[str]:
     return Counter(line.split("| label: ")[1].split(" |")[0] for line in text.splitlines())
 
 
+_CODE = re.compile(r"secret code for the vault is (\d+)")
+
+
+def needle_answer(context: str) -> tuple[str]:
+    found = _CODE.search(context)
+    return (found.group(1) if found else "",)
+
+
+_SERVICES = ("auth", "billing", "search", "cache", "gateway", "mailer", "scheduler")
+_EVENTS = (
+    "request served in {n} ms",
+    "cache miss for key k{n}",
+    "retrying upstream call, attempt {n}",
+    "session {n} refreshed",
+    "queue depth is {n}",
+    "wrote {n} rows to the ledger",
+    "health check passed ({n} probes)",
+)
+
+
+def log_document(chars: int, seed: int = 23) -> str:
+    """Server log lines; one of them, at a random line, carries the vault code."""
+    rng = random.Random(seed)
+    lines, total, i = [], 0, 0
+    while total < chars:
+        level = rng.choice(("INFO", "INFO", "INFO", "DEBUG", "WARN"))
+        event = rng.choice(_EVENTS).format(n=rng.randint(1, 9999))
+        line = f"2025-03-{1 + i // 86400 % 28:02d}T{i // 3600 % 24:02d}:{i // 60 % 60:02d}:" \
+               f"{i % 60:02d}Z {level} {rng.choice(_SERVICES)}: {event}"  # fmt: skip
+        lines.append(line)
+        total += len(line) + 1
+        i += 1
+    at = rng.randrange(len(lines))
+    stamp = lines[at][:20]
+    lines.insert(
+        at, f"{stamp} INFO vault: the secret code for the vault is {rng.randint(10**4, 10**5 - 1)}"
+    )
+    return "\n".join(lines)
+
+
+CITIES = ("Oslo", "Lima", "Porto", "Accra", "Hanoi", "Quito", "Perth", "Turku")
+_FIRST = ("Ada", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Juno")
+_LAST = ("Moss", "Quist", "Rao", "Silva", "Tran", "Uddin", "Varga", "Weiss", "Yilmaz", "Zhou")
+
+
+def json_records_document(chars: int, seed: int = 29) -> str:
+    """JSON lines of customer records; one record's note holds the vault code."""
+    rng = random.Random(seed)
+    lines, total, i = [], 0, 0
+    while total < chars:
+        note = filler(rng, rng.randint(30, 90))
+        line = (
+            f'{{"id": {i}, "name": "{rng.choice(_FIRST)} {rng.choice(_LAST)}", '
+            f'"city": "{rng.choice(CITIES)}", "note": "{note}"}}'
+        )
+        lines.append(line)
+        total += len(line) + 1
+        i += 1
+    at = rng.randrange(len(lines))
+    code = rng.randint(10**4, 10**5 - 1)
+    lines.insert(at, f'{{"id": {i}, "name": "Vault Keeper", "city": "{rng.choice(CITIES)}", '
+                     f'"note": "The secret code for the vault is {code}."}}')  # fmt: skip
+    return "\n".join(lines)
+
+
+def users_document(chars: int, seed: int = 31) -> str:
+    """A user directory; a few dozen admins are spread over eight cities."""
+    rng = random.Random(seed)
+    rows, total = [], 0
+    while total < chars:
+        row = [rng.choice(_FIRST), rng.choice(_LAST), rng.choice(CITIES),
+               rng.choice(("member", "guest", "editor")), str(rng.randint(2012, 2025))]  # fmt: skip
+        rows.append(row)
+        total += 55 + len(row[0]) + len(row[1]) + len(row[2]) + len(row[3])
+    # the admin count is capped so the number of pairs stays readable at any size
+    for i in rng.sample(range(len(rows)), max(8, min(60, len(rows) // 40))):
+        rows[i][3] = "admin"
+    return "\n".join(
+        f"user {i:06d} | name: {f} {last} | city: {city} | role: {role} | joined: {year}"
+        for i, (f, last, city, role, year) in enumerate(rows)
+    )
+
+
+def admin_pairs(text: str) -> list[tuple[int, int]]:
+    by_city: dict[str, list[int]] = {}
+    for line in text.splitlines():
+        fields = dict(part.split(": ", 1) for part in line.split(" | ")[1:])
+        if fields.get("role") == "admin":
+            by_city.setdefault(fields["city"], []).append(int(line.split(" | ", 1)[0][5:]))
+    return sorted((a, b) for ids in by_city.values() for a, b in itertools.combinations(ids, 2))
+
+
+def pairs_text(pairs: list[tuple[int, int]]) -> str:
+    return "\n".join(f"{a}, {b}" for a, b in pairs) or "none"
+
+
+# ---- a real code base: the standard library of the running interpreter ---------------------
+
+STDLIB_FIRST = ("fnmatch.py", "concurrent/futures/thread.py")
+"""Files holding the code questions' answers: always included, so every size can answer them."""
+_STDLIB_SKIP = frozenset({"site-packages", "test", "tests", "idle_test", "__pycache__"})
+
+
+def stdlib_root() -> Path:
+    return Path(sysconfig.get_paths()["stdlib"])
+
+
+@functools.lru_cache(maxsize=1)
+def stdlib_files() -> tuple[str, ...]:
+    root = stdlib_root()
+    found = sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*.py")
+        if not any(
+            part in _STDLIB_SKIP or part.startswith("config-") for part in p.relative_to(root).parts
+        )
+    )
+    first = [f for f in STDLIB_FIRST if f in found]
+    return (*first, *(f for f in found if f not in first))
+
+
+def stdlib_codebase(chars: int) -> dict[str, str]:
+    """Whole source files of the standard library, in a fixed order, until `chars` is reached."""
+    root, out, total = stdlib_root(), {}, 0
+    for rel in stdlib_files():
+        if total >= chars and rel not in STDLIB_FIRST:
+            break
+        text = (root / rel).read_text(encoding="utf-8", errors="replace")
+        out[rel] = text
+        total += len(text)
+    return out
+
+
+def where_defined(codebase: dict[str, str], keyword: str, name: str) -> str:
+    pattern = re.compile(rf"^{keyword} {re.escape(name)}\b", re.MULTILINE)
+    return " or ".join(path for path, text in codebase.items() if pattern.search(text))
+
+
+_ERROR_CLASS = re.compile(r"^class \w*Error\b", re.MULTILINE)
+
+
+def error_class_count(codebase: dict[str, str]) -> int:
+    return sum(len(_ERROR_CLASS.findall(text)) for text in codebase.values())
+
+
+EXAMPLES = {
+    "needle": Example(
+        title="Chronicle with a hidden fact (1 M characters)",
+        description="A million characters of routine town records; one sentence holds a code.",
+        build=needle_document,
+        questions=("What is the secret code for the vault?",),
+        answers=lambda text: ("48213",),
+    ),
+    "needle_logs": Example(
+        title="Server logs with a hidden fact (300 K characters)",
+        description="Thousands of log lines from seven services; one line holds a code.",
+        build=log_document,
+        questions=("What is the secret code for the vault?",),
+        answers=needle_answer,
+        size=300_000,
+    ),
+    "needle_json": Example(
+        title="JSON records with a hidden fact (300 K characters)",
+        description="Customer records as JSON lines; one record's note holds a code.",
+        build=json_records_document,
+        questions=("What is the secret code for the vault?",),
+        answers=needle_answer,
+        size=300_000,
+    ),
+    "tickets": Example(
+        title="Support tickets (300 K characters)",
+        description="Thousands of labelled support tickets, one per line (OOLONG-style counting).",
+        build=records_document,
+        questions=("How many tickets are labelled returns?", "Which label is least frequent?"),
+        answers=lambda text: (
+            str(label_counts(text)["returns"]),
+            label_counts(text).most_common()[-1][0],
+        ),
+        size=300_000,
+        scoring=("numeric", "exact"),
+        family="aggregation",
+    ),
+    "pairs": Example(
+        title="User directory: pairs (200 K characters)",
+        description="Users with a city and a role; the question asks for all qualifying pairs.",
+        build=users_document,
+        questions=(
+            "List every pair of users who are both admins and live in the same city. Answer "
+            "with one pair of user numbers per line, like `12, 345`, smaller number first.",
+        ),
+        answers=lambda text: (pairs_text(admin_pairs(text)),),
+        size=200_000,
+        scoring=("pairs",),
+        family="pairs",
+    ),
+    "stdlib": Example(
+        title="Python standard library source (code base, 2 M characters)",
+        description="Source files of this interpreter's standard library as {path: source}.",
+        build=stdlib_codebase,
+        questions=(
+            "In which file is the function `fnmatchcase` defined? Answer with the path.",
+            "In which file is the class `ThreadPoolExecutor` defined? Answer with the path.",
+            "How many top-level classes whose names end in `Error` does the code base define?",
+        ),
+        answers=lambda ctx: (
+            where_defined(ctx, "def", "fnmatchcase"),
+            where_defined(ctx, "class", "ThreadPoolExecutor"),
+            str(error_class_count(ctx)),
+        ),
+        size=2_000_000,
+        scoring=("exact", "exact", "numeric"),
+        family="code",
+    ),
+}
+SIZES = (10_000, 30_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000, 30_000_000,
+         100_000_000)  # fmt: skip

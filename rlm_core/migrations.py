@@ -78,7 +78,41 @@ def m001_initial(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE INDEX nodes_run ON nodes (run_id)")
 
 
-MIGRATIONS: list[Migration] = [m001_initial]
+def m002_eval_results(con: duckdb.DuckDBPyConnection) -> None:
+    # One row per (question, size, model, method) of an evaluation; `score` is NULL when the
+    # plain model was not called because the context did not fit its window.
+    con.execute(
+        """
+        CREATE TABLE eval_results (
+            row_id VARCHAR PRIMARY KEY,
+            eval_id VARCHAR NOT NULL,
+            created_at DOUBLE,
+            task VARCHAR,
+            family VARCHAR,
+            size BIGINT,
+            context_chars BIGINT,
+            question VARCHAR,
+            expected VARCHAR,
+            scorer VARCHAR,
+            method VARCHAR,
+            model VARCHAR,
+            sub_model VARCHAR,
+            status VARCHAR,
+            answer VARCHAR,
+            score DOUBLE,
+            cost_usd DOUBLE,
+            wall_s DOUBLE,
+            tokens_in BIGINT,
+            tokens_out BIGINT,
+            run_id VARCHAR,
+            error VARCHAR
+        )
+        """
+    )
+    con.execute("CREATE INDEX eval_results_eval ON eval_results (eval_id)")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_eval_results]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:

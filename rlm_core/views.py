@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -242,11 +243,17 @@ def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
     return [c for c in (rows[0] if rows else {}) if not c.startswith("_")]
 
 
+def _word(value: Any) -> str:
+    # imported traces can hold anything here, and the label goes into headings (markdown)
+    return re.sub(r"\W", "", str(value))[:30]
+
+
 def node_label(node: Node, step: int) -> str:
-    """Short plain-text name of a node for pickers and captions (no document text)."""
+    """Short name of a node for headings and pickers: no document text, no markdown syntax."""
     it = node.meta.get("iteration")
-    extra = f" iteration {it}" if it is not None and node.kind in ("lm", "code") else ""
+    extra = f" iteration {_word(it)}" if it is not None and node.kind in ("lm", "code") else ""
     idx = node.meta.get("batch_index")
     if idx is not None:
-        extra = f" [{idx}]"
-    return f"step {step}: {node.kind}{extra} (depth {node.depth}, {node.status})"
+        extra = f" [{_word(idx)}]"
+    kind, status = _word(node.kind), _word(node.status)
+    return f"step {step}: {kind}{extra} (depth {_word(node.depth)}, {status})"

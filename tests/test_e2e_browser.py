@@ -272,12 +272,18 @@ def test_live_run_grows_in_place(server: str, runs: tuple[Path, dict[str, str]],
     open_run(pg, server, run_id, 1)
     pg.get_by_text("still running").wait_for(timeout=10_000)
     pg.wait_for_timeout(700)  # let the animation that centres the selected node finish
-    pg.evaluate("window.__visnet.moveTo({scale: 1.3})")
+    # a real wheel zoom: the graph keeps fitting itself while it grows until the user moves it
+    point = pg.evaluate(CLICK_POINT, run_id)
+    pg.mouse.move(point["x"], point["y"])
+    pg.mouse.wheel(0, -400)
+    pg.wait_for_timeout(300)
+    scale = pg.evaluate("window.__visnet.getScale()")
+    assert scale != pytest.approx(1.0)
     kinds: tuple[NodeKind, ...] = ("lm", "code")
     for seq, kind in enumerate(kinds, 1):
         tracer.end(tracer.start(Node(new_id(), run_id, run_id, kind, 0, seq)), "ok")
     pg.wait_for_function("window.__visnet.body.data.nodes.length === 3", timeout=20_000)
-    assert pg.evaluate("window.__visnet.getScale()") == pytest.approx(1.3)
+    assert pg.evaluate("window.__visnet.getScale()") == pytest.approx(scale)
     tracer.end(root, "ok", output="done")
     tracer.close()
     pg.get_by_text("still running").wait_for(state="detached", timeout=20_000)

@@ -136,6 +136,9 @@ def test_table_rows_and_filters() -> None:
     assert [r["node_id"] for r in filter_rows(rows, text="found it")] == ["n3"]
     assert len(filter_rows(rows)) == 3
     assert node_label(nodes[2], 3) == "step 3: llm_query (depth 1, ok)"
+    odd = Node("n4", "r", None, "![x](http://e/x.png)", 0, 0, meta={"batch_index": "<b>"})  # type: ignore[arg-type]
+    assert "![" not in node_label(odd, 4) and "](" not in node_label(odd, 4)
+    assert "<b>" not in node_label(odd, 4)
 
 
 # ---- a real demo run -----------------------------------------------------------------------

@@ -81,7 +81,7 @@ def show_node(
     order = views.step_order(nodes)
     st.subheader(views.node_label(node, views.step_index(order, node.node_id) + 1))
     st.text(_stats_line(node))
-    st.caption(f"node id {node.node_id}")
+    st.text(f"node id {node.node_id}")
     if node.error:
         st.error("This node ended with an error:")
         show_text(node.error, key=f"{node.node_id}_error")
@@ -220,7 +220,7 @@ def _sub_call(
 ) -> None:
     if node.meta.get("batch") is not None:
         idx, size = node.meta.get("batch_index"), node.meta.get("batch_size")
-        st.caption(f"item {idx} of a batch of {size} calls run concurrently")
+        st.caption(f"item {safe_word(idx)} of a batch of {safe_word(size)} calls run concurrently")
     if node.meta.get("fallback_from"):
         st.caption("asked rlm_query at the maximum depth, so it became one sub-model call")
     st.markdown("**Slice of the document it saw**")

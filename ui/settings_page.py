@@ -1,0 +1,257 @@
+"""The Settings page: model presets per provider, keys for this session only, Ollama and
+OpenAI-compatible servers, local GGUF files, and a Test connection button.
+
+Keys typed here live in this browser session's state and are passed to model calls only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+import streamlit as st
+
+from rlm_core import local_model
+from rlm_core.models import LiteLLMClient, check_model
+from rlm_core.types import ModelError
+
+PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "OpenAI": ("OPENAI_API_KEY", ("openai/gpt-5-mini", "openai/gpt-5-nano", "openai/gpt-4o-mini")),
+    "Anthropic": (
+        "ANTHROPIC_API_KEY",
+        ("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
+    ),
+    "Google Gemini": ("GEMINI_API_KEY", ("gemini/gemini-2.5-flash", "gemini/gemini-2.5-pro")),
+    "OpenRouter": ("OPENROUTER_API_KEY", ("openrouter/openai/gpt-4o-mini",)),
+    "Mistral": ("MISTRAL_API_KEY", ("mistral/mistral-small-latest",)),
+    "Groq": ("GROQ_API_KEY", ("groq/llama-3.3-70b-versatile",)),
+}
+OLLAMA_DEFAULT = "http://localhost:11434"
+SERVER_DEFAULT = "http://127.0.0.1:8000/v1"
+PING = [{"role": "user", "content": "Reply with the single word OK."}]
+SAVED = "settings_models"
+KEYS = "settings_keys"
+HTTP_TIMEOUT_S = 5.0
+
+
+# ---- plain functions (no Streamlit): what the page does ----------------------------------
+
+
+@dataclass
+class Probe:
+    ok: bool
+    message: str
+    latency_s: float | None = None
+
+
+def test_connection(
+    model: str, api_base: str | None = None, api_key: str | None = None, timeout_s: float = 30
+) -> Probe:
+    """One tiny call to the model: its latency, or the reason it failed in one line."""
+    try:
+        if local_model.is_local(model):
+            local_model.ensure_registered()
+            local_model.load(model)
+        check_model(model, api_base=api_base, api_key=api_key)
+        client = LiteLLMClient(api_base=api_base, api_key=api_key, retries=0, timeout_s=timeout_s)
+        started = time.monotonic()
+        done = client.complete(model, PING, max_output_tokens=8)
+    except ModelError as exc:
+        return Probe(False, str(exc))
+    latency = time.monotonic() - started
+    reply = " ".join(done.text.split())[:40] or "(empty reply)"
+    return Probe(True, f"{model} answered in {latency:.2f} s: {reply}", latency)
+
+
+def _get_json(url: str, api_key: str | None = None) -> Any:
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    if api_key:
+        request.add_header("Authorization", f"Bearer {api_key}")
+    with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
+        return json.loads(response.read().decode("utf-8", "replace"))
+
+
+def _list_error(where: str, exc: Exception) -> ModelError:
+    if isinstance(exc, urllib.error.HTTPError):
+        return ModelError(f"{where} answered HTTP {exc.code} when asked for its models.")
+    if isinstance(exc, urllib.error.URLError | OSError):
+        reason = getattr(exc, "reason", exc)
+        return ModelError(f"Cannot reach {where}: {reason}.")
+    return ModelError(f"{where} did not return a model list ({type(exc).__name__}).")
+
+
+def ollama_models(api_base: str) -> list[str]:
+    """Installed models of a running Ollama, as litellm names (`ollama_chat/<name>`)."""
+    base = api_base.rstrip("/")
+    try:
+        data = _get_json(f"{base}/api/tags")
+        names = [str(m["name"]) for m in data.get("models", [])]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _list_error(f"Ollama at {base}", e) from None
+    return [f"ollama_chat/{n}" for n in sorted(names)]
+
+
+def server_models(api_base: str, api_key: str | None = None) -> list[str]:
+    """Models an OpenAI-compatible server serves, as litellm names (`openai/<id>`)."""
+    base = api_base.rstrip("/")
+    try:
+        data = _get_json(f"{base}/models", api_key)
+        names = [str(m["id"]) for m in data.get("data", [])]
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _list_error(base, e) from None
+    return [f"openai/{n}" for n in sorted(names)]
+
+
+def provider_env(model: str) -> str | None:
+    prefix = model.split("/", 1)[0]
+    for env, models in PROVIDERS.values():
+        if any(m.split("/", 1)[0] == prefix for m in models):
+            return env
+    return None
+
+
+# ---- session state shared with the Run and Evaluate pages --------------------------------
+
+
+def saved_models() -> dict[str, str | None]:
+    """Models added on this page in this session: {model: api_base or None}."""
+    return dict(st.session_state.get(SAVED, {}))
+
+
+def save_model(model: str, api_base: str | None) -> None:
+    models = saved_models()
+    models[model] = api_base or None
+    st.session_state[SAVED] = models
+
+
+def session_key(model: str) -> str | None:
+    """A key typed on this page for the model's provider (never an environment key)."""
+    env = provider_env(model)
+    return st.session_state.get(KEYS, {}).get(env) if env else None
+
+
+def saved_api_base(model: str) -> str | None:
+    return saved_models().get(model)
+
+
+# ---- the page ------------------------------------------------------------------------------
+
+
+def _report(slot: str) -> None:
+    probe = st.session_state.get(slot)
+    if isinstance(probe, Probe):
+        (st.success if probe.ok else st.error)(probe.message)
+
+
+def _test_and_save(slot: str, model: str, api_base: str | None, api_key: str | None) -> None:
+    with st.spinner(f"Calling {model}…"):
+        st.session_state[slot] = test_connection(model, api_base, api_key)
+    if st.session_state[slot].ok:
+        save_model(model, api_base)
+
+
+def _hosted() -> None:
+    st.caption(
+        "Keys are read from the provider's environment variable. A key typed here is kept in "
+        "this browser session only: it is never saved, logged or given to the REPL sandbox."
+    )
+    name = st.selectbox("Provider", list(PROVIDERS), key="set_provider")
+    env, presets = PROVIDERS[name]
+    keys: dict[str, str] = st.session_state.setdefault(KEYS, {})
+    if os.environ.get(env):
+        st.caption(f"`{env}` is set in the environment.")
+    typed = st.text_input(
+        f"{env} for this session", type="password", key=f"set_key_{env}", value=keys.get(env, "")
+    )
+    if typed.strip():
+        keys[env] = typed.strip()
+    else:
+        keys.pop(env, None)
+    model = st.selectbox("Model", presets, key="set_hosted_model")
+    if st.button("Test connection", key="test_hosted"):
+        _test_and_save("probe_hosted", model, None, keys.get(env))
+    _report("probe_hosted")
+
+
+def _ollama() -> None:
+    base = st.text_input(
+        "Ollama address", value=os.environ.get("OLLAMA_API_BASE", OLLAMA_DEFAULT), key="set_ollama"
+    ).strip()
+    if st.button("List installed models", key="list_ollama"):
+        try:
+            st.session_state["ollama_models"] = ollama_models(base)
+        except ModelError as exc:
+            st.session_state["ollama_models"] = []
+            st.error(str(exc))
+    found = st.session_state.get("ollama_models") or []
+    if found:
+        model = st.selectbox("Installed model", found, key="set_ollama_model")
+    else:
+        model = (
+            "ollama_chat/"
+            + st.text_input(
+                "Model name (as in `ollama list`)",
+                key="set_ollama_name",
+                placeholder="qwen2.5-coder",
+            ).strip()
+        )
+    if st.button("Test connection", key="test_ollama", disabled=model == "ollama_chat/"):
+        _test_and_save("probe_ollama", model, base, None)
+    _report("probe_ollama")
+
+
+def _server() -> None:
+    st.caption("vLLM, llama.cpp server, LM Studio: anything serving /v1/chat/completions.")
+    base = st.text_input("API base", value=SERVER_DEFAULT, key="set_server_base").strip()
+    key = st.text_input("API key (if the server wants one)", type="password", key="set_server_key")
+    if st.button("List served models", key="list_server"):
+        try:
+            st.session_state["server_models"] = server_models(base, key.strip() or None)
+        except ModelError as exc:
+            st.session_state["server_models"] = []
+            st.error(str(exc))
+    if found := st.session_state.get("server_models"):
+        st.caption("Served: " + ", ".join(found))
+    name = st.text_input("Model name", key="set_server_model", placeholder="my-model").strip()
+    model = name if name.startswith(("openai/", "hosted_vllm/")) else f"openai/{name}"
+    if st.button("Test connection", key="test_server", disabled=not name):
+        _test_and_save("probe_server", model, base, key.strip() or None)
+    _report("probe_server")
+
+
+def _local() -> None:
+    st.caption(
+        "A GGUF file run inside this process by llama-cpp-python: loaded once, one call at a "
+        "time, context window read from the file. See the README for how to get a model file."
+    )
+    if not local_model.available():
+        st.warning(local_model.INSTALL_HINT)
+    path = st.text_input("Path to a .gguf file", key="set_gguf").strip()
+    model = f"local/{path}"
+    if st.button("Test connection", key="test_local", disabled=not path):
+        _test_and_save("probe_local", model, None, None)
+    _report("probe_local")
+
+
+def render() -> None:
+    tabs = st.tabs(["Hosted providers", "Ollama", "OpenAI-compatible server", "Local GGUF file"])
+    for tab, part in zip(tabs, (_hosted, _ollama, _server, _local), strict=True):
+        with tab:
+            part()
+    st.subheader("Models for this session")
+    models = saved_models()
+    if not models:
+        st.caption("A model that passes Test connection is added to the Run and Evaluate pages.")
+        return
+    st.dataframe(
+        [{"model": m, "API base": b or "provider default"} for m, b in models.items()],
+        hide_index=True,
+    )
+    if st.button("Forget these models", key="forget_models"):
+        st.session_state[SAVED] = {}
+        st.rerun()
