@@ -1,40 +1,29 @@
-"""Run page: pick a context, a question and models, run an RLM, watch its graph grow."""
+"""RLM Tracer: the Run page plus the pages in pages/, under one navigation.
+
+`streamlit run app.py`. Each file pages/N_Name.py is served at /Name.
+"""
+
+from pathlib import Path
 
 import streamlit as st
 
-from rlm_core.models import check_model
-from rlm_core.types import ModelError
-from ui import live
-from ui.common import manager
-from ui.run_form import config_form, context_picker, size_line
+from ui import run_page
 
 st.set_page_config(page_title="RLM Tracer", page_icon="🌳", layout="wide")
-st.title("RLM Tracer")
-st.caption(
-    "A recursive language model keeps your document in a Python REPL and lets the root model "
-    "write code that reads slices of it and asks sub models about them. Run one, then step "
-    "through every node in the Explorer."
+
+PAGES_DIR = Path(__file__).parent / "pages"
+
+
+def _page(path: Path) -> st.Page:
+    name = path.stem.split("_", 1)[-1]
+    return st.Page(str(path.relative_to(Path(__file__).parent)), title=name.replace("_", " "),
+                   url_path=name)  # fmt: skip
+
+
+navigation = st.navigation(
+    [
+        st.Page(run_page.render, title="Run", url_path="run", default=True),
+        *[_page(p) for p in sorted(PAGES_DIR.glob("[0-9]*_*.py"))],
+    ]
 )
-
-choice = context_picker()
-if choice is not None:
-    st.caption(f"**{choice.label}** · {size_line(choice)}")
-suggested = choice.questions[0] if choice and choice.questions else ""
-question = st.text_input("Question", value=suggested, key=f"question_{suggested}")
-if choice and len(choice.questions) > 1:
-    st.caption("Suggested: " + " · ".join(choice.questions))
-config = config_form()
-
-ready = choice is not None and bool(question.strip()) and config is not None
-if st.button("Run", type="primary", disabled=not ready, key="run_button"):
-    assert choice is not None and config is not None
-    try:
-        for model in {config.root_model, config.sub_model}:
-            check_model(model, api_base=config.api_base, api_key=config.api_key)
-    except ModelError as exc:
-        st.error(str(exc))
-    else:
-        st.session_state["current_run"] = manager().start(choice.value, question.strip(), config)
-
-if run_id := st.session_state.get("current_run"):
-    live.render(run_id)
+navigation.run()

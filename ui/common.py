@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from rlm_core.store import TraceStore
+from rlm_core.store import StoreBusy, TraceStore
 from ui.runs import RunManager
 
 ROOT_PRESETS = [
@@ -42,7 +42,12 @@ _last_sync = [0.0]
 def store() -> TraceStore:
     """The shared store, with journals of CLI runs (which cannot open the database while the
     app holds it) imported at most every few seconds."""
-    s = _open_store()
+    try:
+        s = _open_store()
+    except StoreBusy as exc:
+        # another app server (or a long command) holds the file: say so instead of crashing
+        st.error(f"{exc} Close the other RLM Tracer app, or set RLM_TRACES_DIR to another folder.")
+        st.stop()
     if time.monotonic() - _last_sync[0] > JOURNAL_SYNC_S:
         _last_sync[0] = time.monotonic()
         s.import_journals()

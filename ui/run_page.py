@@ -1,0 +1,43 @@
+"""The Run page: pick a context, a question and models, run an RLM, watch its graph grow."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from rlm_core.models import check_model
+from rlm_core.types import ModelError
+from ui import live
+from ui.common import manager
+from ui.run_form import config_form, context_picker, size_line
+
+
+def render() -> None:
+    st.title("RLM Tracer")
+    st.caption(
+        "A recursive language model keeps your document in a Python REPL and lets the root "
+        "model write code that reads slices of it and asks sub models about them. Run one, then "
+        "step through every node in the Explorer."
+    )
+    choice = context_picker()
+    if choice is not None:
+        st.caption(f"**{choice.label}** · {size_line(choice)}")
+    suggested = choice.questions[0] if choice and choice.questions else ""
+    question = st.text_input("Question", value=suggested, key=f"question_{suggested}")
+    if choice and len(choice.questions) > 1:
+        st.caption("Suggested: " + " · ".join(choice.questions))
+    config = config_form()
+
+    ready = choice is not None and bool(question.strip()) and config is not None
+    if st.button("Run", type="primary", disabled=not ready, key="run_button"):
+        assert choice is not None and config is not None
+        try:
+            for model in {config.root_model, config.sub_model}:
+                check_model(model, api_base=config.api_base, api_key=config.api_key)
+        except ModelError as exc:
+            st.error(str(exc))
+        else:
+            run_id = manager().start(choice.value, question.strip(), config)
+            st.session_state["current_run"] = run_id
+
+    if run_id := st.session_state.get("current_run"):
+        live.render(run_id)
