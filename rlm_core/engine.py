@@ -7,6 +7,7 @@ from the sandbox arrive in `Session.handle_call`; `rlm_query` starts a child Ses
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import socket
@@ -55,7 +56,7 @@ class Session:
             input=question,
             meta=self._run_meta(context),
         )
-        self.seq = 0
+        self._seq = itertools.count(1)
         self.iterations = 0
         self.code_node: Node | None = None
         self.stop: LimitExceeded | RunCancelled | None = None
@@ -159,7 +160,6 @@ class Session:
     # ---- steps ---------------------------------------------------------------------------
 
     def _child(self, kind: NodeKind, depth: int, **fields: Any) -> Node:
-        self.seq += 1
         parent = self.code_node if kind in ("llm_query", "rlm_query") else self.node
         assert parent is not None
         return Node(
@@ -168,7 +168,7 @@ class Session:
             parent_id=parent.node_id,
             kind=kind,
             depth=depth,
-            seq=self.seq,
+            seq=next(self._seq),  # count() is safe across the sandbox's call threads
             **fields,
         )
 
