@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core.config import RLMConfig
+from rlm_core.evaluate import add_eval_parser, cmd_eval
 from rlm_core.ingest import IngestError, load_context
 from rlm_core.store import StoreBusy, TraceStore
 from rlm_core.types import ModelError, RunResult
@@ -55,6 +56,8 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--replace", action="store_true", help="overwrite a run with the same id")
     imp.add_argument("--traces-dir")
 
+    add_eval_parser(sub)
+
     replay = sub.add_parser("replay", help="run a stored run again from its recorded responses")
     replay.add_argument("run_id")
     replay.add_argument("--traces-dir")
@@ -67,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {"run": cmd_run, "runs": cmd_runs, "show": cmd_show}
         commands.update({"export": cmd_export, "import": cmd_import, "replay": cmd_replay})
+        commands["eval"] = cmd_eval
         return commands[args.command](args)
     except (IngestError, ModelError, StoreBusy, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -301,11 +301,11 @@ def file_text(name: str, data: Data, progress: Progress | None = None) -> tuple[
         raise IngestError(f"{name}: an image; images are not read (no OCR), it was not loaded")
     else:
         text, note = decode_text(name, data, progress)
-        if suffix in (".html", ".htm", ".xhtml") or text.lstrip()[:15].lower().startswith(
+        if suffix in (".html", ".htm", ".xhtml") or text[:1000].lstrip()[:15].lower().startswith(
             ("<!doctype html", "<html")
         ):
             text = html_text(text)
-    if not text.strip():
+    if not text or text.isspace():  # strip() would copy a 1 GB text once more
         raise IngestError(f"{name}: no text could be read from the file")
     return text, note
 

@@ -51,9 +51,10 @@ def load_litellm() -> ModuleType:
             litellm.suppress_debug_info = True
             for name in ("LiteLLM", "LiteLLM Router", "LiteLLM Proxy", "litellm"):
                 logging.getLogger(name).setLevel(logging.ERROR)
-            from rlm_core import demo
+            from rlm_core import demo, local_model
 
             demo.register(litellm)
+            local_model.register(litellm)
             _litellm = litellm
     return _litellm
 

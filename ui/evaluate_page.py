@@ -15,9 +15,8 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
+from rlm_core import evaluate as ev
 from rlm_core.config import RLMConfig
-from rlm_core.evaluate import DID_NOT_FIT, METHOD_LABELS, METHODS, EvalPlan, EvalRow, Evaluator
-from rlm_core.evaluate import default_sub, list_evals, load_rows, preflight, rows_csv, summary
 from rlm_core.examples import EXAMPLES, SIZES
 from rlm_core.store import TraceStore
 from rlm_core.types import ModelError, new_id
@@ -35,7 +34,7 @@ def size_label(chars: int) -> str:
 @dataclass
 class EvalJob:
     eval_id: str
-    plan: EvalPlan
+    plan: ev.EvalPlan
     thread: threading.Thread | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
     done: int = 0
@@ -53,7 +52,7 @@ class EvalManager:
     def __init__(self) -> None:
         self.jobs: dict[str, EvalJob] = {}
 
-    def start(self, plan: EvalPlan, trace_store: TraceStore) -> str:
+    def start(self, plan: ev.EvalPlan, trace_store: TraceStore) -> str:
         job = EvalJob(eval_id=new_id(), plan=plan)
 
         def progress(done: int, total: int, label: str) -> None:
@@ -61,7 +60,7 @@ class EvalManager:
 
         def work() -> None:
             try:
-                Evaluator(
+                ev.Evaluator(
                     plan, trace_store, eval_id=job.eval_id, cancel=job.cancel, on_progress=progress
                 ).run()
             except Exception as exc:  # the log gets the traceback, the page one line
@@ -85,7 +84,7 @@ def manager() -> EvalManager:
 # ---- the form ----------------------------------------------------------------------------
 
 
-def plan_form() -> EvalPlan | None:
+def plan_form() -> ev.EvalPlan | None:
     tasks = st.multiselect(
         "Tasks", list(EXAMPLES), default=["needle"], key="ev_tasks",
         format_func=lambda k: f"{k}: {EXAMPLES[k].description}",
@@ -103,8 +102,8 @@ def plan_form() -> EvalPlan | None:
         "Sub model of the RLM", [SAME_AS_ROOT, *options], key="ev_sub",
     )  # fmt: skip
     methods = right.multiselect(
-        "Methods", list(METHODS), default=list(METHODS), key="ev_methods",
-        format_func=lambda m: METHOD_LABELS[m] + (" (whole context)" if m == "base" else ""),
+        "Methods", list(ev.METHODS), default=list(ev.METHODS), key="ev_methods",
+        format_func=lambda m: ev.METHOD_LABELS[m] + (" (whole context)" if m == "base" else ""),
     )  # fmt: skip
     with st.expander("Limits per RLM run, API base"):
         c1, c2, c3 = st.columns(3)
@@ -121,8 +120,8 @@ def plan_form() -> EvalPlan | None:
             api_base=base, api_key=session_key(roots[0]), max_iterations=int(iterations),
             timeout_s=float(timeout) or None, max_cost_usd=float(cost) or None,
         )  # fmt: skip
-        pairs = tuple((r, default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
-        return EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
+        pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
+        return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
     except ValueError as exc:
         st.error(str(exc))
         return None
@@ -156,17 +155,17 @@ def progress_panel(eval_id: str) -> None:
     panel()
 
 
-def side_by_side(rows: list[EvalRow]) -> pd.DataFrame:
+def side_by_side(rows: list[ev.EvalRow]) -> pd.DataFrame:
     """One line per task, size and model with each method's score, cost and time."""
     table: dict[tuple[str, int, str], dict[str, object]] = {}
-    for s in summary(rows):
+    for s in ev.summary(rows):
         line = table.setdefault(
             (s["task"], s["context_chars"], s["model"]),
             {"task": s["task"], "context chars": s["context_chars"], "model": s["model"]},
         )
         name = s["method"]
         if s["score"] is None and s["did_not_fit"]:
-            line[f"{name} score"] = DID_NOT_FIT
+            line[f"{name} score"] = ev.DID_NOT_FIT
         else:
             line[f"{name} score"] = "—" if s["score"] is None else f"{s['score']:.2f}"
         line[f"{name} cost"] = (
@@ -176,11 +175,11 @@ def side_by_side(rows: list[EvalRow]) -> pd.DataFrame:
     return pd.DataFrame(list(table.values()))
 
 
-def chart(rows: list[EvalRow]) -> alt.Chart | None:
+def chart(rows: list[ev.EvalRow]) -> alt.Chart | None:
     points = [
         {"task": s["task"], "context chars": s["context_chars"], "score": s["score"],
          "series": f"{s['model']} · {s['method']}"}
-        for s in summary(rows) if s["score"] is not None
+        for s in ev.summary(rows) if s["score"] is not None
     ]  # fmt: skip
     if not points:
         return None
@@ -198,13 +197,13 @@ def chart(rows: list[EvalRow]) -> alt.Chart | None:
     return line.facet(column=alt.Column("task:N", title=None))
 
 
-def details(rows: list[EvalRow]) -> pd.DataFrame:
+def details(rows: list[ev.EvalRow]) -> pd.DataFrame:
     return pd.DataFrame(
         [
             {"task": r.task, "chars": r.context_chars, "model": r.model,
-             "method": METHOD_LABELS.get(r.method, r.method), "status": r.status,
+             "method": ev.METHOD_LABELS.get(r.method, r.method), "status": r.status,
              "score": r.score, "question": r.question, "expected": r.expected,
-             "answer": r.answer, "cost": cost_text(r.cost_usd) if r.status != DID_NOT_FIT
+             "answer": r.answer, "cost": cost_text(r.cost_usd) if r.status != ev.DID_NOT_FIT
              else "—", "time s": r.wall_s, "error": r.error,
              "trace": explorer_link(r.run_id) if r.run_id else None}
             for r in rows
@@ -213,7 +212,7 @@ def details(rows: list[EvalRow]) -> pd.DataFrame:
 
 
 def results(trace_store: TraceStore) -> None:
-    evals = list_evals(trace_store)
+    evals = ev.list_evals(trace_store)
     if not evals:
         st.caption("No evaluation yet.")
         return
@@ -226,13 +225,13 @@ def results(trace_store: TraceStore) -> None:
         "Evaluation", ids, index=ids.index(current) if current in ids else 0,
         format_func=lambda i: labels[i], key=f"ev_pick_{current}",
     )  # fmt: skip
-    rows = load_rows(trace_store, chosen)
+    rows = ev.load_rows(trace_store, chosen)
     st.dataframe(side_by_side(rows), hide_index=True)
     figure = chart(rows)
     if figure is not None:
         st.altair_chart(figure)
     st.download_button(
-        "Download CSV", rows_csv(rows), file_name=f"eval-{chosen}.csv", mime="text/csv",
+        "Download CSV", ev.rows_csv(rows), file_name=f"eval-{chosen}.csv", mime="text/csv",
         key="ev_csv",
     )  # fmt: skip
     with st.expander(f"Every answer ({len(rows)})"):
@@ -249,7 +248,7 @@ def render() -> None:
     if st.button("Start evaluation", type="primary", disabled=plan is None, key="ev_start"):
         assert plan is not None
         try:
-            preflight([m for pair in plan.models for m in pair], plan.config)
+            ev.preflight([m for pair in plan.models for m in pair], plan.config)
         except ModelError as exc:
             st.error(str(exc))
         else:

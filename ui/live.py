@@ -10,6 +10,7 @@ from rlm_core.graph import vis_payload
 from rlm_core.types import Node
 from ui.common import cost_text, esc, manager, status_badge, store
 from ui.graph_component import graph
+from ui.run_form import verdict
 
 
 def status_line(root: Node, nodes: list[Node]) -> str:
@@ -69,6 +70,11 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
         st.error(f"The run failed: {run['error'] or 'unknown error'}")
     if run["answer"]:
         st.text(run["answer"])
+    expected = st.session_state.get("expected")
+    if expected and expected[0] == run_id:
+        judged = verdict(expected[1], expected[2], run["answer"])
+        if judged:
+            st.text(f"Check against the known answer: {judged}")
     tokens = (run["tokens_in"] or 0) + (run["tokens_out"] or 0)
     duration = (run["ended_at"] or time.time()) - run["created_at"]
     st.caption(

@@ -7,13 +7,17 @@ from typing import Any
 
 import streamlit as st
 
+from rlm_core import local_model
 from rlm_core.config import RLMConfig
 from rlm_core.demo import DEMO_MODELS
 from rlm_core.examples import EXAMPLES
-from rlm_core.ingest import Context, IngestError, context_from_files
+from rlm_core.ingest import Context, Data, IngestError, context_chars, context_from_files
+from rlm_core.scoring import score
 from ui.common import CUSTOM, ROOT_PRESETS, SUB_PRESETS
+from ui.settings_page import saved_api_base, saved_models, session_key
 
-SOURCES = ("Example document", "Upload files", "Paste text")
+SOURCES = ("Example document", "Upload files", "Upload a folder", "Paste text")
+MAX_UPLOAD_MB = 1024
 
 
 @dataclass
@@ -23,10 +27,22 @@ class ContextChoice:
     chars: int
     questions: tuple[str, ...] = ()
     answers: tuple[str, ...] = ()
+    scoring: tuple[str, ...] = ()
+
+
+def verdict(choice: ContextChoice, question: str, answer: str | None) -> str | None:
+    """'correct'/'incorrect' (with the score) when the question is one with a known answer."""
+    if question.strip() not in choice.questions:
+        return None
+    index = choice.questions.index(question.strip())
+    kind = choice.scoring[index] if index < len(choice.scoring) else "exact"
+    points = score(kind, answer, choice.answers[index])
+    word = "correct" if points >= 0.999 else "partly correct" if points > 0 else "incorrect"
+    return f"{word} (score {points:.2f}; expected: {choice.answers[index][:200]})"
 
 
 @st.cache_data(show_spinner="Generating the example document…", max_entries=4)
-def _example(name: str) -> str:
+def _example(name: str) -> Any:
     example = EXAMPLES[name]
     return example.build(example.size)
 
@@ -39,28 +55,36 @@ def context_picker() -> ContextChoice | None:
         )
         example = EXAMPLES[name]
         st.caption(example.description)
-        text = _example(name)
+        value = _example(name)
         return ContextChoice(
-            text, example.title, len(text), example.questions, example.answers(text)
-        )
-    if source == "Upload files":
+            value, example.title, context_chars(value), example.questions,
+            example.answers(value), example.scoring,
+        )  # fmt: skip
+    if source in ("Upload files", "Upload a folder"):
+        folder = source == "Upload a folder"
         files = st.file_uploader(
-            "Files (text, Markdown, code, CSV, JSON, PDF, DOCX, HTML); several become a "
-            "dict context {file name: text}",
-            accept_multiple_files=True,
-            key="ctx_files",
+            "A folder: every readable file becomes {path: text}; binary files are skipped"
+            if folder
+            else "Files (text, Markdown, code, CSV, JSON, PDF, DOCX, HTML, or a ZIP of them); "
+            "several become a dict context {file name: text}",
+            accept_multiple_files="directory" if folder else True,
+            max_upload_size=MAX_UPLOAD_MB,
+            key="ctx_folder" if folder else "ctx_files",
         )
         if not files:
-            st.info("Choose one or more files to use as the context.")
+            st.info("Choose a folder." if folder else "Choose files (or a ZIP) as the context.")
             return None
         try:
-            ctx = _ingest([(f.name, f.getvalue()) for f in files])
+            # getbuffer() shares the upload's memory; getvalue() would copy up to 1 GB
+            ctx = _ingest([(f.name, f.getbuffer()) for f in files])
         except IngestError as exc:
             st.error(str(exc))
             return None
         for note in ctx.notes:
             st.caption(note)
         label = files[0].name if len(files) == 1 else f"{len(files)} files"
+        if isinstance(ctx.value, dict) and len(files) == 1:
+            label = f"{files[0].name}: {len(ctx.value)} files"
         return ContextChoice(ctx.value, label, ctx.chars)
     text = st.text_area("Paste the context", height=200, key="ctx_paste")
     if not text.strip():
@@ -69,14 +93,21 @@ def context_picker() -> ContextChoice | None:
     return ContextChoice(text, "pasted text", len(text))
 
 
-def _ingest(files: list[tuple[str, bytes]]) -> Context:
+def _ingest(files: list[tuple[str, Data]]) -> Context:
     # keyed by names and sizes: re-reading a big upload on every rerun would be slow
     key = tuple((name, len(data)) for name, data in files)
     cache = st.session_state.setdefault("_ingest_cache", {})
     if key not in cache:
         cache.clear()
-        with st.spinner("Reading files…"):
-            cache[key] = context_from_files(files)
+        bar = st.progress(0.0, text="Reading files…")
+
+        def progress(fraction: float, what: str) -> None:
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Reading {what}…"[:120])
+
+        try:
+            cache[key] = context_from_files(files, progress)
+        finally:
+            bar.empty()
     return cache[key]
 
 
@@ -88,7 +119,8 @@ def _model_picker(label: str, presets: list[str], key: str) -> str:
     def describe(name: str) -> str:
         return f"{name} — {DEMO_MODELS[name]} (offline)" if name in DEMO_MODELS else name
 
-    choice = st.selectbox(label, [*presets, CUSTOM], format_func=describe, key=key)
+    options = list(dict.fromkeys([*presets, *saved_models()]))
+    choice = st.selectbox(label, [*options, CUSTOM], format_func=describe, key=key)
     if choice == CUSTOM:
         return st.text_input(
             f"{label}: litellm model name", key=f"{key}_custom", placeholder="provider/model"
@@ -128,12 +160,15 @@ def config_form() -> RLMConfig | None:
     if not root or not sub:
         st.warning("Type a model name for the root and the sub model.")
         return None
+    if not _local_ready(root, sub):
+        return None
     try:
         return RLMConfig(
             root_model=root,
             sub_model=sub,
-            api_base=api_base.strip() or None,
-            api_key=api_key.strip() or None,
+            # empty fields fall back to what the Settings page set up for this session
+            api_base=api_base.strip() or saved_api_base(root) or saved_api_base(sub),
+            api_key=api_key.strip() or session_key(root) or session_key(sub),
             max_iterations=int(iterations),
             max_depth=int(depth),
             max_llm_calls=int(calls) or None,
@@ -145,3 +180,18 @@ def config_form() -> RLMConfig | None:
     except ValueError as exc:
         st.error(str(exc))
         return None
+
+
+def _local_ready(*models: str) -> bool:
+    """`local/` models need their provider registered (and llama-cpp-python) before a run."""
+    for model in models:
+        if not local_model.is_local(model):
+            continue
+        if not local_model.available():
+            st.error(local_model.INSTALL_HINT)
+            return False
+        if not local_model.model_path(model).is_file():
+            st.error(f"No model file at {local_model.model_path(model)}.")
+            return False
+        local_model.ensure_registered()
+    return True

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import streamlit as st
 
 from rlm_core.models import check_model
@@ -38,6 +40,8 @@ def render() -> None:
         else:
             run_id = manager().start(choice.value, question.strip(), config)
             st.session_state["current_run"] = run_id
+            # what the verdict needs, without keeping a second copy of the document
+            st.session_state["expected"] = (run_id, replace(choice, value=None), question)
 
-    if run_id := st.session_state.get("current_run"):
-        live.render(run_id)
+    if current := st.session_state.get("current_run"):
+        live.render(current)

@@ -49,7 +49,7 @@ class Probe:
     latency_s: float | None = None
 
 
-def test_connection(
+def check_connection(
     model: str, api_base: str | None = None, api_key: str | None = None, timeout_s: float = 30
 ) -> Probe:
     """One tiny call to the model: its latency, or the reason it failed in one line."""
@@ -150,7 +150,7 @@ def _report(slot: str) -> None:
 
 def _test_and_save(slot: str, model: str, api_base: str | None, api_key: str | None) -> None:
     with st.spinner(f"Calling {model}…"):
-        st.session_state[slot] = test_connection(model, api_base, api_key)
+        st.session_state[slot] = check_connection(model, api_base, api_key)
     if st.session_state[slot].ok:
         save_model(model, api_base)
 
