@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core import prompts
+from rlm_core.insight import map_spans, pieces_of_original
 from rlm_core.models import context_window
 from rlm_core.parsing import code_blocks, text_final
 from rlm_core.provenance import flatten
@@ -63,6 +64,11 @@ class Session:
         """Set when a sub-call hit a limit or was cancelled: the cell ends and so does the run."""
         self.last_response = ""
         self.last_variables: dict[str, str] = {}
+        # data flow: sandbox call key -> sub-call node, and which variables each node reached
+        self.call_nodes: dict[str, str] = {}
+        self.sub_nodes: list[Node] = []
+        self.used_by: dict[str, set[str]] = {}
+        self._segments: list[tuple[int, int, int]] | None = None
 
     def _run_meta(self, context: Any) -> dict[str, Any]:
         cfg = self.tree.config
@@ -88,7 +94,7 @@ class Session:
         tree, cfg = self.tree, self.tree.config
         tree.tracer.start(self.node)
         sandbox = Sandbox(self.context_ref, self.handle_call, memory_mb=cfg.worker_memory_mb,
-                          concurrency=cfg.concurrency)  # fmt: skip
+                          concurrency=cfg.concurrency, call_ids=True)  # fmt: skip
         try:
             answer = self._loop(sandbox)
             self._finish("ok", answer)
@@ -135,7 +141,8 @@ class Session:
             for index, code in enumerate(blocks, 1):
                 result, node = self._run_cell(sandbox, code, iteration, index)
                 if result.final is not None:
-                    return self._final(result.final["value"], result.final.get("var"), node)
+                    return self._final(result.final["value"], result.final.get("var"), node,
+                                       self._nodes_of(result.final.get("sources", [])))  # fmt: skip
                 shown.append(prompts.cell_feedback(index, node.model_view or ""))
             ignored = prompts.IGNORED_TEXT_FINAL if text_final(response) else ""
             if ignored:
@@ -204,21 +211,29 @@ class Session:
             self.code_node = None
         self.last_variables = result.variables
         status: Status = "error" if result.error else "ok"
+        assignments = {
+            k: ids for k, keys in result.assignments.items() if (ids := self._nodes_of(keys))
+        }
+        for name, ids in assignments.items():
+            for node_id in ids:
+                self.used_by.setdefault(node_id, set()).add(name)
+        view = prompts.model_view(result, cfg.max_output_chars)
         tree.tracer.end(
             node,
             status,
             stdout=result.stdout,
             stderr=result.stderr,
             error=result.error,
-            model_view=prompts.model_view(result, cfg.max_output_chars),
-            context_spans=result.read_spans,
+            model_view=view,
+            context_spans=self._in_original(result.read_spans),
             meta={
                 **node.meta,
                 "variables": result.variables,
                 "restarted": result.restarted,
                 "timed_out": result.timed_out,
                 "stdout_chars": result.stdout_total_chars,
-                "assignments": result.assignments,
+                "assignments": assignments,
+                "shown_spans": tree.index.spans(view) if view else [],
             },
         )
         if self.stop is not None:
@@ -227,12 +242,12 @@ class Session:
             raise RunCancelled("stopped by the user")
         return result, node
 
-    def _final(self, value: str, var: str | None, source: Node | None) -> str:
+    def _final(self, value: str, var: str | None, source: Node | None, sources: list[str]) -> str:
         node = self._child(
             "final",
             self.depth,
             output=value,
-            meta={"var": var, "from_node": source.node_id if source else None},
+            meta={"var": var, "from_node": source.node_id if source else None, "sources": sources},
         )
         self.tree.tracer.start(node)
         self.tree.tracer.end(node, "ok")
@@ -240,13 +255,18 @@ class Session:
 
     def _text_final(self, sandbox: Sandbox, value: str | None, var: str | None, it: int) -> str:
         if var is None:
-            return self._final(value or "", None, None)
+            # no REPL value to follow: the results the text repeats verbatim are its sources
+            found = [n.node_id for n in self.sub_nodes
+                     if len(out := n.output or "") >= 8 and out in (value or "")]  # fmt: skip
+            return self._final(value or "", None, None, found)
         # FINAL_VAR as text still needs the variable's value: run it as a cell
         result, node = self._run_cell(sandbox, f"FINAL_VAR({var!r})", it, 0)
         node.meta["from_text_tag"] = True
         if result.final is not None:
-            return self._final(result.final["value"], var, node)
-        return self._final(f"(FINAL_VAR named a variable that does not exist: {var})", var, node)
+            sources = self._nodes_of(result.final.get("sources", []))
+            return self._final(result.final["value"], var, node, sources)
+        missing = f"(FINAL_VAR named a variable that does not exist: {var})"
+        return self._final(missing, var, node, [])
 
     def _quiet_value(self, sandbox: Sandbox, name: str) -> str | None:
         """A variable's value read without tracing (used only to salvage a partial answer)."""
@@ -275,25 +295,54 @@ class Session:
 
     def _finish(self, status: Status, answer: str | None, error: str | None = None,
                 limit: str | None = None) -> None:  # fmt: skip
+        for sub in list(self.sub_nodes):  # rewritten so the store shows where each text went
+            sub.meta["used_by"] = sorted(self.used_by.get(sub.node_id, ()))
+            self.tree.tracer.start(sub)
         self._progress()
         self.node.meta.update(answer=answer, limit=limit)
         self.tree.tracer.end(self.node, status, output=answer, error=error)
 
+    # ---- data flow and read positions -------------------------------------------------------
+
+    def _nodes_of(self, keys: list[str]) -> list[str]:
+        """Sub-call node ids for the sandbox's call keys (unknown keys are dropped)."""
+        return [self.call_nodes[k] for k in keys if k in self.call_nodes]
+
+    def _register(self, key: str | None, node: Node) -> None:
+        self.sub_nodes.append(node)
+        if key is not None:
+            self.call_nodes[key] = node.node_id
+
+    def _in_original(self, spans: list[list[int]]) -> list[list[int]]:
+        """Read ranges of this RLM's context as ranges of the run's original context.
+
+        A child's context is a piece of the original (or text around pieces of it): ranges map
+        through the pieces found verbatim; reads of text that is not in the original are dropped.
+        """
+        if self.node.parent_id is None or not spans:
+            return spans
+        if self._segments is None:
+            self._segments = pieces_of_original(flatten(self.context)[0], self.tree.index)
+        return map_spans(spans, self._segments)
+
     # ---- sub-calls from the REPL (run on the sandbox's threads) -----------------------------
 
     def handle_call(self, fn: str, args: dict[str, Any]) -> Any:
+        key = args.get("_call_id")  # the sandbox's name for this call's result, for data flow
         if fn == "llm_query":
-            return self.llm_query(args["prompt"], args.get("model"))
+            return self.llm_query(args["prompt"], args.get("model"), key=key)
         if fn == "llm_query_batched":
-            return self._batched(self.llm_query, [(p, args.get("model")) for p in args["prompts"]])
+            calls = [(p, args.get("model")) for p in args["prompts"]]
+            return self._batched(self.llm_query, calls, key)
         if fn == "rlm_query":
-            return self.rlm_query(args["prompt"], args.get("context"))
+            return self.rlm_query(args["prompt"], args.get("context"), key=key)
         if fn == "rlm_query_batched":
             contexts = args.get("contexts") or [None] * len(args["prompts"])
-            return self._batched(self.rlm_query, list(zip(args["prompts"], contexts, strict=True)))
+            calls = list(zip(args["prompts"], contexts, strict=True))
+            return self._batched(self.rlm_query, calls, key)
         raise SubCallError(f"unknown function {fn}")
 
-    def _batched(self, one: Any, calls: list[tuple[Any, Any]]) -> list[str]:
+    def _batched(self, one: Any, calls: list[tuple[Any, Any]], key: str | None = None) -> list[str]:
         """Run calls concurrently; a failed call gives its error text in its slot."""
         if not calls:
             return []
@@ -301,10 +350,9 @@ class Session:
         # A pool per batch, not per tree: children of a batched rlm_query make batches of
         # their own, and a shared pool full of waiting parents would deadlock.
         with ThreadPoolExecutor(min(n, self.tree.config.concurrency)) as pool:
-            futures = [
-                pool.submit(one, a, b, {"batch": batch, "batch_index": i, "batch_size": n})
-                for i, (a, b) in enumerate(calls)
-            ]
+            metas = [{"batch": batch, "batch_index": i, "batch_size": n} for i in range(n)]
+            keys = [f"{key}/{i}" if key else None for i in range(n)]
+            futures = [pool.submit(one, a, b, metas[i], keys[i]) for i, (a, b) in enumerate(calls)]
             results = []
             for future in futures:
                 try:
@@ -313,7 +361,8 @@ class Session:
                     results.append(f"[error: {exc}]")
         return results
 
-    def llm_query(self, prompt: str, model: str | None, meta: dict[str, Any] | None = None) -> str:
+    def llm_query(self, prompt: str, model: str | None, meta: dict[str, Any] | None = None,
+                  key: str | None = None) -> str:  # fmt: skip
         node = self._child(
             "llm_query",
             self.depth + 1,
@@ -321,6 +370,7 @@ class Session:
             context_spans=self.tree.index.spans(prompt),
             meta=meta or {},
         )
+        self._register(key, node)
         self.tree.tracer.start(node)
         messages = [{"role": "user", "content": prompt}]
         try:
@@ -331,10 +381,12 @@ class Session:
             self.stop = self.stop or exc
             raise
 
-    def rlm_query(self, prompt: str, context: Any, meta: dict[str, Any] | None = None) -> str:
+    def rlm_query(self, prompt: str, context: Any, meta: dict[str, Any] | None = None,
+                  key: str | None = None) -> str:  # fmt: skip
         if self.depth >= self.tree.config.max_depth:
             # at the deepest level a child RLM would exceed max_depth: ask the sub model instead
-            return self.llm_query(prompt, None, {**(meta or {}), "fallback_from": "rlm_query"})
+            meta = {**(meta or {}), "fallback_from": "rlm_query"}
+            return self.llm_query(prompt, None, meta, key)
         child_context = prompt if context is None else context
         node = self._child(
             "rlm_query",
@@ -343,6 +395,7 @@ class Session:
             context_spans=self.tree.index.spans(flatten(child_context)[0]),
             meta=meta or {},
         )
+        self._register(key, node)
         self.tree.tracer.start(node)
         child = Session(self.tree, child_context, prompt, self.depth + 1, node.node_id)
         try:

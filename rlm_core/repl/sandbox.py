@@ -89,7 +89,10 @@ class _Worker:
         max_capture_chars: int,
         tmp_dir: str,
         on_call: Callable[[_Worker, dict[str, Any]], None],
+        generation: int = 1,
     ) -> None:
+        self.generation = generation
+        """Counts restarts: a new worker numbers its calls from 1 again."""
         self.events: queue.Queue[Event] = queue.Queue()
         self.clock = _CallClock()
         self.ready = False
@@ -231,7 +234,22 @@ def _stop_message(
     return f"{why}: it was interrupted after {elapsed:.1f} s; variables so far are kept.{detail}"
 
 
-def _cell_result(frame: dict[str, Any]) -> CellResult:
+def _call_keys(value: Any, generation: int) -> list[str]:
+    """The worker's result keys ("7", "7/2") made unique across restarts ("1.7", "1.7/2")."""
+    items = value if isinstance(value, list) else []
+    return [f"{generation}.{k}" for k in items if isinstance(k, str)]
+
+
+def _spans(value: Any) -> list[list[int]]:
+    items = value if isinstance(value, list) else []
+    return [
+        [a, b]
+        for a, b in (s for s in items if isinstance(s, list) and len(s) == 2)
+        if isinstance(a, int) and isinstance(b, int) and 0 <= a < b
+    ]
+
+
+def _cell_result(frame: dict[str, Any], generation: int = 1) -> CellResult:
     """Build a CellResult from a worker's "done" frame, trusting none of its types."""
 
     def text(key: str) -> str:
@@ -241,9 +259,13 @@ def _cell_result(frame: dict[str, Any]) -> CellResult:
     final = frame.get("final")
     if isinstance(final, dict) and isinstance(final.get("value"), str):
         var = final.get("var")
+        sources = _call_keys(final.get("sources"), generation)
         final = {"value": final["value"], "var": var if isinstance(var, str) else None}
+        if sources:  # sub-call results the answer holds; absent when there are none
+            final["sources"] = sources
     else:
         final = None
+    assignments = frame.get("assignments")
     variables = frame.get("variables")
     total = frame.get("stdout_total")
     return CellResult(
@@ -253,6 +275,11 @@ def _cell_result(frame: dict[str, Any]) -> CellResult:
         final=final,
         variables={str(k): str(v) for k, v in dict(variables or {}).items()},
         stdout_total_chars=total if isinstance(total, int) else len(text("stdout")),
+        read_spans=_spans(frame.get("reads")),
+        assignments={
+            str(name): _call_keys(keys, generation)
+            for name, keys in (assignments if isinstance(assignments, dict) else {}).items()
+        },
     )
 
 
@@ -267,9 +294,14 @@ class Sandbox:
         memory_mb: int | None = None,
         max_capture_chars: int = 1_000_000,
         concurrency: int = 16,
+        call_ids: bool = False,
     ) -> None:
+        """`call_ids`: the handler's args get "_call_id", the key CellResult.assignments and
+        final["sources"] use for that call's result (batched: "<key>/<position>")."""
         self._context = context
         self._handler = handler
+        self._call_ids = call_ids
+        self._generations = itertools.count(1)
         if memory_mb is None:
             memory_mb = 4 * os.path.getsize(context.path) // 2**20 + 1024
         self._memory_mb = memory_mb
@@ -332,6 +364,7 @@ class Sandbox:
             max_capture_chars=self._max_capture_chars,
             tmp_dir=self._tmp_dir,
             on_call=self._on_call,
+            generation=next(self._generations),
         )
 
     def _run_cell(
@@ -360,7 +393,7 @@ class Sandbox:
                 # loading the context is not the cell's time
                 started, paused_at_start = time.monotonic(), worker.clock.paused()
             elif kind == "done" and frame.get("cell") == cell_id:
-                return _cell_result(frame)
+                return _cell_result(frame, worker.generation)
             elif kind == "fatal":
                 raise RuntimeError(f"the REPL worker could not load the context: {frame['error']}")
             elif kind in ("eof", "bad"):
@@ -376,7 +409,9 @@ class Sandbox:
             frame = self._await_done(worker, cell_id, INTERRUPT_GRACE_S)
             if frame is None:
                 self._restart()
-        result = _cell_result(frame) if frame is not None else CellResult(restarted=sent)
+        result = (
+            CellResult(restarted=sent) if frame is None else _cell_result(frame, worker.generation)
+        )
         result.timed_out = reason != "cancel"
         outcome = "interrupted" if frame is not None else "killed" if sent else "not run"
         result.error = _stop_message(reason, outcome, limit, elapsed, result.error)
@@ -427,6 +462,8 @@ class Sandbox:
 
     def _serve(self, worker: _Worker, call_id: Any, fn: str, args: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"type": "reply", "id": call_id}
+        if self._call_ids:
+            args = args | {"_call_id": f"{worker.generation}.{call_id}"}
         try:
             value = self._handler(fn, args)
             json.dumps(value)  # fail here, in the parent, if the handler returned non-JSON

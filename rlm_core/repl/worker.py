@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import importlib.util
 import json
 import linecache
 import os
@@ -20,7 +21,24 @@ import sys
 import threading
 import traceback
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+
+def _sibling(name: str) -> types.ModuleType:
+    """Load a stdlib-only module next to this file: `python -I` keeps this folder off sys.path."""
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"_rlm_worker_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+if TYPE_CHECKING:
+    from rlm_core.repl import tracking
+else:
+    tracking = _sibling("tracking")
 
 SUB_CALLS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
 RESERVED = ("context", *SUB_CALLS, "SHOW_VARS", "FINAL", "FINAL_VAR")
@@ -113,6 +131,7 @@ class SubCalls:
         self._next_id = 0
         self._waiting: dict[int, _Slot] = {}
         self.abort: str | None = None
+        self.flow = tracking.Flow()
 
     def call(self, fn: str, args: dict[str, Any]) -> Any:
         if self.abort is not None:
@@ -133,6 +152,7 @@ class SubCalls:
                 self._waiting.pop(call_id, None)
         reply = slot.reply
         if reply.get("ok"):
+            self.flow.received(call_id, reply.get("value"))
             return reply.get("value")
         if reply.get("abort"):
             self.abort = str(reply["abort"])
@@ -201,14 +221,18 @@ def describe(value: Any) -> str:
     return kind.__name__
 
 
-def user_variables(namespace: dict[str, Any]) -> dict[str, str]:
+def user_values(namespace: dict[str, Any]) -> dict[str, Any]:
     return {
-        name: describe(value)
+        name: value
         for name, value in list(namespace.items())
         if not name.startswith("_")
         and name not in RESERVED
         and not isinstance(value, types.ModuleType)
     }
+
+
+def user_variables(namespace: dict[str, Any]) -> dict[str, str]:
+    return {name: describe(value) for name, value in user_values(namespace).items()}
 
 
 def _only_cell_frames(te: traceback.TracebackException) -> None:
@@ -229,8 +253,12 @@ def format_error(exc: BaseException) -> str:
 class Session:
     """The persistent namespace plus the functions model code can call."""
 
-    def __init__(self, context: Any, calls: SubCalls, gate: InterruptGate, cap: int) -> None:
+    def __init__(
+        self, context: Any, calls: SubCalls, gate: InterruptGate, cap: int, reads: tracking.Reads
+    ) -> None:
         self._calls = calls
+        self._reads = reads
+        self._final_value: Any = None
         self._gate = gate
         self._cap = cap
         self._cells = 0
@@ -287,13 +315,13 @@ class Session:
 
         def FINAL(value: Any) -> None:
             """End the run with `value` (converted to str) as the answer."""
-            session.final = {"value": str(value), "var": None}
+            session.final, session._final_value = {"value": str(value), "var": None}, value
             raise FinalAnswer
 
         def FINAL_VAR(name: Any) -> None:
             """End the run with the value of the variable called `name` as the answer."""
             if not isinstance(name, str):
-                session.final = {"value": str(name), "var": None}
+                session.final, session._final_value = {"value": str(name), "var": None}, name
                 raise FinalAnswer
             key = name.strip().strip("'\"` ")
             if key not in session.namespace:
@@ -306,7 +334,8 @@ class Session:
                     f"(defined: {known}). Assign the answer to a variable in a cell first, "
                     "or call FINAL(value) with the answer itself."
                 )
-            session.final = {"value": str(session.namespace[key]), "var": key}
+            value = session.namespace[key]
+            session.final, session._final_value = {"value": str(value), "var": key}, value
             raise FinalAnswer
 
         api = (llm_query, llm_query_batched, rlm_query, rlm_query_batched)
@@ -321,11 +350,11 @@ class Session:
         sys.stdout, sys.stderr = out, err
         try:
             self._gate.pending = False
-            self._gate.armed = True
+            self._gate.armed = self._reads.active = True
             try:
                 self._exec(code, filename)
             finally:
-                self._gate.armed = False
+                self._gate.armed = self._reads.active = False
         except FinalAnswer:
             pass
         except BaseException as exc:  # model errors are data, KeyboardInterrupt and exit() too
@@ -338,6 +367,7 @@ class Session:
             error = f"SubCallAborted: {self._calls.abort}\n"
         self.restore()
         self._refill_reserve()
+        reads, assignments = self._reads.take(), self._data_flow()
         return {
             "type": "done",
             "stdout": out.getvalue(),
@@ -346,7 +376,19 @@ class Session:
             "error": error,
             "final": self.final,
             "variables": user_variables(self.namespace),
+            "reads": reads,
+            "assignments": assignments,
         }
+
+    def _data_flow(self) -> dict[str, list[str]]:
+        """Which received sub-call results the variables (and the final answer) now hold."""
+        flow, value, self._final_value = self._calls.flow, self._final_value, None
+        try:
+            if self.final is not None:
+                self.final["sources"] = flow.sources(value)
+            return flow.changed(user_values(self.namespace))
+        except Exception:  # the trace loses a detail; the model's run must not
+            return {}
 
     def _exec(self, code: str, filename: str) -> None:
         tree = ast.parse(code, filename=filename)
@@ -439,12 +481,14 @@ def main(argv: list[str]) -> int:
     channel = Channel(int(in_fd), int(out_fd), gate)
     try:
         apply_limits(int(memory_mb))
-        context = load_context(path, kind)
+        reads = tracking.Reads()
+        context = tracking.track(load_context(path, kind), reads)
+        tracking.patch_modules()
     except BaseException as exc:
         channel.send({"type": "fatal", "error": f"{type(exc).__name__}: {exc}"})
         return 2
     calls = SubCalls(channel)
-    session = Session(context, calls, gate, int(cap))
+    session = Session(context, calls, gate, int(cap), reads)
     cells: queue.Queue[dict[str, Any]] = queue.Queue()
     threading.Thread(target=read_loop, args=(channel, calls, cells), daemon=True).start()
     channel.send({"type": "ready"})
