@@ -26,6 +26,13 @@ PREVIEW_CHARS = 80
 """Tooltips carry short previews only: the payload is re-sent on every live update."""
 
 SizeBy = Literal["tokens", "cost", "none"]
+Mark = Literal["", "replayed", "fork"]
+"""How a node of a forked or replayed run came about: from the recorded run, or where it left it."""
+FORK_COLOUR = "#e377c2"
+_MARK_LINE = {
+    "replayed": "replayed from the recorded run (no new model call)",
+    "fork": "fork point: the run leaves the recorded one here",
+}
 
 _SUMMARY_FIELDS = (
     "run_id",
@@ -243,11 +250,13 @@ def _labels(items: list[Node]) -> dict[str, str]:
     return out
 
 
-def _title(n: Node) -> str:
+def _title(n: Node, mark: Mark = "") -> str:
     lines = [
         f"{n.kind} {n.node_id}",
         f"{n.status} · depth {n.depth}" + (f" · {n.model}" if n.model else ""),
     ]
+    if mark:
+        lines.append(_MARK_LINE[mark])
     stats = []
     if n.tokens_in is not None or n.tokens_out is not None:
         stats.append(f"{n.tokens_in or 0} in / {n.tokens_out or 0} out tokens")
@@ -280,8 +289,8 @@ def _size(n: Node, size_by: SizeBy) -> float:
 
 
 @functools.cache
-def _style(kind: str, depth: int, status: str) -> dict[str, Any]:
-    """Shape and colours for one (kind, depth, status); shared read-only between nodes."""
+def _style(kind: str, depth: int, status: str, mark: Mark = "") -> dict[str, Any]:
+    """Shape and colours for one (kind, depth, status, mark); shared read-only between nodes."""
     h, s, lum = _HSL.get(kind, (0, 0, 40))
     fill = _hsl_hex(h, s, min(lum + 9 * depth, 82))
     border, bw = _STATUS_BORDER.get(status, (_hsl_hex(h, s, max(lum - 15, 10)), 1))
@@ -293,20 +302,52 @@ def _style(kind: str, depth: int, status: str) -> dict[str, Any]:
         "color": {"background": fill, "border": border},
         "borderWidth": bw,
         "shapeProperties": {"borderDashes": [5, 4] if status == "interrupted" else False},
-        "opacity": 0.55 if status == "interrupted" else 1.0,
-        "shadow": {"enabled": status == "running", "color": "#f5c400", "size": 16, "x": 0, "y": 0},
+        "opacity": 0.4 if mark == "replayed" else 0.55 if status == "interrupted" else 1.0,
+        "shadow": {
+            "enabled": status == "running" or mark == "fork",
+            "color": "#f5c400" if status == "running" else FORK_COLOUR,
+            "size": 16 if status == "running" else 22,
+            "x": 0,
+            "y": 0,
+        },
     }
 
 
-def _vis_node(n: Node, xy: tuple[float, float], label: str, size_by: SizeBy) -> dict[str, Any]:
+def marks(nodes: Iterable[Node]) -> dict[str, Mark]:
+    """Replayed nodes and the fork point of a forked or replayed run (others are unmarked).
+
+    In a fork everything started before the fork point belongs to the recorded part (code cells
+    there re-ran the recorded code); the fork point is the edited call, else the first root call
+    that went to a live model.
+    """
+    items = sorted(nodes, key=lambda n: n.node_id)
+    out: dict[str, Mark] = {n.node_id: "replayed" for n in items if n.meta.get("replayed")}
+    root = next((n for n in items if n.kind == "run" and n.depth == 0), None)
+    if root is None or not isinstance(root.meta.get("forked_from"), dict):
+        return out
+    calls = [n for n in items if n.kind == "lm" and n.parent_id == root.node_id]
+    fork = next((n for n in calls if n.meta.get("finish_reason") == "edited"), None)
+    fork = fork or next((n for n in calls if not n.meta.get("replayed")), None)
+    if fork is None:
+        return out
+    for n in items:
+        if n.node_id < fork.node_id and n is not root:
+            out[n.node_id] = "replayed"
+    out[fork.node_id] = "fork"
+    return out
+
+
+def _vis_node(
+    n: Node, xy: tuple[float, float], label: str, size_by: SizeBy, mark: Mark = ""
+) -> dict[str, Any]:
     return {
         "id": n.node_id,
         "label": label,
-        "title": _title(n),
+        "title": _title(n, mark),
         "x": round(xy[0], 1),
         "y": round(xy[1], 1),
         "size": _size(n, size_by),
-        **_style(n.kind, n.depth, n.status),
+        **_style(n.kind, n.depth, n.status, mark),
     }
 
 
@@ -318,7 +359,11 @@ def vis_payload(
     g = build_graph(items)
     pos = tree_layout(g)
     labels = _labels(items)
-    vis_nodes = [_vis_node(n, pos[n.node_id], labels[n.node_id], size_by) for n in items]
+    how = marks(items)
+    vis_nodes = [
+        _vis_node(n, pos[n.node_id], labels[n.node_id], size_by, how.get(n.node_id, ""))
+        for n in items
+    ]
     # a child has exactly one parent edge, so the child's id is a stable id for that edge
     edges = [{"id": v, "from": u, "to": v} for u, v in sorted(g.edges)]
     return {

@@ -141,6 +141,7 @@ def fork_run(
     code: str | None = None,
     changes: dict[str, Any] | None = None,
     api_key: str | None = None,
+    cancel: threading.Event | None = None,
 ) -> RunResult:
     """A new run that replays `run_id` up to `node_id` (an lm or code node of the root run), then
     goes on live with an edited response, edited code, other models or other limits."""
@@ -164,7 +165,7 @@ def fork_run(
     edits = {"response": response is not None, "code": code is not None, **(changes or {})}
     meta = {"forked_from": {"run_id": run_id, "node_id": node_id, "lm_node_id": lm.node_id,
                             "edits": edits}}  # fmt: skip
-    return rlm.run(context, root.input or "", run_meta=meta)
+    return rlm.run(context, root.input or "", run_meta=meta, cancel=cancel)
 
 
 def _lm_of(nodes: list[Node], code: Node) -> Node:

@@ -19,7 +19,7 @@ from rlm_core import views
 from rlm_core.graph import SizeBy, vis_payload
 from rlm_core.store import StoreBusy, TraceStore
 from rlm_core.types import Node
-from ui import explorer_table
+from ui import explorer_table, fork_panel, transfer
 from ui.common import cost_text, status_badge, store, when
 from ui.graph_component import graph
 from ui.inspector import safe_word, show_node, show_text
@@ -81,7 +81,12 @@ def _empty_state() -> None:
 def _run_label(run: dict[str, Any]) -> str:
     question = " ".join(str(run.get("question") or "").split())
     question = question if len(question) <= 70 else question[:69] + "…"
-    return f"{when(run.get('created_at'))} · {status_badge(run.get('status'))} · {question}"
+    # the id keeps labels unique: the selectbox remembers its choice by label, and a fork
+    # usually has its parent's question and minute
+    run_id = str(run.get("run_id"))[-6:]
+    return (
+        f"{when(run.get('created_at'))} · {status_badge(run.get('status'))} · {question} · {run_id}"
+    )
 
 
 def _run_changed() -> None:
@@ -203,6 +208,8 @@ def _body(run_id: str, timer: float | None) -> None:
     if _timer(run, playing) != timer:
         st.rerun()  # the fragment's timer is set when it is defined: start, change or drop it
     _header(run)
+    fork_panel.origin(nodes)
+    transfer.export_buttons(s, run_id)
     controls = st.container()
     left, right = st.columns([3, 2], gap="medium")
     bottom = st.container()
@@ -223,6 +230,7 @@ def _body(run_id: str, timer: float | None) -> None:
     with right:
         try:
             show_node(s, run, nodes, by_id[current], select)
+            fork_panel.show(s, run, nodes, by_id[current])
         except Exception:  # odd stored or imported data: a message here, the traceback in the log
             _log.exception("inspector failed for node %s", current)
             st.error("This node could not be shown: its stored data is not in the expected shape.")

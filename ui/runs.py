@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,6 +55,25 @@ class RunManager:
         except Exception as exc:  # the engine recorded it on the run node; tell the user briefly
             traceback.print_exc()
             live.crash = f"The run stopped on an internal error: {type(exc).__name__}: {exc}"
+
+    def start_task(self, task_id: str, fn: Callable[[threading.Event], RunResult]) -> str:
+        """Run `fn(cancel_event)` in the background like a run (a fork, a replay): the id is the
+        caller's, since such functions choose their run's id themselves (see `result.run_id`)."""
+        thread = threading.Thread(
+            target=self._task, args=(task_id, fn), name=f"rlm-task-{task_id}", daemon=True
+        )
+        with self._lock:
+            self.runs[task_id] = LiveRun(run_id=task_id, thread=thread)
+        thread.start()
+        return task_id
+
+    def _task(self, task_id: str, fn: Callable[[threading.Event], RunResult]) -> None:
+        live = self.runs[task_id]
+        try:
+            live.result = fn(live.cancel)
+        except Exception as exc:
+            traceback.print_exc()
+            live.crash = f"It stopped on an error: {type(exc).__name__}: {exc}"
 
     def get(self, run_id: str) -> LiveRun | None:
         return self.runs.get(run_id)

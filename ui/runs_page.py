@@ -18,7 +18,9 @@ from streamlit.errors import StreamlitPageNotFoundError
 
 from rlm_core.store import TraceStore
 from rlm_core.types import TERMINAL_STATUSES
+from ui import transfer
 from ui.common import cost_text, esc, explorer_link, status_badge, store, when
+from ui.compare_page import compare_link
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +199,7 @@ def _delete(run_ids: tuple[str, ...]) -> None:
 
 def render() -> None:
     _show_flash()
+    transfer.import_expander()
     try:
         s = store()
         everything = s.list_runs(limit=LIMIT)
@@ -289,6 +292,8 @@ def _actions(selected: list[dict[str, Any]]) -> None:
         _single_actions(selected[0])
     else:
         st.subheader(f"{len(selected)} runs selected")
+        if len(selected) == 2:  # older one as A: a fork is usually newer than its parent
+            compare_link(*sorted((r["run_id"] for r in selected), key=str))
         _delete_controls(selected)
 
 

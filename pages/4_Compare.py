@@ -1,0 +1,9 @@
+"""Compare: two runs side by side, where they first diverged, and every aligned step."""
+
+import streamlit as st
+
+from ui import compare_page
+
+st.set_page_config(page_title="Compare · RLM Tracer", page_icon="⚖️", layout="wide")
+st.title("Compare runs")
+compare_page.render()

@@ -1,0 +1,299 @@
+"""Under the Explorer's inspector: fork the run at a root turn (edited response or code, other
+models or limits) in the background, re-ask one sub-call in a playground, and the header line of
+a forked or replayed run. Node texts only reach the browser as widget values and st.text.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from typing import Any
+
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from rlm_core.models import check_model
+from rlm_core.replay import ask_again, fork_run
+from rlm_core.store import TraceStore
+from rlm_core.types import ModelError, Node, RunResult, new_id
+from ui.common import explorer_link, manager, status_badge
+from ui.settings_page import session_key
+
+log = logging.getLogger(__name__)
+
+EXPLORER_PAGE = "pages/1_Explorer.py"
+TASKS = "fork_tasks"
+"""Session: node id -> (task id, started at) of the forks started from that node."""
+ANSWERS = "ask_again_answers"
+"""Session: node id -> ("ok", text, model) or ("error", message) of the playground."""
+KEY_FIELD = "fork_api_key"
+POLL_S = 1.0
+_SAFE_ID = re.compile(r"[0-9A-Za-z_-]{1,80}")
+USE_TEXT = "Use the text below"
+ASK_LIVE = "Ask the root model again here"
+# (config field, label, is float); for the optional ones 0 means "no limit", as on the Run page
+LIMITS = (
+    ("max_iterations", "Max iterations", False),
+    ("max_llm_calls", "Max model calls (0 = none)", False),
+    ("max_tokens", "Max tokens (0 = none)", False),
+    ("max_cost_usd", "Max cost in USD (0 = none)", True),
+    ("timeout_s", "Run timeout in s (0 = none)", True),
+)
+
+
+def safe_id(value: Any) -> str | None:
+    """The id if it is plain letters, digits, '-' and '_' (our ids are hex): imported traces
+    can carry anything, and an id is the only trace value that goes into a link."""
+    text = str(value) if value is not None else ""
+    return text if _SAFE_ID.fullmatch(text) else None
+
+
+def explorer_button(label: str, run_id: str, node_id: str | None = None) -> None:
+    """An in-app link to the Explorer (keeps the session, hence keys); a plain link when the page
+    is not registered (a page run on its own, as in tests). `label` must be our own words."""
+    params = {"run": run_id, **({"node": node_id} if node_id else {})}
+    try:
+        st.page_link(EXPLORER_PAGE, label=label, query_params=params, icon="🔎")
+    except StreamlitAPIException:
+        st.markdown(f"[{label}]({explorer_link(run_id, node_id)})")
+
+
+def root_of(nodes: list[Node]) -> Node | None:
+    return next((n for n in nodes if n.kind == "run" and n.depth == 0), None)
+
+
+# ---- the header line of a fork or a replay ---------------------------------------------------
+
+
+def origin(nodes: list[Node]) -> None:
+    root = root_of(nodes)
+    if root is None:
+        return
+    forked = root.meta.get("forked_from")
+    if isinstance(forked, dict):
+        run_id, node_id = safe_id(forked.get("run_id")), safe_id(forked.get("node_id"))
+        if run_id and node_id:
+            explorer_button(f"Forked from run {run_id} at node {node_id}", run_id, node_id)
+        else:
+            st.text("Forked from another run (its id is not shown: it is not a plain id).")
+        st.caption(
+            "In the graph, faded nodes were replayed from the recorded run; the pink glow marks "
+            "the fork point, where this run went its own way."
+        )
+    elif safe_id(root.meta.get("replay_of")):
+        explorer_button(f"Replay of run {root.meta['replay_of']}", str(root.meta["replay_of"]))
+
+
+# ---- fork ------------------------------------------------------------------------------------
+
+
+def show(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
+    """The fork form for a root lm/code node, the playground for an llm_query node."""
+    if node.kind in ("lm", "code") and node.depth == 0:
+        _fork(store, run, nodes, node)
+    elif node.kind == "llm_query":
+        _playground(store, nodes, node)
+
+
+def _config(nodes: list[Node]) -> dict[str, Any]:
+    root = root_of(nodes)
+    config = root.meta.get("config") if root is not None else None
+    return config if isinstance(config, dict) else {}
+
+
+def _fork(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
+    with st.expander("Fork here: change this turn and run on from it", expanded=False):
+        if run.get("status") == "running":
+            st.info("Fork a run once it has finished.")
+            return
+        box = st.container()  # the fork's progress goes above the form, where it stays visible
+        _fork_form(store, run, nodes, node)
+        task = st.session_state.get(TASKS, {}).get(node.node_id)
+        if task is not None:
+            with box:
+                _fork_status(store, str(run["run_id"]), node.node_id, *task)
+
+
+def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
+    full = store.node(node.node_id) or node
+    config = _config(nodes)
+    is_code = node.kind == "code"
+    st.caption(
+        "A new run replays this one up to here with no model calls, then goes on live from this "
+        "turn. The original run is not changed."
+    )
+    with st.form(f"fork_form_{node.node_id}", border=False):
+        mode = st.radio("At this turn", [USE_TEXT, ASK_LIVE], key=f"fork_mode_{node.node_id}",
+                        horizontal=True)  # fmt: skip
+        text = st.text_area(
+            "Code of this cell" if is_code else "The model's response",
+            value=(full.code if is_code else full.output) or "",
+            height=240,
+            key=f"fork_text_{node.node_id}",
+        )
+        left, right = st.columns(2)
+        root_model = left.text_input("Root model", value=str(config.get("root_model") or ""),
+                                     key=f"fork_root_{node.node_id}")  # fmt: skip
+        sub_model = right.text_input("Sub model", value=str(config.get("sub_model") or ""),
+                                     key=f"fork_sub_{node.node_id}")  # fmt: skip
+        api_base = left.text_input("API base", value=str(config.get("api_base") or ""),
+                                   key=f"fork_base_{node.node_id}")  # fmt: skip
+        api_key = right.text_input("API key (this browser session only; never saved)",
+                                   type="password", key=KEY_FIELD)  # fmt: skip
+        limits = _limit_inputs(config, node.node_id)
+        submitted = st.form_submit_button("Run fork", type="primary")
+    if not submitted:
+        return
+    models = {"root_model": root_model.strip(), "sub_model": sub_model.strip()}
+    if not all(models.values()):
+        st.error("Type a model name for the root and the sub model.")
+        return
+    wanted = {**models, "api_base": api_base.strip() or None, **limits}
+    changes = {k: v for k, v in wanted.items() if v != config.get(k)}
+    key = api_key.strip() or session_key(models["root_model"]) or session_key(models["sub_model"])
+    for field in ("root_model", "sub_model"):
+        if field in changes:  # the recorded models worked; a newly typed one may be a typo
+            try:
+                check_model(changes[field], api_base=wanted["api_base"], api_key=key)
+            except ModelError as exc:
+                st.error("That model cannot be used:")
+                st.text(str(exc))
+                return
+    edit = text if mode == USE_TEXT else None
+    _start(store, str(run["run_id"]), node, edit, changes, key)
+
+
+def _limit_inputs(config: dict[str, Any], node_id: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    cols = st.columns(3)  # five narrow columns would wrap every label onto three lines
+    for i, (field, label, is_float) in enumerate(LIMITS):
+        col = cols[i % len(cols)]
+        recorded = config.get(field)
+        if is_float:
+            got = col.number_input(label, min_value=0.0, value=float(recorded or 0.0),
+                                   key=f"fork_{field}_{node_id}")  # fmt: skip
+            out[field] = float(got) if got else None
+        else:
+            low = 1 if field == "max_iterations" else 0
+            got = col.number_input(label, min_value=low, value=int(recorded or low), step=1,
+                                   key=f"fork_{field}_{node_id}")  # fmt: skip
+            out[field] = int(got) if got else None
+    return out
+
+
+def _start(
+    store: TraceStore,
+    run_id: str,
+    node: Node,
+    edit: str | None,
+    changes: dict[str, Any],
+    api_key: str | None,
+) -> None:
+    is_code = node.kind == "code"
+
+    def fork(cancel: threading.Event) -> RunResult:
+        # the key lives in this closure only: fork_run hands it to the model client, not the trace
+        return fork_run(store, run_id, node.node_id, response=None if is_code else edit,
+                        code=edit if is_code else None, changes=changes,
+                        api_key=api_key, cancel=cancel)  # fmt: skip
+
+    task_id = manager().start_task(f"fork-{new_id()}", fork)
+    st.session_state.setdefault(TASKS, {})[node.node_id] = (task_id, time.time())
+
+
+def find_fork(store: TraceStore, source: str, node_id: str, since: float) -> str | None:
+    """The id of a fork of `source` at `node_id` started after `since` (fork_run picks the id
+    itself, so a fork still running is found through its root's meta)."""
+    for run in store.list_runs(limit=20):
+        if (run.get("created_at") or 0) < since - 1:
+            break
+        root = store.node(str(run["run_id"]))
+        forked = root.meta.get("forked_from") if root is not None else None
+        if isinstance(forked, dict) and (forked.get("run_id"), forked.get("node_id")) == (
+            source,
+            node_id,
+        ):
+            return str(run["run_id"])
+    return None
+
+
+def _fork_status(store: TraceStore, source: str, node_id: str, task_id: str, since: float) -> None:
+    live = manager().get(task_id)
+    if live is None:
+        return  # the server restarted: the fork, if it ran, is in the run list
+    timer = POLL_S if live.running else None
+
+    def status() -> None:
+        now = manager().get(task_id)
+        if now is None:
+            return
+        if timer is not None and not now.running:
+            st.rerun()  # the poll timer is fixed when the fragment is defined: drop it
+        if now.running:
+            found = find_fork(store, source, node_id, since)
+            st.info("⏳ The fork is running in the background; the page stays usable.")
+            if found:
+                explorer_button(f"Open the fork {found} (still running)", found)
+        elif now.crash is not None or now.result is None:
+            st.error("The fork could not run:")
+            st.text(now.crash or "it stopped without a result")
+        else:
+            st.success(f"The fork finished: {status_badge(now.result.status)}.")
+            explorer_button(f"Open the fork {now.result.run_id}", now.result.run_id)
+
+    st.fragment(run_every=timer)(status)()
+
+
+# ---- playground ------------------------------------------------------------------------------
+
+
+def _playground(store: TraceStore, nodes: list[Node], node: Node) -> None:
+    full = store.node(node.node_id) or node
+    config = _config(nodes)
+    nid = node.node_id
+    with st.expander("Ask again (playground)", expanded=False):
+        st.caption("Send this prompt, edited or not, to a model once. Nothing is traced.")
+        with st.form(f"ask_form_{nid}", border=False):
+            prompt = st.text_area("Prompt", value=full.input or "", height=200, key=f"ask_p_{nid}")
+            left, right = st.columns(2)
+            model = left.text_input("Model", value=full.model or "", key=f"ask_model_{nid}")
+            api_base = right.text_input("API base", value=str(config.get("api_base") or ""),
+                                        key=f"ask_base_{nid}")  # fmt: skip
+            api_key = st.text_input("API key (this browser session only; never saved)",
+                                    type="password", key=f"ask_key_{nid}")  # fmt: skip
+            asked = st.form_submit_button("Ask")
+        answers = st.session_state.setdefault(ANSWERS, {})
+        if asked:
+            with st.spinner("Asking the model…"):
+                answers[nid] = _ask(prompt, model.strip(), api_base.strip() or None,
+                                    api_key.strip() or session_key(model.strip()))  # fmt: skip
+        answer = answers.get(nid)
+        if answer is None:
+            return
+        if answer[0] == "error":
+            st.error("The model call failed:")
+            st.text(answer[1])
+            return
+        old, new = st.columns(2)
+        with old:
+            st.caption("Recorded answer")
+            st.text(full.output or "(none)")
+        with new:
+            st.caption("New answer")
+            st.text(answer[1] or "(empty)")
+            st.text(f"from {answer[2]}")
+
+
+def _ask(prompt: str, model: str, api_base: str | None, api_key: str | None) -> tuple[str, ...]:
+    if not model:
+        return ("error", "Type a model name.")
+    try:
+        done = ask_again(prompt, model, api_base=api_base, api_key=api_key)
+    except ModelError as exc:
+        return ("error", str(exc))
+    except Exception as exc:  # the message for the user, the traceback for the server log
+        log.exception("playground call failed")
+        return ("error", f"{type(exc).__name__}: {exc}")
+    return ("ok", done.text, model)
