@@ -4,17 +4,14 @@ keyboard and button stepping, the URL, an XSS drill, and timings; nothing leaves
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import pytest
+from browser import CLICK_POINT, Guard, launch, needs_chromium, streamlit_server
 
 from rlm_core import RLM, TraceStore
 from rlm_core.store import StoreSink
@@ -23,7 +20,6 @@ from rlm_core.types import Node, NodeKind, new_id
 from rlm_core.views import node_label, step_order
 from ui.common import JOURNAL_SYNC_S
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / ".pytest_cache"
 NEEDLE = "The secret code is 4471."
@@ -33,17 +29,8 @@ TIMINGS: dict[str, float] = {}
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+    needs_chromium,
 ]
-
-CLICK_POINT = """(id) => {
-  const net = window.__visnet;
-  const canvas = net.body.container.querySelector("canvas");
-  canvas.scrollIntoView({block: "center"});
-  const p = net.canvasToDOM(net.getPositions([id])[id]);
-  const r = canvas.getBoundingClientRect();
-  return {x: r.left + p.x, y: r.top + p.y};
-}"""
 
 
 def numbered(n: int, insert: str = "") -> str:
@@ -102,12 +89,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     return traces, ids
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(
     runs: tuple[Path, dict[str, str]],
@@ -115,39 +96,10 @@ def server(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[str]:
     traces, _ = runs
-    port = _free_port()
     log_path = tmp_path_factory.mktemp("e2e_log") / "streamlit.log"
     env = {**os.environ, "RLM_TRACES_DIR": str(traces)}
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true",
-             "--browser.gatherUsageStats", "false"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{port}/"
-        try:
-            _wait_healthy(url, proc, log_path)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(url + "_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(log_path.read_text()) from None
-            time.sleep(0.2)
+    with streamlit_server("app.py", cwd=ROOT, log_path=log_path, env=env) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -155,32 +107,11 @@ def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        b = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
+        b = launch(pw)
         try:
             yield b
         finally:
             b.close()
-
-
-class Guard:
-    """Lets requests to 127.0.0.1 through and records (and blocks) every other one."""
-
-    def __init__(self) -> None:
-        self.foreign: list[str] = []
-        self.local: list[str] = []
-
-    def __call__(self, route: Any) -> None:
-        url = route.request.url
-        if urlparse(url).hostname == "127.0.0.1" or url.startswith(("data:", "blob:")):
-            self.local.append(url)
-            route.continue_()
-        else:
-            self.foreign.append(url)
-            route.abort()
 
 
 @pytest.fixture

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
+from browser import CLICK_POINT, Guard, launch, needs_chromium, streamlit_server
 
 from ui.graph_component import ensure_static
 
-CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = [
     pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"),
+    needs_chromium,
 ]
 
 APP = f"""
@@ -49,84 +44,25 @@ st.write(f"SELECTED={{st.session_state.get('sel')}}")
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
     app = tmp_path / "graph_app.py"
     app.write_text(APP)
     ensure_static(tmp_path / "static")  # Streamlit serves static/ next to the main script
-    port = _free_port()
-    log = (tmp_path / "streamlit.log").open("w")
     # started in tmp_path so that no .streamlit/config.toml of the checkout changes the setup
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "streamlit", "run", str(app),
-            "--server.port", str(port), "--server.address", "127.0.0.1",
-            "--server.headless", "true", "--server.enableStaticServing", "true",
-            "--browser.gatherUsageStats", "false",
-        ],
-        cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(url + "_stcore/health", timeout=1) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "streamlit.log").read_text()) from None
-                time.sleep(0.2)
+    with streamlit_server(
+        app, cwd=tmp_path, log_path=tmp_path / "streamlit.log",
+        extra=["--server.enableStaticServing", "true"],
+    ) as url:  # fmt: skip
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-CLICK_POINT = """(id) => {
-  const net = window.__visnet;
-  const canvas = net.body.container.querySelector("canvas");
-  canvas.scrollIntoView({block: "center"});
-  const p = net.canvasToDOM(net.getPositions([id])[id]);
-  const r = canvas.getBoundingClientRect();
-  return {x: r.left + p.x, y: r.top + p.y};
-}"""
 
 
 def test_click_on_node_reaches_python_offline(server: str) -> None:
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import sync_playwright
 
-    foreign: list[str] = []
-    local: list[str] = []
-
-    def guard(route: Route) -> None:
-        url = route.request.url
-        if urlparse(url).hostname == "127.0.0.1" or url.startswith(("data:", "blob:")):
-            local.append(url)
-            route.continue_()
-        else:
-            foreign.append(url)
-            route.abort()
-
+    guard = Guard()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
+        browser = launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.route("**/*", guard)
@@ -169,13 +105,13 @@ def test_click_on_node_reaches_python_offline(server: str) -> None:
         finally:
             browser.close()
 
-    assert foreign == []
-    assert any(u.endswith("/app/static/vis-network.min.js") for u in local)
-    assert not any("evil-img" in u for u in local)
+    assert guard.foreign == []
+    assert any(u.endswith("/app/static/vis-network.min.js") for u in guard.local)
+    assert not any("evil-img" in u for u in guard.local)
 
 
 def test_standalone_export_opens_offline(tmp_path: Path) -> None:
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     from rlm_core.graph import standalone_html
     from rlm_core.types import Node
@@ -185,19 +121,9 @@ def test_standalone_export_opens_offline(tmp_path: Path) -> None:
     nodes += [Node(f"n{i}", "r", "n1", "lm", 0, i, output=evil) for i in range(2, 6)]
     path = tmp_path / "run.html"
     path.write_text(standalone_html(nodes, "run <1>"), encoding="utf-8")
-    requested: list[str] = []
-
-    def guard(route: Route) -> None:
-        requested.append(route.request.url)
-        if route.request.url.startswith("file://"):
-            route.continue_()
-        else:
-            route.abort()
-
+    guard = Guard(allowed=(path.as_uri(),))
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM), args=["--no-sandbox", "--disable-gpu"]
-        )
+        browser = launch(pw)
         try:
             page = browser.new_page()
             page.route("**/*", guard)
@@ -215,4 +141,4 @@ def test_standalone_export_opens_offline(tmp_path: Path) -> None:
             assert page.evaluate("window.__pwned") is None
         finally:
             browser.close()
-    assert requested == [path.as_uri()]
+    assert guard.local == [path.as_uri()] and guard.foreign == []

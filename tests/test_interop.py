@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from browser import Guard, launch, needs_chromium
 
 from rlm_core import RLM, TraceStore
 from rlm_core.interop import (
@@ -24,7 +25,6 @@ from rlm_core.interop import (
 from rlm_core.types import Node, new_id
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 KEY = "sk-test-KEY"
 EVIL = "<script>window.__xss=1</script> <img src=x onerror=window.__xss=2>"
 TEXT = (
@@ -260,33 +260,19 @@ def test_html_is_self_contained_and_inert(source: dict[str, Any]) -> None:
 
 
 @pytest.mark.browser
-@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium")
+@needs_chromium
 def test_html_opens_offline_and_shows_a_clicked_node(
     source: dict[str, Any], tmp_path: Path
 ) -> None:
-    from playwright.sync_api import Route, sync_playwright
+    from playwright.sync_api import sync_playwright
 
     run = source["runs"][source["plain"]]
     path = tmp_path / "run.html"
     path.write_text(run["html"], encoding="utf-8")
     target = next(d for d in _details(run["html"]).values() if EVIL in (d["stdout"] or ""))
-    requested: list[str] = []
-
-    def guard(route: Route) -> None:
-        requested.append(route.request.url)
-        if route.request.url == path.as_uri():
-            route.continue_()
-        else:
-            route.abort()
-
+    guard = Guard(allowed=(path.as_uri(),))
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=[
-                "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync",
-            ],
-        )  # fmt: skip
+        browser = launch(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 900})
             page.route("**/*", guard)
@@ -313,7 +299,7 @@ def test_html_opens_offline_and_shows_a_clicked_node(
             assert page.locator("#rlm-inspector img, #rlm-inspector script").count() == 0
         finally:
             browser.close()
-    assert requested == [path.as_uri()]
+    assert guard.local == [path.as_uri()] and guard.foreign == []
 
 
 # ---- rlms RLMLogger logs ---------------------------------------------------------------------

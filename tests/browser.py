@@ -1,0 +1,110 @@
+"""Shared pieces of the headless-browser tests: Debian's chromium via Playwright, a Streamlit
+server on a free loopback port, and a guard that blocks (and records) every request that would
+leave 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+needs_chromium = pytest.mark.skipif(
+    not CHROMIUM.exists(), reason="needs Debian chromium at /usr/bin/chromium"
+)
+# Without the background-networking flags Chromium tries to reach Google's hosts at start.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+CLICK_POINT = """(id) => {
+  const net = window.__visnet;
+  const canvas = net.body.container.querySelector("canvas");
+  canvas.scrollIntoView({block: "center"});
+  const p = net.canvasToDOM(net.getPositions([id])[id]);
+  const r = canvas.getBoundingClientRect();
+  return {x: r.left + p.x, y: r.top + p.y};
+}"""
+"""JS: the page coordinates of a graph node, for a real mouse click on it."""
+
+
+def launch(pw: Any) -> Any:
+    return pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+class Guard:
+    """Lets requests to 127.0.0.1 (and data:/blob:) through; records and blocks every other."""
+
+    def __init__(self, allowed: tuple[str, ...] = ()) -> None:
+        self.allowed = allowed
+        self.foreign: list[str] = []
+        self.local: list[str] = []
+
+    def __call__(self, route: Any) -> None:
+        url = route.request.url
+        local = urlparse(url).hostname == "127.0.0.1" or url.startswith(("data:", "blob:"))
+        if local or url in self.allowed:
+            self.local.append(url)
+            route.continue_()
+        else:
+            self.foreign.append(url)
+            route.abort()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def streamlit_server(
+    app: str | Path,
+    *,
+    cwd: Path,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    extra: list[str] | None = None,
+) -> Iterator[str]:
+    """`streamlit run app` on 127.0.0.1; yields its URL once healthy, stops it afterwards."""
+    port = free_port()
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(app), "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--server.headless", "true",
+             "--browser.gatherUsageStats", "false", *(extra or [])],
+            cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/"
+        try:
+            _wait_healthy(url, proc, log_path)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url + "_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(log_path.read_text()) from None
+            time.sleep(0.2)
