@@ -18,6 +18,7 @@ DEMO_MODELS = {
     "demo/root": "scripted root: probe, regex filter, chunk, llm_query_batched, combine",
     "demo/recursive": "scripted root that hands chunks to child RLMs with rlm_query_batched",
     "demo/sub": "scripted sub model: answers with the sentence that best matches the question",
+    "demo/codeact": "scripted Algorithm 2 agent: copies a passage from its window into actions",
 }
 NOT_FOUND = "NOT FOUND"
 _STOPWORDS = set(
@@ -229,6 +230,10 @@ def _around_keywords(sentence: str, words: set[str]) -> str:
 
 def reply(model: str, messages: list[dict[str, Any]]) -> str:
     """Any demo model acts as a root when given the RLM system prompt, else as a sub model."""
+    from rlm_core import demo_baselines  # the strategies' other protocols (strategies.py)
+
+    if demo_baselines.handles(messages):
+        return demo_baselines.reply(model, messages)
     is_root = (
         bool(messages) and messages[0]["role"] == "system" and "REPL" in str(messages[0]["content"])
     )

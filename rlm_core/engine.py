@@ -329,6 +329,9 @@ class Session:
 
     def handle_call(self, fn: str, args: dict[str, Any]) -> Any:
         key = args.get("_call_id")  # the sandbox's name for this call's result, for data flow
+        if self.code_node is None:
+            # a thread the model started outlived its cell: there is no cell to hang the node on
+            raise SubCallError(f"{fn} was called while no cell was running (from a thread?)")
         if fn == "llm_query":
             return self.llm_query(args["prompt"], args.get("model"), key=key)
         if fn == "llm_query_batched":
@@ -385,7 +388,10 @@ class Session:
                   key: str | None = None) -> str:  # fmt: skip
         if self.depth >= self.tree.config.max_depth:
             # at the deepest level a child RLM would exceed max_depth: ask the sub model instead
+            # (the context the code passed goes along in the prompt, or it would never be seen)
             meta = {**(meta or {}), "fallback_from": "rlm_query"}
+            if context is not None:
+                prompt = f"{prompt}\n\nContext:\n{flatten(context)[0]}"
             return self.llm_query(prompt, None, meta, key)
         child_context = prompt if context is None else context
         node = self._child(

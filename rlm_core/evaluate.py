@@ -1,6 +1,7 @@
-"""Evaluation: example tasks x sizes x models, each answered by the RLM and by the plain model
-with the whole context (when it fits the window), scored against the known answer and saved in
-the `eval_results` table. `python -m rlm_core eval` and the Evaluate page both use `Evaluator`.
+"""Evaluation: example tasks x sizes x models, each answered by the RLM, by the plain model
+with the whole context (when it fits the window) or by another strategy of strategies.py, scored
+against the known answer and saved in the `eval_results` table. `python -m rlm_core eval` and the
+Evaluate page both use `Evaluator`.
 """
 
 from __future__ import annotations
@@ -22,10 +23,13 @@ from rlm_core.models import LiteLLMClient, context_window, load_litellm
 from rlm_core.rlm import RLM
 from rlm_core.scoring import score
 from rlm_core.store import TraceStore
+from rlm_core.strategies import LABELS, STRATEGIES, USES_SUB_MODEL, run_strategy
 from rlm_core.types import ModelError, new_id
 
-METHODS = ("rlm", "base")
-METHOD_LABELS = {"rlm": "RLM", "base": "plain model"}
+DEFAULT_METHODS = ("rlm", "base")
+# the other strategies make the grid of the paper's Table 1 (strategy x task, score and cost)
+METHODS = (*DEFAULT_METHODS, *(s for s in STRATEGIES if s != "rlm"))
+METHOD_LABELS = {**LABELS, "rlm": "RLM", "base": "plain model"}
 DID_NOT_FIT = "did not fit"
 OUTPUT_RESERVE_TOKENS = 1024
 """Room left in the window for the plain model's answer."""
@@ -45,7 +49,7 @@ class EvalPlan:
     """(root model, sub model) pairs; the plain baseline uses the root model."""
     config: RLMConfig = field(default_factory=RLMConfig)
     """Limits, API base and key shared by every run."""
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in EXAMPLES]
@@ -178,12 +182,12 @@ class Evaluator:
                         eval_id=self.eval_id, task=name, family=example.family, size=size,
                         context_chars=chars, question=question, expected=expected[index],
                         scorer=example.scorer(index), method=method, model=root,
-                        sub_model=sub if method == "rlm" else None, status="running",
+                        sub_model=sub if method in USES_SUB_MODEL else None, status="running",
                     )  # fmt: skip
-                    if method == "rlm":
-                        self._rlm(row, context)
-                    else:
+                    if method == "base":
                         self._base(row, context)
+                    else:
+                        self._rlm(row, context)
                     if row.status != DID_NOT_FIT:
                         row.score = score(row.scorer, row.answer, row.expected)
                     self._save(row)
@@ -191,11 +195,16 @@ class Evaluator:
         return rows
 
     def _rlm(self, row: EvalRow, context: Any) -> None:
-        config = self.plan.config.with_(root_model=row.model, sub_model=row.sub_model)
-        rlm = RLM(config=config, store=self.store)
+        """The RLM, or any strategy of strategies.py: each leaves a run tree behind."""
+        config = self.plan.config.with_(root_model=row.model, sub_model=row.sub_model or row.model)
         meta = {"eval_id": self.eval_id, "task": row.task, "size": row.size}
         try:
-            result = rlm.run(context, row.question, cancel=self.cancel, run_meta=meta)
+            if row.method == "rlm":
+                rlm = RLM(config=config, store=self.store)
+                result = rlm.run(context, row.question, cancel=self.cancel, run_meta=meta)
+            else:
+                result = run_strategy(row.method, context, row.question, config, store=self.store,
+                                      cancel=self.cancel, run_meta=meta)  # fmt: skip
         except Exception as exc:  # the engine failing must not end the whole evaluation
             row.status, row.error = "error", f"{type(exc).__name__}: {exc}"
             return
@@ -327,7 +336,7 @@ def add_eval_parser(subparsers: Any) -> None:
     p.add_argument("--sub-model", help="sub model of every RLM (default: demo/sub for demo "
                                         "models, else the root model)")  # fmt: skip
     p.add_argument("--method", action="append", choices=METHODS,
-                   help="rlm, base or both (default: both)")  # fmt: skip
+                   help="repeatable: rlm, base or a strategy (default: rlm and base)")  # fmt: skip
     p.add_argument("--api-base")
     p.add_argument("--max-iterations", type=int, default=RLMConfig.max_iterations)
     p.add_argument("--max-llm-calls", type=int)
@@ -357,7 +366,7 @@ def cmd_eval(args: Any) -> int:
         sizes=tuple(args.size or [10_000, 100_000]),
         models=tuple((m, args.sub_model or default_sub(m)) for m in models),
         config=config,
-        methods=tuple(dict.fromkeys(args.method or METHODS)),
+        methods=tuple(dict.fromkeys(args.method or DEFAULT_METHODS)),
     )
     preflight([m for pair in plan.models for m in pair], config)
     store: TraceStore | None

@@ -29,6 +29,9 @@ SizeBy = Literal["tokens", "cost", "none"]
 Mark = Literal["", "replayed", "fork"]
 """How a node of a forked or replayed run came about: from the recorded run, or where it left it."""
 FORK_COLOUR = "#e377c2"
+FLOW_COLOUR = "#d9822b"
+FLOW_LABEL_NAMES = 2
+"""Variable names written on a data-flow edge; its tooltip lists them all."""
 _MARK_LINE = {
     "replayed": "replayed from the recorded run (no new model call)",
     "fork": "fork point: the run leaves the recorded one here",
@@ -351,10 +354,70 @@ def _vis_node(
     }
 
 
-def vis_payload(
-    nodes: Iterable[Node], *, size_by: SizeBy = "tokens", selected: str | None = None
+def _edge(
+    edge_id: str, src: str, dst: str, *, label: str = "", title: str = "", flow: bool = False
 ) -> dict[str, Any]:
-    """vis-network nodes and edges with precomputed positions; every text from a node is escaped."""
+    # every key in every edge: the browser merges updates, so a missing key keeps an old value
+    return {
+        "id": edge_id,
+        "from": src,
+        "to": dst,
+        "dashes": [6, 5] if flow else False,
+        "label": label,
+        "title": title,
+        "color": {"color": FLOW_COLOUR if flow else "#9a9a9a"},
+        "arrows": {"to": {"enabled": True, "scaleFactor": 0.5}},
+        # curved, so a flow back into the cell that made the call does not hide its tree edge
+        "smooth": {"enabled": flow, "type": "curvedCW", "roundness": 0.3},
+        "font": {"size": 10 if flow else 0, "color": FLOW_COLOUR, "strokeWidth": 3},
+    }
+
+
+def _flow_label(names: list[str]) -> str:
+    shown = ", ".join(names[:FLOW_LABEL_NAMES])
+    return shown + (f" +{len(names) - FLOW_LABEL_NAMES}" if len(names) > FLOW_LABEL_NAMES else "")
+
+
+def dataflow_edges(items: Iterable[Node]) -> list[dict[str, Any]]:
+    """Dashed edges sub-call -> code cell whose variables took its answer (label: the variables)
+    and sub-call -> FINAL for the answers the final value holds; only between drawn nodes."""
+    present = {n.node_id for n in items}
+    flows: dict[tuple[str, str], list[str]] = {}
+    for n in items:
+        if n.kind == "code":
+            assignments = n.meta.get("assignments")
+            for var, ids in (assignments if isinstance(assignments, dict) else {}).items():
+                for sub in ids if isinstance(ids, list) else []:
+                    flows.setdefault((str(sub), n.node_id), []).append(str(var))
+        elif n.kind == "final":
+            sources = n.meta.get("sources")
+            var = n.meta.get("var")
+            for sub in sources if isinstance(sources, list) else []:
+                flows.setdefault((str(sub), n.node_id), []).append(str(var) if var else "FINAL")
+    return [
+        _edge(
+            f"flow:{src}>{dst}",
+            src,
+            dst,
+            label=_esc(_flow_label(names)),
+            title=_esc("data flow: " + ", ".join(names)),
+            flow=True,
+        )
+        for (src, dst), names in sorted(flows.items())
+        if src in present and dst in present and src != dst
+    ]
+
+
+def vis_payload(
+    nodes: Iterable[Node],
+    *,
+    size_by: SizeBy = "tokens",
+    selected: str | None = None,
+    dataflow: bool = True,
+) -> dict[str, Any]:
+    """vis-network nodes and edges with precomputed positions; every text from a node is escaped.
+
+    With `dataflow`, dashed edges show where sub-call answers went (see `dataflow_edges`)."""
     items = sorted(nodes, key=lambda n: n.node_id)
     g = build_graph(items)
     pos = tree_layout(g)
@@ -364,8 +427,11 @@ def vis_payload(
         _vis_node(n, pos[n.node_id], labels[n.node_id], size_by, how.get(n.node_id, ""))
         for n in items
     ]
-    # a child has exactly one parent edge, so the child's id is a stable id for that edge
-    edges = [{"id": v, "from": u, "to": v} for u, v in sorted(g.edges)]
+    # a child has exactly one parent edge, so the child's id is a stable id for that edge; flow
+    # edge ids start with "flow:", which no node id does
+    edges = [_edge(v, u, v) for u, v in sorted(g.edges)]
+    if dataflow:
+        edges += dataflow_edges(items)
     return {
         "nodes": vis_nodes,
         "edges": edges,
@@ -412,7 +478,7 @@ def standalone_html(nodes: Iterable[Node], title: str) -> str:
     """One offline HTML file of the graph, built with pyvis with vis-network inlined."""
     from pyvis.network import Network  # slow import (IPython); only the export needs it
 
-    payload = vis_payload(nodes)
+    payload = vis_payload(nodes, dataflow=False)  # tree edges only in the export
     net = Network(height="92vh", width="100%", directed=True, cdn_resources="in_line", heading="")
     net.set_options(json.dumps(_VIS_OPTIONS))
     for vn in payload["nodes"]:

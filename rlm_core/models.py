@@ -6,6 +6,7 @@ one-line `ModelError` that names the model and never contains a key.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import json
 import logging
@@ -253,28 +254,49 @@ class LiteLLMClient:
         *,
         timeout_s: float | None = None,
         max_output_tokens: int | None = None,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
     ) -> Completion:
+        """`deadline` (epoch seconds) and `cancel` bound the waits between retries: a run's time
+        limit or Stop button must not sit out a 60 s Retry-After."""
         litellm = load_litellm()
         timeout = timeout_s if timeout_s is not None else self.timeout_s
         kwargs = self._call_kwargs(model, messages, timeout, max_output_tokens)
         attempt = 0
+        retried: list[str] = []
         while True:
             started = time.monotonic()
             try:
                 resp = litellm.completion(**kwargs)
                 latency = time.monotonic() - started
-                return self._completion(litellm, resp, model, latency)
+                done = self._completion(litellm, resp, model, latency)
+                return dataclasses.replace(done, retry_errors=retried)
             except _BadResponse as exc:
                 failure = _Failure(
                     True, f"The provider returned an unusable answer for {model}", str(exc)
                 )
             except Exception as exc:
                 failure = self._classify(litellm, exc, model, timeout)
-            if not failure.retry:
-                raise ModelError(failure.message(0)) from None
-            if attempt >= self.retries:
-                raise ModelError(failure.message(attempt)) from None
-            time.sleep(self._delay(attempt, failure.wait_s))
+            if not failure.retry or attempt >= self.retries:
+                error = ModelError(failure.message(attempt if failure.retry else 0))
+                error.retry_errors = tuple(retried)
+                raise error from None
+            delay = self._delay(attempt, failure.wait_s)
+            if deadline is not None and time.time() + delay >= deadline:
+                error = ModelError(
+                    failure.message(attempt).rstrip(".") + "; no time left to retry."
+                )
+                error.retry_errors, error.out_of_time = tuple(retried), True
+                raise error from None
+            retried.append(failure.message(0))
+            if cancel is not None and cancel.wait(delay):
+                error = ModelError(
+                    failure.message(attempt).rstrip(".") + "; stopped while waiting."
+                )
+                error.retry_errors = tuple(retried)
+                raise error from None
+            if cancel is None:
+                time.sleep(delay)
             attempt += 1
 
     def _call_kwargs(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,9 @@ from rlm_core.store import StoreBusy, StoreSink, TraceStore, default_traces_dir
 from rlm_core.trace import JournalSink, Tracer, TraceSink
 from rlm_core.tree import Model, Tree
 from rlm_core.types import LimitExceeded, ModelError, RunCancelled, RunResult, new_id
+
+SessionType = Callable[[Tree, Any, str, int, str | None], Session]
+"""Builds the root of a run tree: `Session` (Algorithm 1) or a baseline from strategies.py."""
 
 
 class RLM:
@@ -52,8 +56,10 @@ class RLM:
         cancel: threading.Event | None = None,
         run_id: str | None = None,
         run_meta: dict[str, Any] | None = None,
+        session_type: SessionType = Session,
     ) -> RunResult:
-        """Run to the end; `run_meta` goes on the root run node (e.g. where a fork came from)."""
+        """Run to the end; `run_meta` goes on the root run node (e.g. where a fork came from).
+        `session_type` swaps the loop for another strategy on the same store, budget and tracer."""
         cfg = self.config
         run_id = run_id or new_id()
         traces_dir = self.traces_dir or default_traces_dir()
@@ -79,7 +85,7 @@ class RLM:
             index=ContextIndex(context),
             cancel=cancel or threading.Event(),
         )
-        session = Session(tree, context, query, 0, None)
+        session = session_type(tree, context, query, 0, None)
         session.node.meta.update(run_meta or {})
         result = RunResult(run_id=run_id, answer=None, status="running")
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rlm_core.config import RLMConfig
+from rlm_core.models import LiteLLMClient
 from rlm_core.provenance import ContextIndex
 from rlm_core.repl.sandbox import ContextRef
 from rlm_core.store import blob_path, write_blob
@@ -100,9 +101,33 @@ class Tree:
         if self.deadline:
             timeout = max(1.0, min(timeout, self.deadline - time.time()))
         try:
-            done = self.model.complete(model, messages, timeout_s=timeout)
+            if isinstance(self.model, LiteLLMClient):  # it alone retries, so it alone waits
+                done = self.model.complete(
+                    model, messages, timeout_s=timeout, deadline=self.deadline, cancel=self.cancel
+                )
+            else:
+                done = self.model.complete(model, messages, timeout_s=timeout)
         except ModelError as exc:
-            self.tracer.end(node, "error", error=str(exc))
+            retried = list(exc.retry_errors)
+            meta = {**node.meta, "retries": len(retried), "retry_errors": retried}
+            # a failure caused by the Stop button or the run's clock ends the run as such
+            stop: LimitExceeded | RunCancelled | None = None
+            if self.cancel.is_set():
+                stop = RunCancelled("stopped by the user")
+            elif self.deadline and (exc.out_of_time or time.time() >= self.deadline - 1.0):
+                stop = LimitExceeded(
+                    "timeout_s", f"the run took longer than {self.config.timeout_s} s"
+                )
+            ended: Status = (
+                "error"
+                if stop is None
+                else "interrupted"
+                if isinstance(stop, RunCancelled)
+                else "limit"
+            )
+            self.tracer.end(node, ended, error=str(exc), meta=meta)
+            if stop is not None:
+                raise stop from None
             raise
         with self.lock:
             self.usage.add(done)
@@ -115,7 +140,12 @@ class Tree:
             cost_usd=done.cost_usd,
             latency_s=done.latency_s,
             meta={**node.meta, "finish_reason": done.finish_reason}
-            | ({"replayed": True} if done.replayed else {}),
+            | ({"replayed": True} if done.replayed else {})
+            | (
+                {"retries": len(done.retry_errors), "retry_errors": done.retry_errors}
+                if done.retry_errors
+                else {}
+            ),
         )
         return done
 

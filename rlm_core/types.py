@@ -88,6 +88,8 @@ class Completion:
     finish_reason: str | None = None
     replayed: bool = False
     """Served from a recorded run (replay or the part of a fork before its fork point)."""
+    retry_errors: list[str] = field(default_factory=list)
+    """What went wrong in each attempt before the one that answered (empty: first try)."""
 
 
 @dataclass
@@ -132,6 +134,11 @@ class RunResult:
 
 class ModelError(Exception):
     """A model call failed in a way the user must fix (unknown model, no key, provider down)."""
+
+    retry_errors: tuple[str, ...] = ()
+    """What went wrong in the attempts that were retried before giving up."""
+    out_of_time: bool = False
+    """Given up because the run's deadline left no time for another try."""
 
 
 class LimitExceeded(Exception):

@@ -151,6 +151,7 @@ def test_depth_two_recursion_and_fallback_at_max_depth(fake: Any) -> None:
         assert parent.kind == "rlm_query" and parent.depth == child.depth
     fallback = next(n for n in nodes if n.kind == "llm_query")
     assert fallback.meta["fallback_from"] == "rlm_query" and fallback.depth == 3
+    assert fallback.input == "level3\n\nContext:\nabcde"  # the context went along
     assert next(n for n in rlm_nodes if n.depth == 1).context_spans == [[0, 20]]
     lm_depths = {n.depth for n in nodes if n.kind in ("lm", "code")}
     assert lm_depths == {0, 1, 2}

@@ -102,7 +102,8 @@ def plan_form() -> ev.EvalPlan | None:
         "Sub model of the RLM", [SAME_AS_ROOT, *options], key="ev_sub",
     )  # fmt: skip
     methods = right.multiselect(
-        "Methods", list(ev.METHODS), default=list(ev.METHODS), key="ev_methods",
+        "Methods (strategies)", list(ev.METHODS), default=list(ev.DEFAULT_METHODS),
+        key="ev_methods",
         format_func=lambda m: ev.METHOD_LABELS[m] + (" (whole context)" if m == "base" else ""),
     )  # fmt: skip
     with st.expander("Limits per RLM run, API base"):

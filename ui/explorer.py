@@ -19,7 +19,7 @@ from rlm_core import views
 from rlm_core.graph import SizeBy, vis_payload
 from rlm_core.store import StoreBusy, TraceStore
 from rlm_core.types import Node
-from ui import explorer_table, fork_panel, transfer
+from ui import explorer_table, fork_panel, insight_panels, transfer
 from ui.common import cost_text, status_badge, store, when
 from ui.graph_component import graph
 from ui.inspector import safe_word, show_node, show_text
@@ -225,6 +225,7 @@ def _body(run_id: str, timer: float | None) -> None:
     with left:
         _graph(run_id, nodes, current, playing)
         st.caption(LEGEND)
+        insight_panels.show(s, run, nodes, by_id[current], select)
     with controls:
         _controls(order, current)
     with right:
@@ -269,7 +270,8 @@ def _graph(run_id: str, nodes: list[Node], current: str, playing: bool) -> None:
     grow = bool(st.session_state.get(GROW_KEY)) or playing
     shown = views.nodes_up_to(nodes, current) if grow else nodes
     size_by: SizeBy = "cost" if st.session_state.get(SIZE_KEY) == "cost" else "tokens"
-    payload = vis_payload(shown, size_by=size_by, selected=current)
+    flow = insight_panels.dataflow_on()
+    payload = vis_payload(shown, size_by=size_by, selected=current, dataflow=flow)
     # the returned click/step were already applied by _apply_graph_event
     graph(
         payload,

@@ -98,7 +98,11 @@ function render(vis, host, data, send) {
   s.send = send; // the newest callback, in case Streamlit hands out a fresh one per render
   window.__visnet = s.network;
   sync(s.nodes, s.seenN, data.nodes || [], (n) => (n.title ? { ...n, title: tooltip(n.title) } : n));
-  sync(s.edges, s.seenE, data.edges || []);
+  // data-flow edges carry escaped titles too; an empty title must reach vis as "no tooltip"
+  sync(s.edges, s.seenE, data.edges || [], (e) => ({
+    ...e,
+    title: e.title ? tooltip(e.title) : undefined,
+  }));
   const count = s.nodes.length;
   if (count && (!s.fitted || (!s.userMoved && count !== s.fittedCount))) {
     s.network.fit();

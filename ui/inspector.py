@@ -16,6 +16,7 @@ from rlm_core import views
 from rlm_core.provenance import flatten
 from rlm_core.store import TraceStore
 from rlm_core.types import Node
+from ui import insight_panels
 from ui.common import cost_text, status_badge
 
 TEXT_LIMIT = 200_000
@@ -82,6 +83,7 @@ def show_node(
     st.subheader(views.node_label(node, views.step_index(order, node.node_id) + 1))
     st.text(_stats_line(node))
     st.text(f"node id {node.node_id}")
+    insight_panels.node_facts(nodes, node, select)
     if node.error:
         st.error("This node ended with an error:")
         show_text(node.error, key=f"{node.node_id}_error")

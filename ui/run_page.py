@@ -8,7 +8,7 @@ import streamlit as st
 
 from rlm_core.models import check_model
 from rlm_core.types import ModelError
-from ui import live
+from ui import cost_panels, live, strategies_panel
 from ui.common import manager
 from ui.run_form import config_form, context_picker, size_line
 
@@ -43,5 +43,8 @@ def render() -> None:
             # what the verdict needs, without keeping a second copy of the document
             st.session_state["expected"] = (run_id, replace(choice, value=None), question)
 
+    if ready and choice is not None and config is not None:
+        cost_panels.estimate(config.root_model, config.sub_model, choice.chars)
     if current := st.session_state.get("current_run"):
         live.render(current)
+    strategies_panel.render(choice, question.strip(), config)

@@ -35,6 +35,8 @@ SCAN_ITEMS = 10_000
 SCAN_WORK = 500_000_000
 """Characters searched per cell for results; past it only identity matches are counted."""
 KEEP_CHARS = 256 * 2**20
+DOCUMENT_CHECK_CHARS = 50_000_000
+"""Up to this size, results are checked against the document (see Flow.set_document)."""
 """Result texts kept for data flow; later results are not followed (bounds worker memory)."""
 
 
@@ -249,6 +251,19 @@ class Flow:
         self._checked: dict[int, tuple[str, set[str], int]] = {}
         self._last: dict[str, tuple[int, frozenset[str]]] = {}
         self._kept = 0
+        self._document: str | None = None
+        self._copied: set[str] = set()
+
+    def set_document(self, context: Any) -> None:
+        """Remember the document's text. A result that is a verbatim piece of it (an extractive
+        answer) is found inside every copy of the document the code holds, so for such results
+        only the very object counts as flow, not containment."""
+        if isinstance(context, dict):
+            context = "\n\n".join(str(v) for v in context.values())
+        elif isinstance(context, list):
+            context = "\n\n".join(str(v) for v in context)
+        text = str.__str__(context) if isinstance(context, str) else str(context)
+        self._document = text if len(text) <= DOCUMENT_CHECK_CHARS else None
 
     def received(self, call_id: int, value: Any) -> None:
         if isinstance(value, str):
@@ -260,7 +275,10 @@ class Flow:
 
     def _add(self, key: str, text: str) -> None:
         if MIN_RESULT_CHARS <= len(text) <= KEEP_CHARS - self._kept:
+            copied = self._document is None or str.__contains__(self._document, text)
             with self._lock:
+                if copied:
+                    self._copied.add(key)
                 self._texts.append((key, text))
                 self._by_id[id(text)] = key
                 self._kept += len(text)
@@ -305,7 +323,7 @@ class Flow:
                     if budget[0] <= 0:
                         break
                     done, budget[0] = done + 1, budget[0] - len(s)
-                    if str.__contains__(s, text):
+                    if key not in self._copied and str.__contains__(s, text):
                         keys.add(key)
                 new[id(s)] = (s, keys, done)
                 found |= keys

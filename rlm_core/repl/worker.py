@@ -1,6 +1,7 @@
 """REPL worker process: runs model-written cells in one persistent namespace.
 
-Stdlib only; sandbox.py starts it as `python -I worker.py IN_FD OUT_FD CONTEXT KIND CAP MEM_MB`.
+Stdlib only; sandbox.py starts it as
+`python -I worker.py IN_FD OUT_FD CONTEXT KIND CAP MEM_MB [UID|-]` (UID: drop root to it).
 Frames on both pipes are a 4-byte big-endian length then JSON; the parent serves sub-calls.
 """
 
@@ -452,12 +453,70 @@ def apply_limits(memory_mb: int) -> None:
 
 
 def load_context(path: str, kind: str) -> Any:
+    return read_context(open_context(path, kind), kind)
+
+
+def open_context(path: str, kind: str) -> Any:
+    """Opened before privileges are dropped: the trace folder need not be readable by others."""
     if kind == "json":
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
+        return open(path, encoding="utf-8")
     # newline="" keeps "\r\n" intact so character offsets match the original file
-    with open(path, encoding="utf-8", newline="") as f:
-        return f.read()
+    return open(path, encoding="utf-8", newline="")
+
+
+def read_context(f: Any, kind: str) -> Any:
+    with f:
+        return json.load(f) if kind == "json" else f.read()
+
+
+# ---- privilege drop (only when the app runs as root) ---------------------------------------
+
+PR_SET_DUMPABLE = 4
+PR_SET_NO_NEW_PRIVS = 38
+FALLBACK_UID = 65534  # nobody: mapped in nearly every user namespace
+
+
+def _reachable_sys_path() -> None:
+    """Point sys.path at directory fds opened while still root.
+
+    The interpreter may live under a folder only root can enter (/root/.pyenv); a module
+    imported after the drop is then found through /proc/self/fd/N, which needs no search
+    permission on the folders above it.
+    """
+    entries = []
+    for entry in sys.path:
+        if entry and os.path.isdir(entry):
+            fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)  # inherited by no child
+            entry = f"/proc/self/fd/{fd}"
+        entries.append(entry)
+    sys.path[:] = entries
+    sys.path_importer_cache.clear()
+
+
+def drop_privileges(uid: int) -> int:
+    """Become `uid` (a user of this worker alone) for good; returns the uid actually used.
+
+    Root model code could signal the app, read its /proc/<pid>/environ and memory (keys), and
+    escape RLIMIT_NPROC. A separate uid closes all three. setuid as root sets the real, effective
+    and saved ids, so it cannot be undone.
+    """
+    import ctypes  # before the drop, like everything the drop itself needs
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    _reachable_sys_path()
+    try:
+        os.chown(".", uid, uid)  # EINVAL when the uid is not mapped in this user namespace
+    except OSError:
+        uid = FALLBACK_UID
+        os.chown(".", uid, uid)
+    os.setgroups([])
+    os.setgid(uid)
+    os.setuid(uid)
+    # setuid made the process non-dumpable, which hides /proc/self from model code; the uid is
+    # this worker's own, so nobody but root could use a dumpable worker anyway
+    libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)  # setuid binaries (su, sudo) cannot give root back
+    return uid
 
 
 def read_loop(channel: Channel, calls: SubCalls, cells: queue.Queue[dict[str, Any]]) -> None:
@@ -473,21 +532,26 @@ def read_loop(channel: Channel, calls: SubCalls, cells: queue.Queue[dict[str, An
 
 
 def main(argv: list[str]) -> int:
-    in_fd, out_fd, path, kind, cap, memory_mb = argv
+    in_fd, out_fd, path, kind, cap, memory_mb, *rest = argv
     for fd in (int(in_fd), int(out_fd)):
         os.set_inheritable(fd, False)
     gate = InterruptGate()
     signal.signal(signal.SIGINT, gate.handler)
     channel = Channel(int(in_fd), int(out_fd), gate)
     try:
-        apply_limits(int(memory_mb))
+        source = open_context(path, kind)
+        if rest and rest[0] != "-":
+            drop_privileges(int(rest[0]))
+        apply_limits(int(memory_mb))  # after the drop: RLIMIT_NPROC counts the new uid's tasks
         reads = tracking.Reads()
-        context = tracking.track(load_context(path, kind), reads)
+        raw = read_context(source, kind)
+        context = tracking.track(raw, reads)
         tracking.patch_modules()
     except BaseException as exc:
         channel.send({"type": "fatal", "error": f"{type(exc).__name__}: {exc}"})
         return 2
     calls = SubCalls(channel)
+    calls.flow.set_document(raw)
     session = Session(context, calls, gate, int(cap), reads)
     cells: queue.Queue[dict[str, Any]] = queue.Queue()
     threading.Thread(target=read_loop, args=(channel, calls, cells), daemon=True).start()
