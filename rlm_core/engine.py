@@ -13,6 +13,7 @@ import os
 import socket
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -96,15 +97,25 @@ class Session:
         sandbox = Sandbox(self.context_ref, self.handle_call, memory_mb=cfg.worker_memory_mb,
                           concurrency=cfg.concurrency, call_ids=True)  # fmt: skip
         try:
-            answer = self._loop(sandbox)
-            self._finish("ok", answer)
-            return answer
+            return self._recorded(
+                lambda: self._loop(sandbox), lambda: self._partial_answer(sandbox)
+            )
+        finally:
+            sandbox.close()
+
+    def _recorded(
+        self, body: Callable[[], str | None], partial: Callable[[], str | None]
+    ) -> str | None:
+        """Run `body` and end the run node with how it went: the answer; a limit or a stop with
+        the best partial answer; an error, recorded, then raised again."""
+        try:
+            answer = body()
         except LimitExceeded as exc:
-            exc.partial_answer = exc.partial_answer or self._partial_answer(sandbox)
+            exc.partial_answer = exc.partial_answer or partial()
             self._finish("limit", exc.partial_answer, error=str(exc), limit=exc.limit)
             raise
         except RunCancelled as exc:
-            self._finish("interrupted", self._partial_answer(sandbox), error=str(exc))
+            self._finish("interrupted", partial(), error=str(exc))
             raise
         except ModelError as exc:
             self._finish("error", None, error=str(exc))
@@ -112,8 +123,8 @@ class Session:
         except BaseException:
             self._finish("error", None, error=traceback.format_exc())
             raise
-        finally:
-            sandbox.close()
+        self._finish("ok", answer)
+        return answer
 
     def _loop(self, sandbox: Sandbox) -> str | None:
         cfg = self.tree.config

@@ -116,6 +116,11 @@ def _children(nodes: Iterable[Node]) -> dict[str | None, list[Node]]:
     return kids
 
 
+def subtree(top: Node, nodes: Iterable[Node]) -> list[Node]:
+    """`top` and every node below it."""
+    return _subtree(_children(nodes), top)
+
+
 def _subtree(kids: dict[str | None, list[Node]], top: Node) -> list[Node]:
     out, stack = [], [top]
     while stack:

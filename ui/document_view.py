@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from rlm_core.insight import SUB_CALL_KINDS, merge_spans
+from rlm_core.insight import SUB_CALL_KINDS, merge_spans, subtree
 from rlm_core.types import Node
 
 RADIUS = 2_000
@@ -68,25 +68,13 @@ def ranges_of(node: Node, nodes: Sequence[Node]) -> tuple[Spans, Spans]:
         shown = merge_spans(s for c in cells for s in c.meta.get("shown_spans") or [])
         return shown, shown
     if node.kind == "run":
-        inside = _subtree(node, nodes)
+        inside = subtree(node, nodes)
         read = merge_spans(s for n in inside for s in n.context_spans)
         shown = merge_spans(
             s for n in inside if n.kind == "code" for s in n.meta.get("shown_spans") or []
         )
         return read, shown
     return [], []
-
-
-def _subtree(top: Node, nodes: Sequence[Node]) -> list[Node]:
-    kids: dict[str | None, list[Node]] = {}
-    for n in nodes:
-        kids.setdefault(n.parent_id, []).append(n)
-    out, stack = [], [top]
-    while stack:
-        n = stack.pop()
-        out.append(n)
-        stack.extend(kids.get(n.node_id, ()))
-    return out
 
 
 def window(start: int, end: int, total: int, radius: int = RADIUS) -> tuple[int, int]:

@@ -4,14 +4,13 @@ into a model's window (cut with an explicit marker, never silently)."""
 from __future__ import annotations
 
 import json
-import traceback
 from typing import Any, ClassVar
 
 from rlm_core import local_model
 from rlm_core.engine import Session
 from rlm_core.models import context_window, load_litellm
 from rlm_core.tree import Tree
-from rlm_core.types import LimitExceeded, ModelError, Node, NodeKind, RunCancelled, new_id
+from rlm_core.types import Node, NodeKind, new_id
 
 ASSUMED_WINDOW = 32_000
 """Tokens assumed when neither litellm's table nor the caller knows the model's window."""
@@ -103,23 +102,7 @@ class Baseline(Session):
 
     def run(self) -> str | None:
         self.tree.tracer.start(self.node)
-        try:
-            answer = self.answer()
-        except LimitExceeded as exc:
-            exc.partial_answer = exc.partial_answer or self.last_response.strip() or None
-            self._finish("limit", exc.partial_answer, error=str(exc), limit=exc.limit)
-            raise
-        except RunCancelled as exc:
-            self._finish("interrupted", self.last_response.strip() or None, error=str(exc))
-            raise
-        except ModelError as exc:
-            self._finish("error", None, error=str(exc))
-            raise
-        except BaseException:
-            self._finish("error", None, error=traceback.format_exc())
-            raise
-        self._finish("ok", answer)
-        return answer
+        return self._recorded(self.answer, lambda: self.last_response.strip() or None)
 
     def answer(self) -> str | None:
         raise NotImplementedError
