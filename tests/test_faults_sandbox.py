@@ -14,7 +14,7 @@ import pytest
 from conftest import FakeReply, repl, stored
 
 from rlm_core.repl import ContextRef, Sandbox
-from rlm_core.repl.sandbox import _processes_of
+from rlm_core.repl.isolation import processes_of
 from rlm_core.types import CellResult
 
 SECRET = "sk-faults-PARENT-SECRET-0042"
@@ -49,7 +49,7 @@ def survivors(box: Sandbox) -> list[int]:
     """Processes the sandbox started that are still alive: its uid's, or its process group's."""
     uid = box._uid
     if uid is not None:
-        return _processes_of(uid)
+        return processes_of(uid)
     found = []
     for name in filter(str.isdigit, os.listdir("/proc")):
         try:

@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import queue
-import secrets
 import shutil
 import signal
 import struct
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from rlm_core.repl import isolation
 from rlm_core.types import CellResult, LimitExceeded, RunCancelled
 
 CallHandler = Callable[[str, dict[str, Any]], Any]
@@ -35,11 +35,6 @@ MAX_FRAME = 512 * 2**20
 INTERRUPT_GRACE_S = 2.0
 POLL_S = 0.05
 RESTARTED = "the REPL was restarted, all variables are lost; `context` is available again."
-WORKER_UIDS = (1_900_000_000, 100_000_000)
-"""When the app runs as root, each Sandbox's worker runs as a uid of its own drawn from this
-range (start, size): far above real accounts, so model code can neither signal the app nor
-read its /proc files, nor touch another run's worker; RLM_SANDBOX_SETUID=0 turns this off."""
-PR_SET_DUMPABLE = 4
 
 
 class SubCallError(Exception):
@@ -160,7 +155,7 @@ class _Worker:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
         if self.uid is not None:
-            _kill_uid(self.uid)  # also what left the group (setsid) or was reparented
+            isolation.kill_uid(self.uid)  # also what left the group (setsid) or was reparented
         code = self.proc.wait()
         with self._send_lock:
             if self._to_fd >= 0:
@@ -175,7 +170,11 @@ class _Worker:
     def kill_strays(self) -> None:
         """Kill what the worker started (forks, subprocesses) but keep the worker itself."""
         for _ in range(50):
-            found = _processes_of(self.uid) if self.uid is not None else _group_of(self.proc.pid)
+            found = (
+                isolation.processes_of(self.uid)
+                if self.uid is not None
+                else isolation.group_of(self.proc.pid)
+            )
             strays = [pid for pid in found if pid != self.proc.pid]
             if not strays:
                 return
@@ -219,77 +218,6 @@ def _read_frame(stream: BinaryIO) -> dict[str, Any] | None:
     if not isinstance(frame, dict):
         raise ValueError("frame is not a JSON object")
     return frame
-
-
-def _worker_uid() -> int | None:
-    if os.geteuid() != 0 or os.environ.get("RLM_SANDBOX_SETUID") == "0":
-        return None
-    return WORKER_UIDS[0] + secrets.randbelow(WORKER_UIDS[1])
-
-
-def _processes_of(uid: int) -> list[int]:
-    """Live processes whose real uid is `uid` (from /proc/<pid>/status, which a process cannot
-    hide by making itself non-dumpable); zombies are left to whoever reaps them."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/status") as f:
-                fields = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue
-        uids, state = fields.get("Uid", "").split(), fields.get("State", "").strip()
-        if uids and int(uids[0]) == uid and not state.startswith(("Z", "X")):
-            found.append(int(name))
-    return found
-
-
-def _group_of(pgid: int) -> list[int]:
-    """Live members of a process group."""
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            found.append(int(name))
-    return found
-
-
-def _kill_uid(uid: int, rounds: int = 50) -> None:
-    """SIGKILL every process of a worker's private uid until none is left (a fork loop keeps
-    making new ones for a moment; RLIMIT_NPROC bounds how many)."""
-    for _ in range(rounds):
-        pids = _processes_of(uid)
-        if not pids:
-            return
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
-
-
-_parent_hidden = False
-
-
-def _hide_parent() -> None:
-    """Without root there is no second uid: make this process non-dumpable instead, so a worker
-    of the same user cannot read /proc/<app pid>/environ or memory (where API keys live) nor
-    ptrace it. Side effect for the whole app: no core dumps, no same-user debugger attach.
-    It cannot stop a same-user worker from signalling the app (see the README)."""
-    global _parent_hidden
-    if _parent_hidden or os.geteuid() == 0 or not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)
-        _parent_hidden = True
 
 
 def _worker_env(home: str) -> dict[str, str]:
@@ -402,12 +330,12 @@ class Sandbox:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rlm-subcall")
         self._tmp_dir = tempfile.mkdtemp(prefix="rlm-repl-")
         os.mkdir(os.path.join(self._tmp_dir, "work"))
-        self._uid = _worker_uid()
+        self._uid = isolation.worker_uid()
         if self._uid is not None:
             # the worker (another uid) must pass through to its work dir, which it chowns
             os.chmod(self._tmp_dir, 0o711)
         else:
-            _hide_parent()
+            isolation.hide_parent()
         self._cell_ids = itertools.count(1)
         self._handler_error: BaseException | None = None
         self._exec_lock = threading.Lock()
