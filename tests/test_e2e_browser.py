@@ -25,6 +25,8 @@ SHOTS = ROOT / ".pytest_cache"
 NEEDLE = "The secret code is 4471."
 XSS = ['<img src=x onerror="window.__xss=1">', "<script>window.__xss=2</script>"]
 BIG_RUN_NODES = 2_000
+WAIT_MS = 45_000
+"""Generous: CI shares 2 cores with other work; timings are printed, never asserted."""
 TIMINGS: dict[str, float] = {}
 
 pytestmark = [
@@ -162,32 +164,33 @@ def test_click_keyboard_buttons_and_url(
     point = pg.evaluate(CLICK_POINT, target.node_id)
     t0 = time.perf_counter()
     pg.mouse.click(point["x"], point["y"])
-    pg.get_by_text(label(k), exact=True).wait_for(timeout=15_000)
+    pg.get_by_text(label(k), exact=True).wait_for(timeout=WAIT_MS)
     TIMINGS["click_to_inspector_s"] = time.perf_counter() - t0
     pg.get_by_text("Passed upward").wait_for()
     pg.wait_for_function(f"location.search.includes('node={target.node_id}')")
     pg.screenshot(path=str(SHOTS / "explorer_click.png"), full_page=True)
 
     pg.keyboard.press("ArrowRight")
-    pg.get_by_text(label(k + 1), exact=True).wait_for(timeout=15_000)
+    pg.get_by_text(label(k + 1), exact=True).wait_for(timeout=WAIT_MS)
     pg.wait_for_function(f"window.__visnet.getSelectedNodes()[0] === '{order[k + 1]}'")
     pg.wait_for_function(f"location.search.includes('node={order[k + 1]}')")
     pg.keyboard.press("k")
-    pg.get_by_text(label(k), exact=True).wait_for(timeout=15_000)
+    pg.get_by_text(label(k), exact=True).wait_for(timeout=WAIT_MS)
     pg.get_by_role("button", name="Next ›").click()
-    pg.get_by_text(label(k + 1), exact=True).wait_for(timeout=15_000)
+    pg.get_by_text(label(k + 1), exact=True).wait_for(timeout=WAIT_MS)
     pg.get_by_role("button", name="« First").click()
-    pg.get_by_text(label(0), exact=True).wait_for(timeout=15_000)
+    pg.get_by_text(label(0), exact=True).wait_for(timeout=WAIT_MS)
     pg.wait_for_function(f"location.search.includes('node={order[0]}')")
     pg.wait_for_function(f"window.__visnet.getSelectedNodes()[0] === '{order[0]}'")
     # Play replays from the start with the graph growing one node per tick
     pg.get_by_role("button", name="Last »").click()
-    pg.get_by_text(label(len(order) - 1), exact=True).wait_for(timeout=15_000)
+    pg.get_by_text(label(len(order) - 1), exact=True).wait_for(timeout=WAIT_MS)
     pg.get_by_role("button", name="▶ Play").click()
-    pg.wait_for_function("window.__visnet.body.data.nodes.length === 1", timeout=15_000)
-    pg.wait_for_function("window.__visnet.body.data.nodes.length === 3", timeout=15_000)
+    pg.wait_for_function("window.__visnet.body.data.nodes.length === 1", timeout=WAIT_MS)
+    pg.wait_for_function("window.__visnet.body.data.nodes.length === 3", timeout=WAIT_MS)
     pg.get_by_role("button", name="‖ Pause").click()
-    pg.wait_for_function(f"window.__visnet.body.data.nodes.length === {len(order)}", timeout=15_000)
+    everything = f"window.__visnet.body.data.nodes.length === {len(order)}"
+    pg.wait_for_function(everything, timeout=WAIT_MS)
 
 
 def test_live_run_grows_in_place(server: str, runs: tuple[Path, dict[str, str]],
@@ -201,7 +204,7 @@ def test_live_run_grows_in_place(server: str, runs: tuple[Path, dict[str, str]],
     root = tracer.start(Node(run_id, run_id, None, "run", 0, 0, input="live?", meta=meta))
     time.sleep(JOURNAL_SYNC_S + 0.2)  # the app imports journals at most this often
     open_run(pg, server, run_id, 1)
-    pg.get_by_text("still running").wait_for(timeout=10_000)
+    pg.get_by_text("still running").wait_for(timeout=WAIT_MS)
     pg.wait_for_timeout(700)  # let the animation that centres the selected node finish
     # a real wheel zoom: the graph keeps fitting itself while it grows until the user moves it
     point = pg.evaluate(CLICK_POINT, run_id)
@@ -238,7 +241,7 @@ def test_xss_drill(
         pg.wait_for_timeout(250)  # the tooltip delay is 150 ms
         pg.mouse.click(point["x"], point["y"])
         label = node_label(by_id[node_id], order.index(node_id) + 1)
-        pg.get_by_text(label, exact=True).wait_for(timeout=15_000)
+        pg.get_by_text(label, exact=True).wait_for(timeout=WAIT_MS)
     tip = pg.evaluate("(document.querySelector('div.vis-tooltip') || {}).textContent || ''")
     assert "onerror" in tip or "<script>" in tip or tip == ""
     assert pg.get_by_text(XSS[1]).count() > 0  # shown as text somewhere on the page

@@ -70,7 +70,7 @@ def test_click_on_node_reaches_python_offline(server: str) -> None:
             page.wait_for_function(
                 "window.__visnet && window.__visnet.body.data.nodes.length === 8", timeout=20_000
             )
-            page.get_by_text("SELECTED=None").wait_for(timeout=10_000)
+            page.get_by_text("SELECTED=None").wait_for(timeout=30_000)
             page.evaluate("window.__first = window.__visnet")
             # zoom the way a user does (the wheel), so the graph stops fitting itself
             box = page.locator("canvas").first.bounding_box()
@@ -82,12 +82,12 @@ def test_click_on_node_reaches_python_offline(server: str) -> None:
             point = page.evaluate(CLICK_POINT, "n5")
             t0 = time.perf_counter()
             page.mouse.click(point["x"], point["y"])
-            page.get_by_text("SELECTED=n5").wait_for(timeout=10_000)
+            page.get_by_text("SELECTED=n5").wait_for(timeout=30_000)
             print(f"\nclick -> Python -> page: {1000 * (time.perf_counter() - t0):.0f} ms")
             # the next run grows the graph: the update goes into the same network, and zoom and
             # selection survive it; a selection made in Python selects and centres its node
             page.keyboard.press("ArrowRight")
-            page.get_by_text("SELECTED=n6").wait_for(timeout=10_000)
+            page.get_by_text("SELECTED=n6").wait_for(timeout=30_000)
             page.wait_for_function("window.__visnet.getSelectedNodes()[0] === 'n6'")
             assert page.evaluate("window.__visnet.body.data.nodes.length") == 9
             assert page.evaluate("window.__visnet === window.__first")
@@ -99,7 +99,7 @@ def test_click_on_node_reaches_python_offline(server: str) -> None:
             )
             assert abs(centre[0]) < 1 and abs(centre[1]) < 1
             page.keyboard.press("k")
-            page.get_by_text("SELECTED=n5").wait_for(timeout=10_000)
+            page.get_by_text("SELECTED=n5").wait_for(timeout=30_000)
             assert page.evaluate("window.__pwned") is None
             page.screenshot(path=str(ROOT / ".pytest_cache" / "graph_browser.png"))
         finally:
