@@ -4,6 +4,7 @@ GGUF provider wired through litellm with a fake `llama_cpp` module (not the real
 
 from __future__ import annotations
 
+import importlib
 import json
 import socket
 import sys
@@ -188,9 +189,9 @@ def fake_llama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     gguf.write_bytes(b"GGUF" + bytes(64))
     local_model.unload_all()
     local_model.ensure_registered()
-    import llama_cpp
+    fake = importlib.import_module("llama_cpp")  # the fake above, even where the real one is
 
-    yield f"local/{gguf}", llama_cpp.state
+    yield f"local/{gguf}", fake.state
     local_model.unload_all()
     sys.modules.pop("llama_cpp", None)
 
