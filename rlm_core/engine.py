@@ -21,7 +21,7 @@ from typing import Any
 from rlm_core import prompts
 from rlm_core.insight import map_spans, pieces_of_original
 from rlm_core.models import context_window
-from rlm_core.parsing import code_blocks, text_final
+from rlm_core.parsing import code_blocks, is_expression, text_final
 from rlm_core.provenance import flatten
 from rlm_core.repl.sandbox import Sandbox, SubCallError
 from rlm_core.tree import Tree
@@ -265,6 +265,13 @@ class Session:
         return value
 
     def _text_final(self, sandbox: Sandbox, value: str | None, var: str | None, it: int) -> str:
+        if var is None and value and is_expression(value):
+            # FINAL("Code: " + code) written as text: its value is in the REPL, not the text
+            result, node = self._run_cell(sandbox, f"FINAL({value})", it, 0)
+            node.meta["from_text_tag"] = True
+            if result.final is not None:
+                sources = self._nodes_of(result.final.get("sources", []))
+                return self._final(result.final["value"], None, node, sources)
         if var is None:
             # no REPL value to follow: the results the text repeats verbatim are its sources
             found = [n.node_id for n in self.sub_nodes

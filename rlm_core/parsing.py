@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
 
 # A fence opens with ```repl or ```python (any case) on its own line; ``` on its own line closes it.
 _CODE_BLOCK = re.compile(
-    r"^[ \t]*```[ \t]*(?:repl|python|py)[ \t]*\n(.*?)^[ \t]*```[ \t]*$",
+    # whatever follows the language on the opening line is ignored: small models write
+    # openers like "```repl (```python"
+    r"^[ \t]*```[ \t]*(?:repl|python|py)(?![\w-])[^\n]*\n(.*?)^[ \t]*```[ \t]*$",
     re.DOTALL | re.MULTILINE | re.IGNORECASE,
 )
 _FINAL_VAR_TAG = re.compile(
@@ -55,3 +58,12 @@ def replace_code_block(response: str, index: int, code: str) -> str:
     m = matches[index - 1]
     body = code if code.endswith("\n") else code + "\n"
     return response[: m.start(1)] + body + response[m.end(1) :]
+
+
+def is_expression(text: str) -> bool:
+    """Text that is a Python expression other than a plain constant (names, calls, +, ...)."""
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    return not isinstance(tree.body, ast.Constant)

@@ -230,3 +230,11 @@ def test_secrets_in_the_parent_environment_are_invisible_to_model_code(
     result, _, _ = fake([repl(code)])
     assert "sk-parent-secret" not in result.answer
     assert "OPENAI_API_KEY" not in result.answer
+
+
+def test_a_text_final_holding_an_expression_is_evaluated_in_the_repl(fake: Any) -> None:
+    replies = [repl("code = 'A-7'"), 'Done.\nFINAL("The code is " + code)']
+    result, _, _ = fake(replies)
+    assert result.answer == "The code is A-7"
+    prose, _, _ = fake([repl("x = 1"), "FINAL(The code is A-7)"])
+    assert prose.answer == "The code is A-7"

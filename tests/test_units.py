@@ -134,3 +134,12 @@ def test_examples_have_answers_computed_independently_of_the_generator() -> None
     q_count, q_least = EXAMPLES["tickets"].answers(tickets)
     assert q_count == str(counts["returns"])
     assert q_least == min(counts, key=lambda k: counts[k])
+
+
+def test_small_model_quirks_fence_openers_and_expressions_in_text_final() -> None:
+    from rlm_core.parsing import is_expression
+
+    assert code_blocks("```repl (```python\nx = 1\n```") == ["x = 1\n"]
+    assert code_blocks("```repl\nx = 1\n```\n```repl-like\ny\n```") == ["x = 1\n"]
+    assert is_expression('"Code: " + code.group()') and is_expression("answer")
+    assert not is_expression("42") and not is_expression("The answer is 42")
