@@ -50,6 +50,8 @@ class RLMConfig:
     """Timeout of one model request."""
     temperature: float | None = None
     """Sampling temperature passed to the models; None leaves the provider default."""
+    prompt: str = "auto"
+    """Root system prompt: "full", "small" (short, for small local models) or "auto" (by name)."""
 
     def __post_init__(self) -> None:
         if not 0 <= self.max_depth <= MAX_DEPTH_ALLOWED:
@@ -58,6 +60,8 @@ class RLMConfig:
             raise ValueError("max_iterations must be at least 1")
         if self.concurrency < 1:
             raise ValueError("concurrency must be at least 1")
+        if self.prompt not in ("auto", "full", "small"):
+            raise ValueError('prompt must be "auto", "full" or "small"')
         if self.cell_timeout_s <= 0:
             raise ValueError("cell_timeout_s must be positive")
 

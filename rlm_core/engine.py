@@ -79,7 +79,7 @@ class Session:
             "root_model": self.root_model,
             "sub_model": cfg.sub_model,
             "config": cfg.to_public_dict(),
-            "prompt": prompts.PROMPT_NAME,
+            "prompt": prompts.prompt_name(cfg.prompt, self.root_model),
             "context_sha": Path(ref.path).name,
             "context_kind": ref.kind,
             "context_chars": len(flatten(context)[0]),
@@ -130,10 +130,16 @@ class Session:
         cfg = self.tree.config
         window = context_window(cfg.sub_model)
         messages = [
-            {"role": "system", "content": prompts.system_prompt(cfg.max_output_chars, window)},
+            {
+                "role": "system",
+                "content": prompts.system_prompt(
+                    cfg.max_output_chars, window, self.node.meta["prompt"]
+                ),
+            },
             {"role": "user", "content": prompts.first_message(self.context, self.question)},
         ]
         sent = 0
+        previous_blocks: list[str] = []
         for iteration in range(1, cfg.max_iterations + 1):
             self.iterations = iteration
             response = self._ask_root(messages, sent, iteration)
@@ -155,12 +161,16 @@ class Session:
                     return self._final(result.final["value"], result.final.get("var"), node,
                                        self._nodes_of(result.final.get("sources", [])))  # fmt: skip
                 shown.append(prompts.cell_feedback(index, node.model_view or ""))
-            ignored = prompts.IGNORED_TEXT_FINAL if text_final(response) else ""
-            if ignored:
+            notes = []
+            if text_final(response):
+                notes.append(prompts.IGNORED_TEXT_FINAL)
                 self.node.meta.setdefault("ignored_text_finals", []).append(iteration)
+            if blocks == previous_blocks:
+                notes.append(prompts.REPEATED_CODE)  # small models loop on one cell otherwise
+            previous_blocks = blocks
             messages += [
                 {"role": "assistant", "content": response},
-                {"role": "user", "content": self._feedback(shown, ignored)},
+                {"role": "user", "content": self._feedback(shown, "\n".join(notes))},
             ]
             self._progress()
         # Out of turns: one last question, then the run ends as a limit with what it said.

@@ -62,7 +62,42 @@ You have no turns left. Answer now with your best answer, as a single line FINAL
 with no code block."""
 
 
-def system_prompt(max_output_chars: int, sub_window_tokens: int | None) -> str:
+SMALL_PROMPT_NAME = "rlm-small-v1"
+SMALL_SYSTEM_PROMPT = """\
+You answer a question about a long text. The text is in the Python variable `context`. You \
+cannot see it: write Python code in a ```repl block to search it, for example:
+```repl
+import re
+for m in re.finditer(r"some words from the question", context, re.IGNORECASE):
+    print(context[max(0, m.start() - 300): m.end() + 300])
+```
+After each block you see what it printed (at most {max_output_chars} characters). Search for \
+words from the question and print the text around what you find. `llm_query(prompt)` asks a \
+helper model about a piece of text you put in the prompt. When the printed output contains \
+the answer, reply with one line: FINAL(the answer). Answer only from printed output; never \
+guess, never invent text."""
+
+SMALL_MODEL_PREFIXES = ("local/", "ollama/", "ollama_chat/")
+"""Models that get the short prompt when RLMConfig.prompt is "auto": a 1.5B model followed the
+long prompt's examples literally and answered without looking (LOCAL_MODEL.md)."""
+
+REPEATED_CODE = """\
+You ran exactly the same code as in your previous turn; its output is above. Try a different \
+search, or answer with FINAL(...) if the output already contains the answer."""
+
+
+def prompt_name(choice: str, root_model: str) -> str:
+    """The prompt variant for a root model: "full", "small", or "auto" (by the model's name)."""
+    if choice == "auto":
+        return SMALL_PROMPT_NAME if root_model.startswith(SMALL_MODEL_PREFIXES) else PROMPT_NAME
+    return SMALL_PROMPT_NAME if choice == "small" else PROMPT_NAME
+
+
+def system_prompt(
+    max_output_chars: int, sub_window_tokens: int | None, name: str = PROMPT_NAME
+) -> str:
+    if name == SMALL_PROMPT_NAME:
+        return SMALL_SYSTEM_PROMPT.format(max_output_chars=f"{max_output_chars:,}")
     window = f"{sub_window_tokens:,} tokens" if sub_window_tokens else "a few thousand tokens"
     return SYSTEM_PROMPT.format(max_output_chars=f"{max_output_chars:,}", sub_window=window)
 

@@ -238,3 +238,15 @@ def test_a_text_final_holding_an_expression_is_evaluated_in_the_repl(fake: Any) 
     assert result.answer == "The code is A-7"
     prose, _, _ = fake([repl("x = 1"), "FINAL(The code is A-7)"])
     assert prose.answer == "The code is A-7"
+
+
+def test_small_models_get_the_short_prompt_and_repeated_code_is_pointed_out(fake: Any) -> None:
+    replies = [repl("print(1)"), repl("print(1)"), repl("FINAL('x')")]
+    result, _, root = fake(replies, prompt="small")
+    assert "Try a different search" in root.seen[2][-1]["content"]
+    assert "Try a different search" not in root.seen[1][-1]["content"]
+    assert root.seen[0][0]["content"].startswith("You answer a question about a long text.")
+    assert stored(result.run_id)[1][0].meta["prompt"] == "rlm-small-v1"
+    full, _, root = fake([repl("FINAL('x')")])
+    assert stored(full.run_id)[1][0].meta["prompt"] == "rlm-v1"
+    assert "How to work well" in root.seen[0][0]["content"]
