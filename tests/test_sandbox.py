@@ -357,3 +357,12 @@ def test_missing_context_fails_loudly(tmp_path: Path, handler: RecordingHandler)
     bad.write_text("{not json")
     with Sandbox(ContextRef(str(bad), "json"), handler) as sb, pytest.raises(RuntimeError):
         run(sb, "pass")
+
+
+def test_final_var_of_something_no_variable_could_be_called_is_the_answer(
+    sandbox: Sandbox,
+) -> None:
+    result = sandbox.execute('FINAL_VAR("48213")', timeout_s=5)
+    assert result.final == {"value": "48213", "var": None}
+    missing = sandbox.execute('FINAL_VAR("not_defined_here")', timeout_s=5)
+    assert missing.final is None and "NameError" in (missing.error or "")

@@ -328,6 +328,11 @@ class Session:
             if key not in session.namespace:
                 # FINAL_VAR(answer) instead of FINAL_VAR("answer"): find the variable holding it
                 key = next((k for k, v in session.namespace.items() if v is name), key)
+            if key not in session.namespace and not key.isidentifier():
+                # FINAL_VAR("48213"): no variable can have that name, so it is the answer itself
+                # (small models mix the two up and would otherwise loop on the NameError)
+                session.final, session._final_value = {"value": name, "var": None}, name
+                raise FinalAnswer
             if key not in session.namespace:
                 known = ", ".join(user_variables(session.namespace)) or "none"
                 raise NameError(
