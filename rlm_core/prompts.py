@@ -58,8 +58,8 @@ Note: a FINAL tag written as text next to code is ignored; only FINAL run inside
 reply with no code at all) ends the task. Check the output above, then call FINAL in code."""
 
 LAST_CHANCE = """\
-You have no turns left. Answer now with your best answer, as a single line FINAL(your answer) \
-with no code block."""
+You have no turns left. Answer now with your best answer: one line with FINAL and the answer \
+itself inside the parentheses, and no code block."""
 
 
 SMALL_PROMPT_NAME = "rlm-small-v1"
