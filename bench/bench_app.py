@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -18,46 +17,15 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
+from synthetic import synthetic_run  # noqa: E402
+
 from rlm_core.graph import vis_payload  # noqa: E402
-from rlm_core.store import StoreSink, TraceStore  # noqa: E402
-from rlm_core.trace import Tracer  # noqa: E402
-from rlm_core.types import Node, new_id  # noqa: E402
+from rlm_core.store import TraceStore  # noqa: E402
 
 Row = tuple[str, str, str]
-
-
-def synthetic_run(store: TraceStore, n_nodes: int, per_cell: int = 98) -> str:
-    """A finished run of about `n_nodes` nodes."""
-    tracer = Tracer([StoreSink(store)])
-    run_id = new_id()
-    question = f"{n_nodes} nodes?"
-    meta = {"question": question, "root_model": "demo/root", "sub_model": "demo/sub",
-            "pid": os.getpid(), "host": socket.gethostname()}  # fmt: skip
-    root = tracer.start(Node(run_id, run_id, None, "run", 0, 0, input=question, meta=meta))
-    seq = 0
-    for it in range(max(1, n_nodes // (per_cell + 2))):
-        seq += 1
-        lm = Node(new_id(), run_id, run_id, "lm", 0, seq, input="[]", meta={"iteration": it})
-        tracer.end(tracer.start(lm), "ok", output=f"turn {it}\n```repl\nx = {it}\n```",
-                   tokens_in=900, tokens_out=80)  # fmt: skip
-        seq += 1
-        code = Node(new_id(), run_id, run_id, "code", 0, seq, code=f"x = {it}",
-                    meta={"iteration": it})  # fmt: skip
-        tracer.start(code)
-        batch = new_id()
-        for i in range(per_cell):
-            seq += 1
-            sub = Node(new_id(), run_id, code.node_id, "llm_query", 1, seq,
-                       input=f"question {i} about slice {it}",
-                       meta={"batch": batch, "batch_index": i, "batch_size": per_cell})  # fmt: skip
-            tracer.end(tracer.start(sub), "ok", output=f"answer {i}", tokens_in=50, tokens_out=5)
-        tracer.end(code, "ok", stdout="done")
-    tracer.end(root, "ok", output="done")
-    tracer.close()
-    return run_id
 
 
 def explorer_open(n_nodes: int) -> Row:
@@ -67,8 +35,8 @@ import os, sys, time, json
 sys.path.insert(0, {str(ROOT)!r})
 from streamlit.testing.v1 import AppTest
 from rlm_core.store import TraceStore
-sys.path.insert(0, {str(ROOT / "bench")!r})
-from bench_app import synthetic_run
+sys.path.insert(0, {str(ROOT / "tests")!r})
+from synthetic import synthetic_run
 store = TraceStore()
 small, big = synthetic_run(store, 200), synthetic_run(store, {n_nodes})
 store.close()

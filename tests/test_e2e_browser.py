@@ -12,9 +12,9 @@ from urllib.parse import urlparse
 
 import pytest
 from browser import CLICK_POINT, Guard, launch, needs_chromium, streamlit_server
+from synthetic import synthetic_run
 
 from rlm_core import RLM, TraceStore
-from rlm_core.store import StoreSink
 from rlm_core.trace import JournalSink, Tracer
 from rlm_core.types import Node, NodeKind, new_id
 from rlm_core.views import node_label, step_order
@@ -40,35 +40,6 @@ def numbered(n: int, insert: str = "") -> str:
     return " ".join([*lines[: n // 2], insert, *lines[n // 2 :]])
 
 
-def big_run(store: TraceStore) -> str:
-    """A synthetic finished run of about BIG_RUN_NODES nodes: iterations of lm + code, each code
-    cell with a batch of sub-calls."""
-    tracer = Tracer([StoreSink(store)])
-    run_id = new_id()
-    meta = {"question": "big?", "root_model": "demo/root", "sub_model": "demo/sub"}
-    root = tracer.start(Node(run_id, run_id, None, "run", 0, 0, input="big?", meta=meta))
-    per_cell, seq = 98, 0
-    for it in range(BIG_RUN_NODES // (per_cell + 2)):
-        seq += 1
-        lm = Node(new_id(), run_id, run_id, "lm", 0, seq, input="[]", meta={"iteration": it})
-        tracer.end(tracer.start(lm), "ok", output=f"turn {it}", tokens_in=900, tokens_out=80)
-        seq += 1
-        code = Node(
-            new_id(), run_id, run_id, "code", 0, seq, code=f"x = {it}", meta={"iteration": it}
-        )
-        tracer.start(code)
-        batch = new_id()
-        for i in range(per_cell):
-            seq += 1
-            sub = Node(new_id(), run_id, code.node_id, "llm_query", 1, seq, input=f"q {i}",
-                       meta={"batch": batch, "batch_index": i, "batch_size": per_cell})  # fmt: skip
-            tracer.end(tracer.start(sub), "ok", output=f"a {i}", tokens_in=50, tokens_out=5)
-        tracer.end(code, "ok", stdout="done")
-    tracer.end(root, "ok", output="done")
-    tracer.close()
-    return run_id
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
     """All runs are made before the server starts: only one process may open the database
@@ -84,7 +55,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     }  # fmt: skip
     store = TraceStore(traces)
     try:
-        ids["big"] = big_run(store)
+        ids["big"] = synthetic_run(store, BIG_RUN_NODES)
         assert len(store.nodes(ids["big"])) == BIG_RUN_NODES + 1
     finally:
         store.close()
