@@ -172,13 +172,16 @@ def main() -> None:
     if args.write_readme:
         readme = ROOT / "README.md"
         body = readme.read_text()
-        body = re.sub(
-            r"(<!-- perf:start -->\n).*?(<!-- perf:end -->)",
-            lambda m: m.group(1) + text + "\n" + m.group(2),
-            body,
-            flags=re.DOTALL,
-        )
-        readme.write_text(body)
+        block = re.compile(r"(<!-- bench.py:start -->\n)(.*?)(<!-- bench.py:end -->)", re.DOTALL)
+        found = block.search(body)
+        assert found, "README.md lost its <!-- bench.py:start/end --> markers"
+        # rows measured by the other bench scripts share the table: keep them after ours
+        ours = {a for a, _, _ in rows}
+        kept = [line for line in found.group(2).splitlines()
+                if line.startswith("| ") and line.split(" | ")[0][2:] not in ours
+                and not line.startswith(("| measure |", "|---"))]  # fmt: skip
+        fresh = "\n".join([text, *kept]) + "\n"
+        readme.write_text(body[: found.start(2)] + fresh + body[found.end(2) :])
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Any
 from rlm_core import prompts
 from rlm_core.insight import map_spans, pieces_of_original
 from rlm_core.models import context_window
-from rlm_core.parsing import code_blocks, is_expression, text_final
+from rlm_core.parsing import TextFinal, code_blocks, is_expression, text_final
 from rlm_core.provenance import flatten
 from rlm_core.repl.sandbox import Sandbox, SubCallError
 from rlm_core.tree import Tree
@@ -129,16 +129,11 @@ class Session:
     def _loop(self, sandbox: Sandbox) -> str | None:
         cfg = self.tree.config
         window = context_window(cfg.sub_model)
-        messages = [
-            {
-                "role": "system",
-                "content": prompts.system_prompt(
-                    cfg.max_output_chars, window, self.node.meta["prompt"]
-                ),
-            },
-            {"role": "user", "content": prompts.first_message(self.context, self.question)},
-        ]
-        sent = 0
+        name = self.node.meta["prompt"]
+        system = prompts.system_prompt(cfg.max_output_chars, window, name)
+        messages = prompts.opening(self.context, self.question, system, name)
+        small = name == prompts.SMALL_PROMPT_NAME
+        sent, searched_in_vain = 0, False
         previous_blocks: list[str] = []
         for iteration in range(1, cfg.max_iterations + 1):
             self.iterations = iteration
@@ -147,21 +142,32 @@ class Session:
             blocks = code_blocks(response)
             if not blocks:
                 tag = text_final(response)
-                if tag is not None:
+                # A small model answers right after a search that found nothing with a made-up
+                # value; that answer is refused (and recorded) so it searches again. Answers
+                # naming variables or expressions come from the REPL, not from thin air.
+                guess = searched_in_vain and tag is not None and _is_literal(tag)
+                if tag is not None and not guess:
                     return self._text_final(sandbox, tag.value, tag.var, iteration)
+                if guess:
+                    self.node.meta.setdefault("refused_guesses", []).append(iteration)
+                why = prompts.GUESS_REFUSED if guess else prompts.NO_CODE_FEEDBACK
                 messages += [
                     {"role": "assistant", "content": response},
-                    {"role": "user", "content": self._feedback([], prompts.NO_CODE_FEEDBACK)},
+                    {"role": "user", "content": self._feedback([], why)},
                 ]
                 continue
-            shown = []
+            shown, views = [], []
             for index, code in enumerate(blocks, 1):
                 result, node = self._run_cell(sandbox, code, iteration, index)
                 if result.final is not None:
                     return self._final(result.final["value"], result.final.get("var"), node,
                                        self._nodes_of(result.final.get("sources", [])))  # fmt: skip
                 shown.append(prompts.cell_feedback(index, node.model_view or ""))
+                views.append(node.model_view or "")
             notes = []
+            searched_in_vain = small and prompts.found_nothing(views)
+            if searched_in_vain:
+                notes.append(prompts.FOUND_NOTHING)
             if text_final(response):
                 notes.append(prompts.IGNORED_TEXT_FINAL)
                 self.node.meta.setdefault("ignored_text_finals", []).append(iteration)
@@ -183,7 +189,8 @@ class Session:
         raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
 
     def _feedback(self, shown: list[str], extra: str) -> str:
-        return prompts.turn_feedback(shown, self.question, list(self.last_variables), extra)
+        return prompts.turn_feedback(shown, self.question, list(self.last_variables), extra,
+                                     self.node.meta["prompt"])  # fmt: skip
 
     # ---- steps ---------------------------------------------------------------------------
 
@@ -452,3 +459,8 @@ class Session:
             node, "ok", output=answer, meta={**node.meta, "child_run": child.node.node_id}
         )
         return answer or ""
+
+
+def _is_literal(tag: TextFinal) -> bool:
+    """A FINAL holding a value as written, not a variable or an expression for the REPL."""
+    return tag.var is None and not is_expression(tag.value or "")

@@ -374,7 +374,9 @@ def estimate(root_model: str, sub_model: str, context_chars: int) -> dict[str, A
     """Rough cost before a run: one root iteration, and one full pass of the sub model over the
     context in chunks that fit its window. Unknown prices give None and are named."""
     window = context_window(sub_model)
-    root_in = len(prompts.system_prompt(20_000, window)) // CHARS_PER_TOKEN + TYPICAL_HISTORY_TOKENS
+    name = prompts.prompt_name("auto", root_model)
+    opening = prompts.opening("", "", prompts.system_prompt(20_000, window, name), name)
+    root_in = sum(len(m["content"]) for m in opening) // CHARS_PER_TOKEN + TYPICAL_HISTORY_TOKENS
     context_tokens = math.ceil(context_chars / CHARS_PER_TOKEN)
     chunk = min(window // 2, 100_000) if window else DEFAULT_CHUNK_TOKENS
     chunks = max(1, math.ceil(context_tokens / chunk))

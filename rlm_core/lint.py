@@ -189,18 +189,28 @@ def _limits(nodes: Sequence[Node]) -> list[Finding]:
     return out
 
 
-def _ignored_text_finals(nodes: Sequence[Node]) -> list[Finding]:
+_SET_ASIDE = {
+    "ignored_text_finals": (
+        "ignored_text_final",
+        "A FINAL written as text next to code was ignored in turn(s) {turns}: the model may "
+        "have answered before seeing its code's output.",
+    ),
+    "refused_guesses": (
+        "refused_guess",
+        "The model answered right after a search that found nothing in turn(s) {turns}; the "
+        "answer was refused as a guess. Check what it searched for.",
+    ),
+}
+
+
+def _set_aside_answers(nodes: Sequence[Node]) -> list[Finding]:
+    """Answers the engine did not take (recorded on the run node by turn)."""
     return [
-        Finding(
-            "ignored_text_final",
-            "info",
-            f"A FINAL written as text next to code was ignored in turn(s) "
-            f"{', '.join(map(str, n.meta['ignored_text_finals']))}: the model may have "
-            "answered before seeing its code's output.",
-            [n.node_id],
-        )
+        Finding(rule, "info", text.format(turns=", ".join(map(str, n.meta[key]))), [n.node_id])
         for n in nodes
-        if n.kind == "run" and n.meta.get("ignored_text_finals")
+        if n.kind == "run"
+        for key, (rule, text) in _SET_ASIDE.items()
+        if n.meta.get(key)
     ]
 
 
@@ -241,7 +251,7 @@ def lint(
         *_repeated_errors(nodes, by_id),
         *_no_progress(nodes, by_id),
         *_limits(nodes),
-        *_ignored_text_finals(nodes),
+        *_set_aside_answers(nodes),
         *(_needles(nodes, needles, context_text) if context_text is not None else []),
     ]
     rank = {"error": 0, "warning": 1, "info": 2}

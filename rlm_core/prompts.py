@@ -3,6 +3,7 @@ per-turn feedback. The context itself never appears here, only its shape."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from rlm_core.types import CellResult
@@ -62,20 +63,15 @@ You have no turns left. Answer now with your best answer: one line with FINAL an
 itself inside the parentheses, and no code block."""
 
 
-SMALL_PROMPT_NAME = "rlm-small-v1"
+SMALL_PROMPT_NAME = "rlm-small-v2"
 SMALL_SYSTEM_PROMPT = """\
-You answer a question about a long text. The text is in the Python variable `context`. You \
-cannot see it: write Python code in a ```repl block to search it, for example:
-```repl
-import re
-for m in re.finditer(r"some words from the question", context, re.IGNORECASE):
-    print(context[max(0, m.start() - 300): m.end() + 300])
-```
-After each block you see what it printed (at most {max_output_chars} characters). Search for \
-words from the question and print the text around what you find. `llm_query(prompt)` asks a \
-helper model about a piece of text you put in the prompt. When the printed output contains \
-the answer, reply with one line: FINAL(the answer). Answer only from printed output; never \
-guess, never invent text."""
+You answer a question about a long text stored in the Python variable `context`. You cannot \
+see it. Each turn, write one ```repl block of Python code; you then see what it printed (at \
+most {max_output_chars} characters). First print a sample to see how the text is written, then \
+search it (re.finditer, printing the text around each match) or count in it (re.findall, \
+collections.Counter) with patterns that fit what you saw. `llm_query(prompt)` asks a helper \
+model about a piece of text that you put into the prompt. When the printed output contains the \
+answer, reply with one line: FINAL(the answer). Answer only from printed output; never guess."""
 
 SMALL_MODEL_PREFIXES = ("local/", "ollama/", "ollama_chat/")
 """Models that get the short prompt when RLMConfig.prompt is "auto": a 1.5B model followed the
@@ -84,6 +80,23 @@ long prompt's examples literally and answered without looking (LOCAL_MODEL.md)."
 REPEATED_CODE = """\
 You ran exactly the same code as in your previous turn; its output is above. Try a different \
 search, or answer with FINAL(...) if the output already contains the answer."""
+
+
+FOUND_NOTHING = """\
+Your code found nothing, so the output does not contain the answer. Search for each word of \
+the question on its own, or print a sample of `context` to see how it is written."""
+
+GUESS_REFUSED = """\
+Your last search found nothing, so that answer is a guess and was not accepted. Search for \
+each word of the question on its own."""
+
+_NOTHING = {"", "0", "[]", "{}", "()", "None", "Counter()"}
+
+
+def found_nothing(views: list[str]) -> bool:
+    """Every block printed nothing or an empty result. A 1.5B model then made up an answer (a
+    search for the question's exact words had missed), unless told the search had failed."""
+    return all(view.strip() in _NOTHING for view in views)
 
 
 def prompt_name(choice: str, root_model: str) -> str:
@@ -133,6 +146,95 @@ def _preview_sizes(sizes: dict[str, int]) -> str:
     return "{" + shown + (f", ... ({len(items) - 50} more)" if len(items) > 50 else "") + "}"
 
 
+SMALL_FEEDBACK_TAIL = """\
+Question: {question}
+When the output above contains the answer, reply FINAL(the answer). Otherwise write another \
+```repl block."""
+
+
+@dataclass(frozen=True)
+class WorkedExample:
+    question: str
+    context_chars: int
+    steps: tuple[tuple[str, str, tuple[str, ...]], ...]
+    """Per turn: the code, what it printed, the REPL's variables after it."""
+    answer: str
+
+
+WORKED_EXAMPLES = (
+    WorkedExample(
+        "How many orders were shipped to Norway?",
+        2_310_554,
+        (
+            (
+                "print(context[:300])",
+                "order 000001 | country: Sweden | 2 chairs, paid by card\n"
+                "order 000002 | country: Norway | 1 table, paid by invoice\n"
+                "order 000003 | country: Sweden | 4 lamps, paid by card\n"
+                "order 000004 | country: Denmark | 1 sofa, paid by card\n"
+                "order 000005 | country: Finland | 2 rugs, paid",
+                (),
+            ),
+            (
+                "import re\nfrom collections import Counter\n"
+                'print(Counter(re.findall(r"country: (\\w+)", context)))',
+                "Counter({'Sweden': 10412, 'Norway': 5937, 'Denmark': 3310, 'Finland': 1204})",
+                ("Counter",),
+            ),
+        ),
+        "5937",
+    ),
+    WorkedExample(
+        "Which port does the backup server listen on?",
+        734_020,
+        (
+            (
+                'import re\nfor m in re.finditer(r"port of the backup server", context, '
+                "re.IGNORECASE):\n    print(context[max(0, m.start() - 300): m.end() + 300])",
+                "",
+                (),
+            ),
+            (
+                'import re\nfor word in ["port", "backup", "server", "listen"]:\n'
+                "    for m in list(re.finditer(word, context, re.IGNORECASE))[:3]:\n"
+                '        print(word, "->", context[max(0, m.start() - 150): m.end() + 150])',
+                "backup -> ...were moved to the new rack. Since the migration the backup server "
+                "takes connections on 7441, from the office network only. The old...\n"
+                "server -> ...the mail server was restarted twice on Monday; the logs are...\n"
+                "server -> ...since the migration the backup server takes connections on 7441...",
+                ("word", "m"),
+            ),
+        ),
+        "7441",
+    ),
+)
+
+
+def worked_example(example: WorkedExample) -> list[dict[str, str]]:
+    """One solved exchange in exactly the format of a real one. Small models see these before
+    their question: a 1.5B model imitates a conversation far more reliably than it follows
+    instructions (without them it wrote empty or language-less fences, or no code at all)."""
+    messages = [{"role": "user", "content": first_message("x" * example.context_chars,
+                                                          example.question)}]  # fmt: skip
+    for code, printed, variables in example.steps:
+        note = FOUND_NOTHING if found_nothing([printed]) else ""
+        feedback = turn_feedback([cell_feedback(1, printed)], example.question, list(variables),
+                                 note, SMALL_PROMPT_NAME)  # fmt: skip
+        messages += [
+            {"role": "assistant", "content": f"```repl\n{code}\n```"},
+            {"role": "user", "content": feedback},
+        ]
+    return [*messages, {"role": "assistant", "content": f"FINAL({example.answer})"}]
+
+
+def opening(context: Any, question: str, system: str, name: str) -> list[dict[str, str]]:
+    """The messages of a root's first turn: system prompt, worked example (small), question."""
+    examples = WORKED_EXAMPLES if name == SMALL_PROMPT_NAME else ()
+    example = [m for e in examples for m in worked_example(e)]
+    first = {"role": "user", "content": first_message(context, question)}
+    return [{"role": "system", "content": system}, *example, first]
+
+
 def first_message(context: Any, question: str) -> str:
     return (
         f"The context is loaded in the REPL as `context`: {describe_context(context)}.\n\n"
@@ -163,8 +265,12 @@ def model_view(result: CellResult, limit: int) -> str:
     return truncate(text, limit)
 
 
-def turn_feedback(blocks: list[str], question: str, variables: list[str], extra: str = "") -> str:
+def turn_feedback(
+    blocks: list[str], question: str, variables: list[str], extra: str = "",
+    name: str = PROMPT_NAME,
+) -> str:  # fmt: skip
     names = ", ".join(variables) if variables else "(none yet)"
     body = "\n\n".join(blocks)
     note = f"\n\n{extra}" if extra else ""
-    return f"{body}\n\nREPL variables: {names}{note}\n\n" + FEEDBACK_TAIL.format(question=question)
+    tail = SMALL_FEEDBACK_TAIL if name == SMALL_PROMPT_NAME else FEEDBACK_TAIL
+    return f"{body}\n\nREPL variables: {names}{note}\n\n" + tail.format(question=question)

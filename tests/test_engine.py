@@ -245,8 +245,54 @@ def test_small_models_get_the_short_prompt_and_repeated_code_is_pointed_out(fake
     result, _, root = fake(replies, prompt="small")
     assert "Try a different search" in root.seen[2][-1]["content"]
     assert "Try a different search" not in root.seen[1][-1]["content"]
-    assert root.seen[0][0]["content"].startswith("You answer a question about a long text.")
-    assert stored(result.run_id)[1][0].meta["prompt"] == "rlm-small-v1"
+    assert root.seen[0][0]["content"].startswith("You answer a question about a long text")
+    assert stored(result.run_id)[1][0].meta["prompt"] == "rlm-small-v2"
     full, _, root = fake([repl("FINAL('x')")])
     assert stored(full.run_id)[1][0].meta["prompt"] == "rlm-v1"
     assert "How to work well" in root.seen[0][0]["content"]
+
+
+def test_small_models_see_worked_examples_in_the_format_of_their_own_turns(fake: Any) -> None:
+    result, _, root = fake([repl("print('the code is 7')"), "FINAL(7)"], prompt="small",
+                           question="What is the code?")  # fmt: skip
+    first, second = root.seen[0], root.seen[1]
+    assert (
+        first[-1]["content"].startswith("The context is loaded")
+        and "What is the code?" in (first[-1]["content"])
+    )
+    solved = [m for m in first[1:-1] if m["role"] == "assistant"]
+    assert [m["content"] for m in solved if m["content"].startswith("FINAL(")] == [
+        "FINAL(5937)", "FINAL(7441)"
+    ]  # fmt: skip
+    # the examples' feedback is what a real turn gets back, word for word after the output
+    real_tail = second[-1]["content"].split("REPL variables:")[1].split("\n", 1)[1]
+    example_feedback = [m["content"] for m in first[1:-1] if m["role"] == "user"]
+    assert any(real_tail.replace("What is the code?", "How many orders were shipped to Norway?")
+               in f for f in example_feedback)  # fmt: skip
+    # the trace keeps them: the first lm node's input is every message that was sent
+    lm = next(n for n in stored(result.run_id)[1] if n.kind == "lm")
+    assert len(json.loads(lm.input)) == len(first)
+    assert result.answer == "7"
+    _, _, big = fake([repl("FINAL('x')")])
+    assert [m["role"] for m in big.seen[0]] == ["system", "user"]
+
+
+def test_a_small_models_guess_after_a_search_that_found_nothing_is_refused(fake: Any) -> None:
+    search = repl("import re\nfor m in re.finditer('opens the vault', context):\n    print(m)")
+    found = repl("print(context[context.find('vault') - 20:])")
+    context = "filler " * 50 + "The secret code for the vault is 48213."
+    replies = [search, "FINAL(12345)", found, "FINAL(48213)"]
+    result, _, root = fake(replies, context, prompt="small")
+    assert result.answer == "48213"
+    assert "Your code found nothing" in root.seen[1][-1]["content"]
+    assert "was not accepted" in root.seen[2][-1]["content"]
+    assert "found nothing" not in root.seen[3][-1]["content"]
+    assert stored(result.run_id)[1][0].meta["refused_guesses"] == [2]
+    # larger models are trusted with their answer: the full prompt takes it as it is
+    trusted, _, _ = fake(replies, context)
+    assert trusted.answer == "12345"
+    # a variable computed by a cell that printed nothing is an answer, not a guess
+    quiet = repl("import re\nanswer = re.search(r'vault is (\\d+)', context).group(1)")
+    for final in ("FINAL_VAR(answer)", "FINAL(answer)"):
+        computed, _, _ = fake([quiet, final], context, prompt="small")
+        assert computed.answer == "48213"

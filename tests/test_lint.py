@@ -132,6 +132,9 @@ def test_ignored_text_final() -> None:
     nodes[0].meta["ignored_text_finals"] = [1, 3]
     (finding,) = lint(nodes)
     assert finding.rule == "ignored_text_final" and "1, 3" in finding.message
+    nodes[0].meta["refused_guesses"] = [2]
+    refused = {f.rule: f for f in lint(nodes)}["refused_guess"]
+    assert "turn(s) 2" in refused.message and refused.node_ids == ["R"]
 
 
 def test_needle_no_model_call_saw() -> None:

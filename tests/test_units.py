@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import random
+import re
 import time
 
 import docx
@@ -143,3 +145,27 @@ def test_small_model_quirks_fence_openers_and_expressions_in_text_final() -> Non
     assert code_blocks("```repl\nx = 1\n```\n```repl-like\ny\n```") == ["x = 1\n"]
     assert is_expression('"Code: " + code.group()') and is_expression("answer")
     assert not is_expression("42") and not is_expression("The answer is 42")
+
+
+def test_found_nothing_means_every_block_came_back_empty() -> None:
+    assert prompts.found_nothing(["", "  0\n", "[]", "Counter()"])
+    assert not prompts.found_nothing(["", "vault is 48213"])
+    assert not prompts.found_nothing(["3"])
+
+
+def test_the_small_prompts_worked_examples_behave_as_shown() -> None:
+    """Each example's code, run on a text written the way its output shows, prints nothing
+    where the example says so and what the example answers from."""
+    for example in prompts.WORKED_EXAMPLES:
+        shown = [line.split("-> ", 1)[-1].strip(".") for _, printed, _ in example.steps
+                 for line in printed.splitlines()]  # fmt: skip
+        context = "\n".join(["Nothing to see here.", *shown, "The end."])
+        for code, printed, _ in example.steps:
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                exec(code, {"context": context})  # trusted: our own example code
+            assert prompts.found_nothing([out.getvalue()]) == prompts.found_nothing([printed])
+        # the answer itself, or (for counts over this tiny text) the same output but the numbers
+        numbers = re.compile(r"\d+")
+        last = numbers.sub("#", out.getvalue().strip()), numbers.sub("#", printed)
+        assert example.answer in out.getvalue() or last[0] == last[1]
