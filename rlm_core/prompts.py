@@ -227,12 +227,21 @@ def worked_example(example: WorkedExample) -> list[dict[str, str]]:
     return [*messages, {"role": "assistant", "content": f"FINAL({example.answer})"}]
 
 
+def worked_example_positions(name: str) -> range:
+    """Where the worked examples sit in a root's message list (empty for the full prompt)."""
+    count = len(_examples(name))
+    return range(1, 1 + count)
+
+
+def _examples(name: str) -> list[dict[str, str]]:
+    examples = WORKED_EXAMPLES if name == SMALL_PROMPT_NAME else ()
+    return [m for e in examples for m in worked_example(e)]
+
+
 def opening(context: Any, question: str, system: str, name: str) -> list[dict[str, str]]:
     """The messages of a root's first turn: system prompt, worked example (small), question."""
-    examples = WORKED_EXAMPLES if name == SMALL_PROMPT_NAME else ()
-    example = [m for e in examples for m in worked_example(e)]
     first = {"role": "user", "content": first_message(context, question)}
-    return [{"role": "system", "content": system}, *example, first]
+    return [{"role": "system", "content": system}, *_examples(name), first]
 
 
 def first_message(context: Any, question: str) -> str:

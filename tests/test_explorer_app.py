@@ -13,7 +13,7 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from rlm_core import RLM, TraceStore
+from rlm_core import RLM, TraceStore, prompts
 from rlm_core.prompts import SYSTEM_PROMPT
 from rlm_core.types import Node, new_id
 
@@ -151,6 +151,20 @@ def test_code_node_shows_code_output_and_model_view(demo: tuple[str, list[Node]]
     assert "Full stdout" in body and "What the model saw" in body
     variables = at.dataframe[0].value
     assert set(variables["name"]) == set(cell.meta["variables"])
+
+
+def test_a_small_prompts_worked_examples_are_labelled_and_folded(traces_dir: Path) -> None:
+    result = RLM("demo/root", "demo/sub", prompt="small").run(needle_context(), "Code?")
+    store = TraceStore()
+    first = of_kind(store.nodes(result.run_id), "lm")[0]
+    store.close()
+    at = page(run=result.run_id, node=first.node_id)
+    assert not at.exception
+    messages = [e for e in at.expander if " chars" in e.label]
+    marked = [e for e in messages if "worked example" in e.label]
+    assert len(marked) == len(prompts.worked_example_positions(prompts.SMALL_PROMPT_NAME)) > 0
+    assert "worked example" not in messages[0].label + messages[-1].label
+    assert not any(e.proto.expanded for e in marked) and messages[-1].proto.expanded
 
 
 def test_llm_query_shows_slice_position_and_answer(demo: tuple[str, list[Node]]) -> None:

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 import streamlit as st
 
-from rlm_core import views
+from rlm_core import prompts, views
 from rlm_core.provenance import flatten
 from rlm_core.store import TraceStore
 from rlm_core.types import Node
@@ -128,10 +128,15 @@ def _lm(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, s
     new_from = before if isinstance(before, int) else 0
     st.markdown(f"**Messages sent ({len(messages)})** — as the model saw them")
     st.caption(f"Messages {new_from + 1}–{len(messages)} were added for this call.")
+    session = next((n for n in nodes if n.node_id == node.parent_id), None)
+    examples = prompts.worked_example_positions(str((session or node).meta.get("prompt")))
     for i, message in enumerate(messages):
         role = safe_word(message.get("role", "?"))
         text = views.message_text(message)
-        with st.expander(f"{i + 1}. {role} · {len(text):,} chars", expanded=i >= new_from):
+        label = f"{i + 1}. {role} · {len(text):,} chars"
+        if i in examples:
+            label += " · worked example (part of the small-model prompt)"
+        with st.expander(label, expanded=i >= new_from and i not in examples):
             show_text(text, key=f"{node.node_id}_msg{i}")
     st.markdown("**Response**")
     show_text(node.output, key=f"{node.node_id}_response", empty="(no response)")
