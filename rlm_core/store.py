@@ -7,11 +7,13 @@ open so a crash between flushes loses nothing.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +84,18 @@ def write_blob(blob_dir: Path, data: bytes) -> str:
     return sha
 
 
+_OPEN_STORES: weakref.WeakSet[TraceStore] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_stores() -> None:
+    """Stores still open at exit (the app's cached one, a script's) are flushed and closed: the
+    last rows land in the database, and DuckDB objects alive at exit make its bindings print a
+    long, alarming "nanobind: leaked instance" list when the app is stopped."""
+    for store in list(_OPEN_STORES):
+        store.close()
+
+
 class TraceStore:
     def __init__(self, traces_dir: str | Path | None = None, *, flush_interval_s: float = 0.1):
         self.dir = Path(traces_dir) if traces_dir else default_traces_dir()
@@ -105,6 +119,7 @@ class TraceStore:
             target=self._flush_loop, args=(flush_interval_s,), name="trace-flush", daemon=True
         )
         self._flusher.start()
+        _OPEN_STORES.add(self)
 
     # ---- writing -------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import ROOT
 
 from rlm_core.migrations import MIGRATIONS, migrate
 from rlm_core.store import BIG_TEXT, StoreBusy, StoreSink, TraceStore
@@ -152,3 +153,24 @@ def test_list_runs_filters_by_status_and_model(traces_dir: Path, status: str) ->
     assert store.list_runs(model="openai/x") == []
     assert json.loads(store.get_run(run_id)["config"]) == {}  # type: ignore[index]
     store.close()
+
+
+def test_a_store_left_open_at_exit_is_flushed_and_closed_quietly(traces_dir: Path) -> None:
+    # a long flush interval: only the exit hook can get the row into the database
+    script = (
+        "import sys; from rlm_core.store import TraceStore; from rlm_core.types import Node\n"
+        "store = TraceStore(sys.argv[1], flush_interval_s=3600)\n"
+        "store.write(Node(node_id='R1', run_id='R1', parent_id=None, kind='run', depth=0, seq=0,"
+        " status='ok', input='left open'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(traces_dir)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "leaked" not in done.stderr  # DuckDB's bindings complain about objects alive at exit
+    con = duckdb.connect(str(traces_dir / "rlm.duckdb"), read_only=True)
+    try:
+        assert con.execute("SELECT input FROM nodes WHERE node_id = 'R1'").fetchall() == [
+            ("left open",)
+        ]
+    finally:
+        con.close()
