@@ -214,8 +214,8 @@ def worked_example(example: WorkedExample) -> list[dict[str, str]]:
     """One solved exchange in exactly the format of a real one. Small models see these before
     their question: a 1.5B model imitates a conversation far more reliably than it follows
     instructions (without them it wrote empty or language-less fences, or no code at all)."""
-    messages = [{"role": "user", "content": first_message("x" * example.context_chars,
-                                                          example.question)}]  # fmt: skip
+    shape = f"type str, {example.context_chars:,} characters"
+    messages = [{"role": "user", "content": first_message(None, example.question, shape)}]
     for code, printed, variables in example.steps:
         note = FOUND_NOTHING if found_nothing([printed]) else ""
         feedback = turn_feedback([cell_feedback(1, printed)], example.question, list(variables),
@@ -244,9 +244,10 @@ def opening(context: Any, question: str, system: str, name: str) -> list[dict[st
     return [{"role": "system", "content": system}, *_examples(name), first]
 
 
-def first_message(context: Any, question: str) -> str:
+def first_message(context: Any, question: str, shape: str | None = None) -> str:
+    """`shape` stands in for describing `context` (the worked examples have no real one)."""
     return (
-        f"The context is loaded in the REPL as `context`: {describe_context(context)}.\n\n"
+        f"The context is loaded in the REPL as `context`: {shape or describe_context(context)}.\n\n"
         f"Question: {question}\n\n"
         "You have not looked at the context yet. Start by probing it with code."
     )
