@@ -21,7 +21,7 @@ from typing import Any
 from rlm_core import prompts
 from rlm_core.insight import map_spans, pieces_of_original
 from rlm_core.models import context_window
-from rlm_core.parsing import TextFinal, code_blocks, is_expression, text_final
+from rlm_core.parsing import TextFinal, code_blocks, text_final
 from rlm_core.provenance import flatten
 from rlm_core.repl.sandbox import Sandbox, SubCallError
 from rlm_core.tree import Tree
@@ -145,9 +145,9 @@ class Session:
                 # A small model answers right after a search that found nothing with a made-up
                 # value; that answer is refused (and recorded) so it searches again. Answers
                 # naming variables or expressions come from the REPL, not from thin air.
-                guess = searched_in_vain and tag is not None and _is_literal(tag)
+                guess = searched_in_vain and tag is not None and tag.literal
                 if tag is not None and not guess:
-                    return self._text_final(sandbox, tag.value, tag.var, iteration)
+                    return self._text_final(sandbox, tag, iteration)
                 if guess:
                     self.node.meta.setdefault("refused_guesses", []).append(iteration)
                 why = prompts.GUESS_REFUSED if guess else prompts.NO_CODE_FEEDBACK
@@ -156,14 +156,14 @@ class Session:
                     {"role": "user", "content": self._feedback([], why)},
                 ]
                 continue
-            shown, views = [], []
+            views = []
             for index, code in enumerate(blocks, 1):
                 result, node = self._run_cell(sandbox, code, iteration, index)
                 if result.final is not None:
                     return self._final(result.final["value"], result.final.get("var"), node,
                                        self._nodes_of(result.final.get("sources", [])))  # fmt: skip
-                shown.append(prompts.cell_feedback(index, node.model_view or ""))
                 views.append(node.model_view or "")
+            shown = [prompts.cell_feedback(i, view) for i, view in enumerate(views, 1)]
             notes = []
             searched_in_vain = small and prompts.found_nothing(views)
             if searched_in_vain:
@@ -281,8 +281,9 @@ class Session:
         self.tree.tracer.end(node, "ok")
         return value
 
-    def _text_final(self, sandbox: Sandbox, value: str | None, var: str | None, it: int) -> str:
-        if var is None and value and is_expression(value):
+    def _text_final(self, sandbox: Sandbox, tag: TextFinal, it: int) -> str:
+        value, var = tag.value, tag.var
+        if tag.expression:
             # FINAL("Code: " + code) written as text: its value is in the REPL, not the text
             result, node = self._run_cell(sandbox, f"FINAL({value})", it, 0)
             node.meta["from_text_tag"] = True
@@ -459,8 +460,3 @@ class Session:
             node, "ok", output=answer, meta={**node.meta, "child_run": child.node.node_id}
         )
         return answer or ""
-
-
-def _is_literal(tag: TextFinal) -> bool:
-    """A FINAL holding a value as written, not a variable or an expression for the REPL."""
-    return tag.var is None and not is_expression(tag.value or "")

@@ -23,10 +23,20 @@ _FINAL_TAG_TO_END = re.compile(r"^[ \t]*FINAL\((.*)\)\s*\Z", re.MULTILINE | re.D
 
 @dataclass(frozen=True)
 class TextFinal:
-    """A FINAL written as text, outside code: either a literal value or a variable name."""
+    """A FINAL written as text, outside code: a value (literal or expression) or a variable name."""
 
     value: str | None = None
     var: str | None = None
+
+    @property
+    def expression(self) -> bool:
+        """A value the REPL must evaluate (FINAL("Code: " + code)), not one written out."""
+        return self.var is None and bool(self.value) and is_expression(self.value or "")
+
+    @property
+    def literal(self) -> bool:
+        """A value written out as it is: neither a variable nor an expression."""
+        return self.var is None and not self.expression
 
 
 def code_blocks(response: str) -> list[str]:
