@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -20,6 +20,11 @@ from fake_openai import FakeOpenAIServer, FakeReply, by_model  # noqa: E402
 
 from rlm_core import RLM, TraceStore  # noqa: E402
 from rlm_core.types import RunResult  # noqa: E402
+
+if TYPE_CHECKING:
+    from streamlit.testing.v1 import AppTest
+
+EXPLORER = str(ROOT / "pages" / "1_Explorer.py")
 
 
 @pytest.fixture(autouse=True)
@@ -97,3 +102,13 @@ def fresh_app() -> Iterator[None]:
     st.cache_resource.clear()
     yield
     st.cache_resource.clear()
+
+
+def explorer_page(**params: str) -> AppTest:
+    """The Explorer page run under AppTest with these URL query parameters (run=, node=)."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(EXPLORER, default_timeout=60)
+    for k, v in params.items():
+        at.query_params[k] = v
+    return at.run()

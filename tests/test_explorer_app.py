@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import explorer_page
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore, prompts
@@ -18,7 +19,6 @@ from rlm_core.prompts import SYSTEM_PROMPT
 from rlm_core.types import Node, new_id
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE = str(ROOT / "pages" / "1_Explorer.py")
 NEEDLE = "The secret code is 4471."
 XSS = ["<script>alert(1)</script>", "<img src=x onerror=alert(1)>"]
 
@@ -65,13 +65,6 @@ def demo(_cached_demo: Path, traces_dir: Path) -> tuple[str, list[Node]]:
         store.close()
 
 
-def page(**params: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at.run()
-
-
 def texts(at: AppTest) -> str:
     parts = [str(e.value) for e in (*at.text, *at.code, *at.markdown, *at.caption)]
     return "\n".join(parts)
@@ -89,7 +82,7 @@ def of_kind(nodes: list[Node], kind: str) -> list[Node]:
 
 
 def test_empty_state_points_to_the_run_page() -> None:
-    at = page()
+    at = explorer_page()
     assert not at.exception
     assert any("No runs yet" in i.value and "Run page" in i.value for i in at.info)
     assert not at.get("bidi_component")
@@ -98,14 +91,14 @@ def test_empty_state_points_to_the_run_page() -> None:
 def test_run_from_the_url_and_fallback_for_an_unknown_id(demo: tuple[str, list[Node]]) -> None:
     run_id, _ = demo
     newer = demo_run("Just one line: the colour is teal.", "What is the colour?")
-    at = page(run=run_id)
+    at = explorer_page(run=run_id)
     assert not at.exception
     assert at.selectbox(key="explorer_run").value == run_id
     assert f"run id {run_id}" in at.text[0].value
     assert at.query_params["node"] == run_id  # the run node is selected first
     assert not at.warning
 
-    at = page(run="no-such-run", node="nope")
+    at = explorer_page(run="no-such-run", node="nope")
     assert not at.exception
     assert any("not in this trace store" in w.value for w in at.warning)
     assert at.selectbox(key="explorer_run").value == newer  # newest first
@@ -115,7 +108,7 @@ def test_run_from_the_url_and_fallback_for_an_unknown_id(demo: tuple[str, list[N
     assert not at.exception
     assert at.query_params["run"] == run_id and at.query_params["node"] == run_id
 
-    at = page(run=run_id, node="not-a-node")
+    at = explorer_page(run=run_id, node="not-a-node")
     assert not at.exception
     assert any("not part of this run" in w.value for w in at.warning)
     assert at.query_params["node"] == run_id
@@ -127,7 +120,7 @@ def test_run_from_the_url_and_fallback_for_an_unknown_id(demo: tuple[str, list[N
 def test_lm_node_shows_the_full_messages_and_the_response(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     second = of_kind(nodes, "lm")[1]
-    at = page(run=run_id, node=second.node_id)
+    at = explorer_page(run=run_id, node=second.node_id)
     assert not at.exception
     body = texts(at)
     assert "Messages sent (4)" in body
@@ -141,7 +134,7 @@ def test_lm_node_shows_the_full_messages_and_the_response(demo: tuple[str, list[
 def test_code_node_shows_code_output_and_model_view(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     cell = of_kind(nodes, "code")[0]
-    at = page(run=run_id, node=cell.node_id)
+    at = explorer_page(run=run_id, node=cell.node_id)
     assert not at.exception
     python = [c for c in at.code if c.language == "python"]
     assert [c.value for c in python] == [(cell.code or "").strip()]
@@ -158,7 +151,7 @@ def test_a_small_prompts_worked_examples_are_labelled_and_folded(traces_dir: Pat
     store = TraceStore()
     first = of_kind(store.nodes(result.run_id), "lm")[0]
     store.close()
-    at = page(run=result.run_id, node=first.node_id)
+    at = explorer_page(run=result.run_id, node=first.node_id)
     assert not at.exception
     messages = [e for e in at.expander if " chars" in e.label]
     marked = [e for e in messages if "worked example" in e.label]
@@ -170,7 +163,7 @@ def test_a_small_prompts_worked_examples_are_labelled_and_folded(traces_dir: Pat
 def test_llm_query_shows_slice_position_and_answer(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     sub = next(n for n in of_kind(nodes, "llm_query") if NEEDLE in (n.output or ""))
-    at = page(run=run_id, node=sub.node_id)
+    at = explorer_page(run=run_id, node=sub.node_id)
     assert not at.exception
     body = texts(at)
     assert "in part 'vault.md'" in body
@@ -191,7 +184,7 @@ def test_missing_context_blob_is_a_message_not_a_traceback(
         if blob.is_file():
             blob.unlink()
     sub = of_kind(nodes, "llm_query")[0]
-    at = page(run=run_id, node=sub.node_id)
+    at = explorer_page(run=run_id, node=sub.node_id)
     assert not at.exception
     assert any("not available" in i.value for i in at.info)
 
@@ -202,7 +195,7 @@ def test_rlm_query_shows_its_position_and_opens_the_child_run() -> None:
     nodes = store.nodes(result.run_id)
     store.close()
     call = next(n for n in of_kind(nodes, "rlm_query") if n.context_spans)
-    at = page(run=result.run_id, node=call.node_id)
+    at = explorer_page(run=result.run_id, node=call.node_id)
     assert not at.exception
     assert "Question / prompt for the child RLM" in texts(at)
     assert "chars " in texts(at) and " of " in texts(at)
@@ -225,7 +218,7 @@ def test_big_texts_are_bounded_with_a_download(traces_dir: Path) -> None:
     store.write(cell)
     store.write(odd)
     store.close()
-    at = page(run=run_id, node=cell.node_id)
+    at = explorer_page(run=run_id, node=cell.node_id)
     assert not at.exception
     assert any(f"showing first 200,000 of {len(big):,} chars" in c.value for c in at.caption)
     # the run's export buttons (keys export_*) are always there; one more for the big text
@@ -233,7 +226,7 @@ def test_big_texts_are_bounded_with_a_download(traces_dir: Path) -> None:
     shown = [c.value for c in at.code if c.value.startswith("line 0")]
     assert shown and max(len(v) for v in shown) <= 200_000
     # data in an unexpected shape gives a message, not a traceback
-    at = page(run=run_id, node=odd.node_id)
+    at = explorer_page(run=run_id, node=odd.node_id)
     assert not at.exception
     assert any("could not be shown" in e.value for e in at.error)
 
@@ -244,7 +237,7 @@ def test_big_texts_are_bounded_with_a_download(traces_dir: Path) -> None:
 def test_graph_click_selects_the_node_and_updates_the_url(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     target = of_kind(nodes, "code")[1]
-    at = page(run=run_id)
+    at = explorer_page(run=run_id)
     at.session_state["explorer_graph"] = {"node_click": target.node_id}
     at.run()
     assert not at.exception
@@ -261,7 +254,7 @@ def test_graph_click_selects_the_node_and_updates_the_url(demo: tuple[str, list[
 def test_step_buttons_and_slider_follow_execution_order(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     order = sorted(n.node_id for n in nodes)
-    at = page(run=run_id, node=order[0])
+    at = explorer_page(run=run_id, node=order[0])
 
     def selected() -> str:
         return str(at.query_params["node"])
@@ -288,7 +281,7 @@ def test_grow_toggle_and_play_show_the_graph_up_to_the_step(
 ) -> None:
     run_id, nodes = demo
     order = sorted(n.node_id for n in nodes)
-    at = page(run=run_id, node=order[2])
+    at = explorer_page(run=run_id, node=order[2])
     assert len(payload(at)["nodes"]) == len(order)
     at.toggle(key="explorer_grow").set_value(True).run()
     assert [n["id"] for n in payload(at)["nodes"]] == order[:3]
@@ -308,7 +301,7 @@ def test_grow_toggle_and_play_show_the_graph_up_to_the_step(
 
 def test_table_filter_and_row_selection(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
-    at = page(run=run_id)
+    at = explorer_page(run=run_id)
     table = at.dataframe[-1]
     assert len(table.value) == len(nodes)
     at.multiselect(key=f"explorer_f_kind_{run_id}").set_value(["code"]).run()
@@ -328,7 +321,7 @@ def test_table_filter_and_row_selection(demo: tuple[str, list[Node]]) -> None:
 
 def test_size_by_changes_the_payload(demo: tuple[str, list[Node]]) -> None:
     run_id, _ = demo
-    at = page(run=run_id)
+    at = explorer_page(run=run_id)
     by_tokens = {n["id"]: n["size"] for n in payload(at)["nodes"]}
     at.radio(key="explorer_size_by").set_value("cost").run()
     assert not at.exception
@@ -345,7 +338,7 @@ def test_a_running_run_shows_as_live_and_grows(traces_dir: Path) -> None:
     store.write(Node(run_id, run_id, None, "run", 0, 0, input="live?", model="demo/root",
                      meta={"question": "live?", "root_model": "demo/root"}))  # fmt: skip
     store.close()
-    at = page()
+    at = explorer_page()
     assert not at.exception
     assert any("still running" in i.value for i in at.info)
     assert len(payload(at)["nodes"]) == 1
@@ -382,7 +375,7 @@ def test_untrusted_text_never_becomes_html() -> None:
     st.cache_resource.clear()
     assert any(XSS[1] in (n.output or "") for n in nodes if n.kind == "llm_query")
     for n in nodes:
-        at = page(run=run_id, node=n.node_id)
+        at = explorer_page(run=run_id, node=n.node_id)
         assert not at.exception
         assert not at.get("html") and not at.get("iframe")
         assert "<script" not in at.get("bidi_component")[0].proto.json
@@ -396,5 +389,5 @@ def test_untrusted_text_never_becomes_html() -> None:
             markdown = type(proto).__name__ in ("Markdown", "Heading", "Alert")
             body = str(getattr(proto, "body", "")) if markdown else ""
             assert "alert(1)" not in body + str(getattr(proto, "label", ""))
-    shown = texts(page(run=run_id, node=run_id))
+    shown = texts(explorer_page(run=run_id, node=run_id))
     assert XSS[0] in shown  # shown as plain text, not dropped

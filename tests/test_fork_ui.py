@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from conftest import repl
+from conftest import explorer_page, repl
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
@@ -18,7 +18,6 @@ from rlm_core.graph import FORK_COLOUR, marks, vis_payload
 from rlm_core.replay import fork_run
 from rlm_core.types import Node
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "1_Explorer.py")
 CONTEXT = "Filler. " * 400 + "The secret code is 4471. " + "More. " * 400
 KEY = "sk-test-FORKKEY"
 
@@ -32,13 +31,6 @@ def demo_run(traces_dir: Path) -> tuple[str, list[Node]]:
         store.close()
 
 
-def explorer(**params: str) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at.run()
-
-
 def payload(at: AppTest) -> dict[str, Any]:
     return json.loads(at.get("bidi_component")[0].proto.json)
 
@@ -46,7 +38,7 @@ def payload(at: AppTest) -> dict[str, Any]:
 def test_fork_panel_runs_a_fork_in_the_background(traces_dir: Path, fresh_app: None) -> None:
     run_id, nodes = demo_run(traces_dir)
     lm = [n for n in nodes if n.kind == "lm"][1]
-    at = explorer(run=run_id, node=lm.node_id)
+    at = explorer_page(run=run_id, node=lm.node_id)
     assert not at.exception
     box = at.text_area(key=f"fork_text_{lm.node_id}")
     assert box.value == lm.output  # prefilled with the recorded response
@@ -63,7 +55,7 @@ def test_fork_panel_runs_a_fork_in_the_background(traces_dir: Path, fresh_app: N
     link = next(m.value for m in at.markdown if m.value.startswith("[Open the fork "))
     fork_id = link.split("run=")[1].rstrip(")")
 
-    at = explorer(run=fork_id)
+    at = explorer_page(run=fork_id)
     assert not at.exception
     assert f"[Forked from run {run_id} at node {lm.node_id}]" in "\n".join(
         m.value for m in at.markdown
@@ -114,7 +106,7 @@ def test_playground_asks_again_next_to_the_old_answer(
         sub = next(n for n in store.nodes(result.run_id) if n.kind == "llm_query")
     finally:
         store.close()
-    at = explorer(run=result.run_id, node=sub.node_id)
+    at = explorer_page(run=result.run_id, node=sub.node_id)
     assert not at.exception
     assert at.text_input(key=f"ask_model_{sub.node_id}").value == "openai/sub"
     assert at.text_input(key=f"ask_base_{sub.node_id}").value == server.base_url

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 import streamlit as st
+from conftest import explorer_page
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
@@ -23,7 +24,6 @@ from ui.cost_panels import pack_rows
 from ui.insight_panels import MAX_SEGMENTS, PANELS, coverage_bins, touching
 
 ROOT = Path(__file__).resolve().parents[1]
-EXPLORER = str(ROOT / "pages" / "1_Explorer.py")
 NEEDLE = "The secret code is 4471."
 UNSEEN = "Line 2999: nothing"
 EVIL = '<script>alert(1)</script> <img src=x onerror="alert(2)"> ![x](http://evil.example/p.png)'
@@ -189,13 +189,6 @@ def test_timeline_rows_show_parallel_calls() -> None:
 # ---- the panels in the Explorer (AppTest) ---------------------------------------------------
 
 
-def explorer(**params: str) -> AppTest:
-    at = AppTest.from_file(EXPLORER, default_timeout=60)
-    for k, v in params.items():
-        at.query_params[k] = v
-    return at.run()
-
-
 def panel(at: AppTest, name: str) -> AppTest:
     at.radio(key="explorer_panel").set_value(name).run()
     assert not at.exception, at.exception
@@ -210,7 +203,7 @@ def html_bodies(at: AppTest) -> list[str]:
 def test_every_panel_renders(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     sub = of_kind(nodes, "llm_query")[0]
-    at = explorer(run=run_id, node=sub.node_id)
+    at = explorer_page(run=run_id, node=sub.node_id)
     assert not at.exception
     assert at.radio(key="explorer_panel").options == list(PANELS)
     # the payload sent to the graph carries the dashed flow edges; the toggle drops them
@@ -245,7 +238,7 @@ def test_every_panel_renders(demo: tuple[str, list[Node]]) -> None:
 
 def test_where_is_and_health(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
-    at = panel(explorer(run=run_id), "Where is X?")
+    at = panel(explorer_page(run=run_id), "Where is X?")
     at.text_input(key=f"where_{run_id}").input(NEEDLE).run()
     assert not at.exception
     assert any("1 occurrence(s); 1 of them seen by a model call" in t.value for t in at.text)
@@ -267,7 +260,7 @@ def test_where_is_and_health(demo: tuple[str, list[Node]]) -> None:
 def test_document_view_escapes_hostile_context(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     sub = of_kind(nodes, "llm_query")[0]
-    at = panel(explorer(run=run_id, node=sub.node_id), "Document")
+    at = panel(explorer_page(run=run_id, node=sub.node_id), "Document")
     body = html_bodies(at)[0]
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in body
     assert "<script" not in body and "<img" not in body
@@ -277,7 +270,7 @@ def test_document_view_escapes_hostile_context(demo: tuple[str, list[Node]]) -> 
 def test_inspector_says_where_a_sub_call_answer_went(demo: tuple[str, list[Node]]) -> None:
     run_id, nodes = demo
     sub = of_kind(nodes, "llm_query")[0]
-    at = explorer(run=run_id, node=sub.node_id)
+    at = explorer_page(run=run_id, node=sub.node_id)
     assert any("Where its answer went" in m.value for m in at.markdown)
     assert any(t.value.startswith("into the variable(s): ") for t in at.text)
     assert any(t.value == "and into the final answer" for t in at.text)
@@ -312,7 +305,7 @@ def test_dropped_sub_call_is_called_dropped(traces_dir: Path) -> None:
         store.flush()
     finally:
         store.close()
-    at = explorer(run="r1", node="s1")
+    at = explorer_page(run="r1", node="s1")
     assert not at.exception
     assert any(w.value.startswith("Dropped") for w in at.warning)
 
