@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -112,3 +113,14 @@ def explorer_page(**params: str) -> AppTest:
     for k, v in params.items():
         at.query_params[k] = v
     return at.run()
+
+
+def poll(at: AppTest, done: Callable[[AppTest], bool], what: str, seconds: float = 60) -> AppTest:
+    """Re-run a page (whose work goes on in a background thread) until `done`, or fail."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        at.run()
+        if done(at):
+            return at
+        time.sleep(0.3)
+    raise AssertionError(f"{what} within {seconds:.0f} s")

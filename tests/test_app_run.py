@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from conftest import ROOT
+from conftest import ROOT, poll
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -15,16 +13,14 @@ def app() -> AppTest:
     return AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
 
 
+def answered(at: AppTest) -> bool:
+    return bool(at.session_state["current_run"]) and any(
+        "Open this run" in str(getattr(e, "proto", "")) for e in at.get("page_link")
+    )
+
+
 def wait_for_answer(at: AppTest, seconds: float = 60) -> AppTest:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        at.run()
-        if at.session_state["current_run"] and any(
-            "Open this run" in str(getattr(e, "proto", "")) for e in at.get("page_link")
-        ):
-            return at
-        time.sleep(0.3)
-    raise AssertionError("the run did not finish")
+    return poll(at, answered, "the run did not finish", seconds)
 
 
 def test_example_document_runs_with_demo_models_to_the_answer() -> None:

@@ -3,10 +3,8 @@ side-by-side table, the chart and the CSV; errors before starting; untrusted ans
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from conftest import ROOT
+from conftest import ROOT, poll
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
@@ -21,14 +19,12 @@ def page() -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=60).run()
 
 
+def finished(at: AppTest) -> bool:
+    return any(c.value == "Finished." for c in at.caption)
+
+
 def wait_until_finished(at: AppTest, seconds: float = 60) -> AppTest:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        at.run()
-        if any(c.value == "Finished." for c in at.caption):
-            return at
-        time.sleep(0.3)
-    raise AssertionError("the evaluation did not finish")
+    return poll(at, finished, "the evaluation did not finish", seconds)
 
 
 def test_demo_evaluation_end_to_end() -> None:

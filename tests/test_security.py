@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, FakeOpenAIServer, by_model, echo_sub, repl
+from conftest import ROOT, FakeOpenAIServer, by_model, echo_sub, poll, repl
 from streamlit.testing.v1 import AppTest
 
 KEY = "sk-test-UIKEY-4242"
@@ -45,10 +44,7 @@ def test_a_key_typed_in_the_app_reaches_the_provider_but_is_never_written(
         at.text_input(key="api_key").set_value(KEY).run()
         at.button(key="run_button").click().run()
         assert not at.exception
-        deadline = time.time() + 60
-        while time.time() < deadline and not at.success and not at.error:
-            time.sleep(0.3)
-            at.run()
+        poll(at, lambda at: bool(at.success or at.error), "the run did not end")
         assert [s.value for s in at.success] == ["Answer"], [e.value for e in at.error]
         headers = server.request_headers
     assert any(KEY in str(h) for h in headers)  # the provider did get it

@@ -3,23 +3,11 @@ methods of the Evaluate grid, and the Learn page's Questions section."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
-from conftest import ROOT
+from conftest import ROOT, poll
 from streamlit.testing.v1 import AppTest
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
-
-
-def poll(at: AppTest, done: object, seconds: float = 60) -> AppTest:
-    deadline = time.time() + seconds
-    while time.time() < deadline:
-        at.run()
-        if done(at):  # type: ignore[operator]
-            return at
-        time.sleep(0.3)
-    raise AssertionError("timed out")
 
 
 def comparison_done(at: AppTest) -> bool:
@@ -33,7 +21,7 @@ def test_compare_strategies_side_by_side_on_the_run_page() -> None:
     at.multiselect(key="cmp_strategies").set_value(["plain", "rag", "rlm-no-subcalls"]).run()
     at.button(key="cmp_button").click().run()
     assert not at.exception and not at.error
-    at = poll(at, comparison_done)
+    at = poll(at, comparison_done, "the comparison did not finish")
     assert not at.exception
     table = at.dataframe[0].value.set_index("strategy")
     assert list(table.index) == ["plain (cut to fit)", "RAG (BM25)", "RLM, no sub-calls"]
@@ -57,7 +45,11 @@ def test_strategies_are_a_dimension_of_the_evaluate_grid() -> None:
     at.multiselect(key="ev_sizes").set_value([10_000]).run()
     at.multiselect(key="ev_methods").set_value(["rag", "summarize", "rlm-no-subcalls"]).run()
     at.button(key="ev_start").click().run()
-    at = poll(at, lambda a: any(c.value == "Finished." for c in a.caption))
+    at = poll(
+        at,
+        lambda a: any(c.value == "Finished." for c in a.caption),
+        "the evaluation did not finish",
+    )
     assert not at.exception
     table = at.dataframe[0].value
     assert table["RAG (BM25) score"].iloc[0] == "1.00"
