@@ -367,6 +367,10 @@ class LiteLLMClient:
         lowered = raw.lower()
         where = self.api_base if self.api_base and not _is_demo(model) else None
 
+        if own := next((c for c in chain if isinstance(c, ModelError)), None):
+            # raised by our own provider (local/ models) and already said for the user; litellm
+            # wraps it as a connection error with its traceback in the message
+            return _Failure(False, str(own).rstrip("."))
         if "llm provider not provided" in lowered or isinstance(
             exc, litellm.LiteLLMUnknownProvider
         ):

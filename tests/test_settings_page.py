@@ -228,6 +228,12 @@ def test_local_model_errors_are_one_line(
     (tmp_path / "bad.gguf").write_bytes(b"nope")
     with pytest.raises(ModelError, match=r"Could not load bad\.gguf"):
         local_model.load(f"local/{tmp_path}/bad.gguf")
+    # and so they reach the user of a run: one line, not retried, no traceback from litellm
+    result = RLM(f"local/{tmp_path}/missing.gguf", "demo/sub").run("some text", "What?")
+    assert result.status == "error" and result.error is not None
+    assert result.error.startswith(f"No model file at {tmp_path}/missing.gguf")
+    assert "\n" not in result.error and "Traceback" not in result.error
+    assert "retries" not in result.error
     monkeypatch.setitem(sys.modules, "llama_cpp", None)
     local_model.unload_all()
     with pytest.raises(ModelError, match=r"requirements-local\.txt"):
