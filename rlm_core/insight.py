@@ -362,10 +362,6 @@ CHUNK_OVERHEAD_TOKENS = (200, 300)
 DEFAULT_CHUNK_TOKENS = 8_000
 
 
-def _prices(model: str) -> tuple[float, float] | None:
-    return (0.0, 0.0) if model.startswith("demo/") else price_per_token(model)
-
-
 def _usd(price: tuple[float, float] | None, tokens_in: int, tokens_out: int) -> float | None:
     return None if price is None else tokens_in * price[0] + tokens_out * price[1]
 
@@ -381,9 +377,9 @@ def estimate(root_model: str, sub_model: str, context_chars: int) -> dict[str, A
     chunk = min(window // 2, 100_000) if window else DEFAULT_CHUNK_TOKENS
     chunks = max(1, math.ceil(context_tokens / chunk))
     over_in, over_out = CHUNK_OVERHEAD_TOKENS
-    root_usd = _usd(_prices(root_model), root_in, TYPICAL_ROOT_OUTPUT_TOKENS)
-    sub_usd = _usd(_prices(sub_model), context_tokens + chunks * over_in, chunks * over_out)
-    unknown = [m for m in dict.fromkeys((root_model, sub_model)) if _prices(m) is None]
+    root_usd = _usd(price_per_token(root_model), root_in, TYPICAL_ROOT_OUTPUT_TOKENS)
+    sub_usd = _usd(price_per_token(sub_model), context_tokens + chunks * over_in, chunks * over_out)
+    unknown = [m for m in dict.fromkeys((root_model, sub_model)) if price_per_token(m) is None]
 
     def money(usd: float | None) -> str:
         return "unknown" if usd is None else f"${usd:,.4f}"

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from rlm_core.local_model import is_local
 from rlm_core.types import Completion, ModelError
 
 _litellm: ModuleType | None = None
@@ -110,6 +111,8 @@ def context_window(model: str) -> int | None:
 
 def price_per_token(model: str) -> tuple[float, float] | None:
     """(input, output) USD per token from litellm's table; None when the model is not priced."""
+    if is_local(model):
+        return 0.0, 0.0  # runs on this machine: free, known before its file is loaded
     entry = _table_entry(model)
     if entry is None:
         return None

@@ -167,3 +167,6 @@ def test_estimate_with_known_and_unknown_prices() -> None:
     assert "unknown" in unknown["summary"] and "no-such-model-xyz" in unknown["summary"]
     demo = estimate("demo/root", "demo/sub", 1000)
     assert demo["root_usd_per_iteration"] == 0 and demo["sub_full_pass_usd"] == 0
+    # a local GGUF runs here: free before its file is ever loaded (no file at this path)
+    local = estimate("local//nowhere/model.gguf", "demo/sub", 1000)
+    assert local["root_usd_per_iteration"] == 0 and local["unknown_prices"] == []
