@@ -16,8 +16,9 @@ PAGES_DIR = Path(__file__).parent / "pages"
 
 def _page(path: Path) -> st.Page:
     name = path.stem.split("_", 1)[-1]
-    return st.Page(str(path.relative_to(Path(__file__).parent)), title=name.replace("_", " "),
-                   url_path=name)  # fmt: skip
+    return st.Page(
+        str(path.relative_to(Path(__file__).parent)), title=name.replace("_", " "), url_path=name
+    )
 
 
 navigation = st.navigation(

@@ -25,9 +25,10 @@ sys.path.insert(0, str(ROOT))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 
 from rlm_core import RLM  # noqa: E402
-from rlm_core.models import LiteLLMClient  # noqa: E402
-from rlm_core.store import StoreSink, TraceStore  # noqa: E402
-from rlm_core.trace import JournalSink, Tracer  # noqa: E402
+from rlm_core.models.litellm_client import LiteLLMClient  # noqa: E402
+from rlm_core.store.journal import JournalSink  # noqa: E402
+from rlm_core.store.trace_store import StoreSink, TraceStore  # noqa: E402
+from rlm_core.trace import Tracer  # noqa: E402
 from rlm_core.types import Node, new_id  # noqa: E402
 
 Row = tuple[str, str, str]
@@ -64,12 +65,12 @@ def sub_call_overhead(n: int = 200) -> Row:
     answer = run_with(timing + loop + "out = str(time.perf_counter() - t)", "ctx")
     per_engine = float(answer) / n
     with served("out = 1") as base_url:
-        client = LiteLLMClient(api_base=base_url, api_key="k", retries=0)
-        client.complete("openai/sub", [{"role": "user", "content": "warm"}])
+        client = LiteLLMClient("openai/sub", api_base=base_url, api_key="k", retries=0)
+        client.complete([{"role": "user", "content": "warm"}])
         samples = []
         for i in range(n):
             t = time.perf_counter()
-            client.complete("openai/sub", [{"role": "user", "content": f"ping {i}"}])
+            client.complete([{"role": "user", "content": f"ping {i}"}])
             samples.append(time.perf_counter() - t)
     direct = statistics.mean(samples)
     overhead = (per_engine - direct) * 1000
@@ -130,13 +131,27 @@ def trace_writes(n: int = 10_000) -> Row:
         store = TraceStore(tmp)
         run_id = new_id()
         tracer = Tracer([JournalSink(store.journal_path(run_id), run_id), StoreSink(store)])
-        root = Node(node_id=run_id, run_id=run_id, parent_id=None, kind="run", depth=0, seq=0,
-                    meta={"pid": os.getpid(), "host": socket.gethostname()})  # fmt: skip
+        root = Node(
+            node_id=run_id,
+            run_id=run_id,
+            parent_id=None,
+            kind="run",
+            depth=0,
+            seq=0,
+            meta={"pid": os.getpid(), "host": socket.gethostname()},
+        )
         t = time.perf_counter()
         tracer.start(root)
         for i in range(n):
-            node = Node(node_id=new_id(), run_id=run_id, parent_id=run_id, kind="llm_query",
-                        depth=1, seq=i, input="prompt " * 40)  # fmt: skip
+            node = Node(
+                node_id=new_id(),
+                run_id=run_id,
+                parent_id=run_id,
+                kind="llm_query",
+                depth=1,
+                seq=i,
+                input="prompt " * 40,
+            )
             tracer.start(node)
             tracer.end(node, output="answer " * 20, tokens_in=80, tokens_out=40)
         tracer.end(root)
@@ -177,9 +192,13 @@ def main() -> None:
         assert found, "README.md lost its <!-- bench.py:start/end --> markers"
         # rows measured by the other bench scripts share the table: keep them after ours
         ours = {a for a, _, _ in rows}
-        kept = [line for line in found.group(2).splitlines()
-                if line.startswith("| ") and line.split(" | ")[0][2:] not in ours
-                and not line.startswith(("| measure |", "|---"))]  # fmt: skip
+        kept = [
+            line
+            for line in found.group(2).splitlines()
+            if line.startswith("| ")
+            and line.split(" | ")[0][2:] not in ours
+            and not line.startswith(("| measure |", "|---"))
+        ]
         fresh = "\n".join([text, *kept]) + "\n"
         readme.write_text(body[: found.start(2)] + fresh + body[found.end(2) :])
 

@@ -22,8 +22,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from synthetic import synthetic_run  # noqa: E402
 
-from rlm_core.graph import vis_payload  # noqa: E402
-from rlm_core.store import TraceStore  # noqa: E402
+from rlm_core.analysis.graph import vis_payload  # noqa: E402
+from rlm_core.store.trace_store import TraceStore  # noqa: E402
 
 Row = tuple[str, str, str]
 
@@ -34,7 +34,7 @@ def explorer_open(n_nodes: int) -> Row:
 import os, sys, time, json
 sys.path.insert(0, {str(ROOT)!r})
 from streamlit.testing.v1 import AppTest
-from rlm_core.store import TraceStore
+from rlm_core.store.trace_store import TraceStore
 sys.path.insert(0, {str(ROOT / "tests")!r})
 from synthetic import synthetic_run
 store = TraceStore()
@@ -54,8 +54,14 @@ print(json.dumps([first, again]))
 """
     with tempfile.TemporaryDirectory(prefix="rlm-bench-app-") as tmp:
         env = {**os.environ, "RLM_TRACES_DIR": tmp}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True, cwd=ROOT)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
     first, again = json.loads(out.stdout.strip().splitlines()[-1])
     return (
         f"Explorer open of a {n_nodes:,}-node run (AppTest script run of pages/1_Explorer.py?run=)",
@@ -108,8 +114,14 @@ print(json.dumps([before, rss(), resource.getrusage(resource.RUSAGE_SELF).ru_max
         finally:
             store.close()
         env = {**os.environ, "RLM_TRACES_DIR": tmp}
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
-                             text=True, check=True, cwd=ROOT)  # fmt: skip
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+        )
     before, after, peak, listed = json.loads(out.stdout.strip().splitlines()[-1])
     return (
         f"app memory: process holding the cached store after the Runs page listed {n_runs:,} runs",

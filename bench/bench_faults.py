@@ -24,8 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from rlm_core.store import TraceStore  # noqa: E402
-from rlm_core.trace import read_journal  # noqa: E402
+from rlm_core.store.journal import read_journal  # noqa: E402
+from rlm_core.store.trace_store import TraceStore  # noqa: E402
 from rlm_core.types import TERMINAL_STATUSES, Node  # noqa: E402
 
 CHILD = ROOT / "bench" / "crash_child.py"
@@ -158,8 +158,15 @@ def soak(
     def write() -> None:
         while time.monotonic() < stop:
             try:
-                rlm = RLM("openai/root", "openai/sub", base_url, api_key="sk-soak", store=store,
-                          retries=0, cell_timeout_s=30)  # fmt: skip
+                rlm = RLM(
+                    "openai/root",
+                    "openai/sub",
+                    base_url,
+                    api_key="sk-soak",
+                    store=store,
+                    retries=0,
+                    cell_timeout_s=30,
+                )
                 result = rlm.run("soak context. " * 2000, "soak?")
                 with lock:
                     run_ids.append(result.run_id)

@@ -43,8 +43,9 @@ FINISH = {"ours": "FINAL(out)", "rlms": 'answer["content"] = out\nanswer["ready"
 @contextmanager
 def served(code: str, flavour: str, delay: float = 0.0) -> Iterator[str]:
     """The tests' fake server in its own process (no GIL shared with the engine measured)."""
-    script = SERVER.format(tests=str(ROOT / "tests"), code=code, finish=FINISH[flavour],
-                           delay=delay)  # fmt: skip
+    script = SERVER.format(
+        tests=str(ROOT / "tests"), code=code, finish=FINISH[flavour], delay=delay
+    )
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
@@ -77,8 +78,9 @@ def run_ours(base_url: str, concurrency: int) -> str:
     os.environ["RLM_TRACES_DIR"] = tempfile.mkdtemp(prefix="rlm-bench-rlms-")
     from rlm_core import RLM
 
-    rlm = RLM("openai/root", "openai/sub", base_url, api_key="k", retries=0,
-              concurrency=concurrency)  # fmt: skip
+    rlm = RLM(
+        "openai/root", "openai/sub", base_url, api_key="k", retries=0, concurrency=concurrency
+    )
     return str(rlm.run("ctx", "bench").answer)
 
 
@@ -98,13 +100,13 @@ def run_rlms(base_url: str, concurrency: int) -> str:
 
 def direct_ours(base_url: str, n: int) -> float:
     sys.path.insert(0, str(ROOT))
-    from rlm_core.models import LiteLLMClient
+    from rlm_core.models.litellm_client import LiteLLMClient
 
-    client = LiteLLMClient(api_base=base_url, api_key="k", retries=0)
-    client.complete("openai/sub", [{"role": "user", "content": "warm"}])
+    client = LiteLLMClient("openai/sub", api_base=base_url, api_key="k", retries=0)
+    client.complete([{"role": "user", "content": "warm"}])
     t = time.perf_counter()
     for i in range(n):
-        client.complete("openai/sub", [{"role": "user", "content": f"ping {i}"}])
+        client.complete([{"role": "user", "content": f"ping {i}"}])
     return (time.perf_counter() - t) / n
 
 
@@ -139,8 +141,9 @@ def rlms_python(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"rlms=={RLMS_VERSION}"],
-                       check=True)  # fmt: skip
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", f"rlms=={RLMS_VERSION}"], check=True
+        )
     return python
 
 
@@ -154,8 +157,12 @@ def main() -> None:
         return
     results = {}
     for flavour, python in (("ours", Path(sys.executable)), ("rlms", rlms_python(args.venv))):
-        out = subprocess.run([str(python), __file__, "--measure", flavour], capture_output=True,
-                             text=True, check=True)  # fmt: skip
+        out = subprocess.run(
+            [str(python), __file__, "--measure", flavour],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         results[flavour] = json.loads(out.stdout.strip().splitlines()[-1])
     ours, theirs = results["ours"], results["rlms"]
 
@@ -163,13 +170,21 @@ def main() -> None:
         return f"{x * 1000:.2f} ms"
 
     rows = [
-        ("sub-call from REPL code (200 sequential llm_query, no latency)",
-         f"{ms(ours['per_call_s'])} ({ms(ours['per_call_s'] - ours['direct_s'])} over litellm)",
-         f"{ms(theirs['per_call_s'])} ({ms(theirs['per_call_s'] - theirs['direct_s'])} over "
-         "its openai client)"),
-        *[(f"llm_query_batched of {n} calls, 0.5 s latency each, concurrency {n}",
-           f"{ours[f'fan_{n}_s']:.2f} s", f"{theirs[f'fan_{n}_s']:.2f} s") for n in (16, 64)],
-    ]  # fmt: skip
+        (
+            "sub-call from REPL code (200 sequential llm_query, no latency)",
+            f"{ms(ours['per_call_s'])} ({ms(ours['per_call_s'] - ours['direct_s'])} over litellm)",
+            f"{ms(theirs['per_call_s'])} ({ms(theirs['per_call_s'] - theirs['direct_s'])} over "
+            "its openai client)",
+        ),
+        *[
+            (
+                f"llm_query_batched of {n} calls, 0.5 s latency each, concurrency {n}",
+                f"{ours[f'fan_{n}_s']:.2f} s",
+                f"{theirs[f'fan_{n}_s']:.2f} s",
+            )
+            for n in (16, 64)
+        ],
+    ]
     print(f"| workload | RLM Tracer | rlms {RLMS_VERSION} |\n|---|---|---|")
     for a, b, c in rows:
         print(f"| {a} | {b} | {c} |")

@@ -26,15 +26,21 @@ os.environ.setdefault("RLM_LOCAL_N_CTX", "8192")
 
 from rlm_core import RLM
 from rlm_core.config import RLMConfig
-from rlm_core.examples import EXAMPLES
-from rlm_core.scoring import score
-from rlm_core.store import TraceStore
+from rlm_core.evaluate.examples import EXAMPLES
+from rlm_core.evaluate.scoring import score
+from rlm_core.store.trace_store import TraceStore
 
 
 def one_run(
-    model: str, task: str, size: int, seed: int, prompt: str, traces: Path, show: bool,
+    model: str,
+    task: str,
+    size: int,
+    seed: int,
+    prompt: str,
+    traces: Path,
+    show: bool,
     ask: str | None,
-) -> float:  # fmt: skip
+) -> float:
     example = EXAMPLES[task]
     # a new document per try where the generator takes a seed (the stdlib code base has none)
     build: Callable[..., Any] = example.build

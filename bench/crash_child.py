@@ -13,11 +13,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rlm_core import RLM, engine
+from rlm_core import RLM
+from rlm_core.engine import loop
 from rlm_core.types import Completion
 
+
 # The window lookup would import litellm (4-5 s) for a model name that is not real anyway.
-engine.context_window = lambda model: None
+def no_window(model: str, load: bool = False) -> None:
+    return None
+
+
+loop.context_window = no_window
 
 ROOT_CODE = """
 parts = [context[i:i + 200] for i in range(0, len(context), 200)]
@@ -37,12 +43,11 @@ CHILD_CODE = "FINAL(llm_query('summarise: ' + context[:80]))"
 class ScriptedModel:
     """Root: the fan-out cell, then FINAL_VAR; child roots: one sub-call; subs: an echo."""
 
-    def __init__(self, delay_s: float) -> None:
-        self.delay_s = delay_s
+    def __init__(self, name: str, delay_s: float) -> None:
+        self.name, self.delay_s = name, delay_s
 
-    def complete(
-        self, model: str, messages: list[dict[str, str]], *, timeout_s: float | None = None
-    ) -> Completion:
+    def complete(self, messages: list[dict[str, str]], **limits: Any) -> Completion:
+        model = self.name
         time.sleep(self.delay_s)
         if messages[0]["role"] == "system":
             first = len(messages) <= 2
@@ -59,8 +64,14 @@ class ScriptedModel:
 
 def main(traces: str, delay: str = "0.01") -> None:
     context = " ".join(f"Sentence {i} of a long document." for i in range(400))
-    model: Any = ScriptedModel(float(delay))
-    rlm = RLM("root", "sub", traces_dir=traces, model=model, max_depth=1)
+    delay_s = float(delay)
+    rlm = RLM(
+        "root",
+        "sub",
+        traces_dir=traces,
+        models=lambda name, role: ScriptedModel(name, delay_s),
+        max_depth=1,
+    )
     result = rlm.run(context, "What does it say?")
     print(result.status, flush=True)
 

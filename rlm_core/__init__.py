@@ -4,8 +4,9 @@ Usable without any UI: `from rlm_core import RLM; RLM("demo/root", "demo/sub").r
 """
 
 from rlm_core.config import RLMConfig
-from rlm_core.rlm import RLM
-from rlm_core.store import TraceStore
-from rlm_core.types import ModelError, Node, RunResult
+from rlm_core.engine.rlm import RLM
+from rlm_core.errors import ModelError
+from rlm_core.store.trace_store import TraceStore
+from rlm_core.types import Node, RunResult
 
 __all__ = ["RLM", "ModelError", "Node", "RLMConfig", "RunResult", "TraceStore"]

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core.config import RLMConfig
-from rlm_core.evaluate import add_eval_parser, cmd_eval
+from rlm_core.errors import ModelError
+from rlm_core.evaluate.evaluator import add_eval_parser, cmd_eval
 from rlm_core.ingest import IngestError, load_context
-from rlm_core.store import StoreBusy, TraceStore
-from rlm_core.types import ModelError, RunResult
+from rlm_core.store.trace_store import StoreBusy, TraceStore
+from rlm_core.types import RunResult
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -81,8 +82,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rlm_core.models import check_model
-    from rlm_core.rlm import RLM
+    from rlm_core.engine.rlm import RLM
+    from rlm_core.models.resolve import check_model
 
     context = load_context([Path(p) for p in args.context])
     config = RLMConfig(
@@ -125,7 +126,7 @@ def report(result: RunResult, as_json: bool) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from rlm_core.replay import replay_run
+    from rlm_core.engine.replay import replay_run
 
     store = _open(args)
     try:
@@ -156,10 +157,24 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 NODE_FIELDS = [
-    "node_id", "parent_id", "kind", "depth", "status", "model", "input", "output", "code",
-    "stdout", "error", "context_spans", "started_at", "ended_at", "tokens_in", "tokens_out",
+    "node_id",
+    "parent_id",
+    "kind",
+    "depth",
+    "status",
+    "model",
+    "input",
+    "output",
+    "code",
+    "stdout",
+    "error",
+    "context_spans",
+    "started_at",
+    "ended_at",
+    "tokens_in",
+    "tokens_out",
     "cost_usd",
-]  # fmt: skip
+]
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -186,7 +201,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rlm_core import interop
+    from rlm_core.exchange import interop
 
     store = _open(args)
     try:
@@ -207,7 +222,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from rlm_core import interop
+    from rlm_core.exchange import interop
 
     if not Path(args.file).is_file():
         raise ValueError(f"no such file: {args.file}")

@@ -19,6 +19,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from rlm_core.context import size_of
+
 MAX_BYTES = 1024**3
 STRUCTURED_MAX_BYTES = 2 * 1024**2
 """A CSV or JSON file up to this size becomes records; a bigger one stays text."""
@@ -44,16 +46,7 @@ class Context:
 
     @property
     def chars(self) -> int:
-        return context_chars(self.value)
-
-
-def context_chars(value: Any) -> int:
-    """Characters of a context: text length, summed over a dict of texts, else its JSON size."""
-    if isinstance(value, str):
-        return len(value)
-    if isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
-        return sum(len(v) for v in value.values())
-    return len(json.dumps(value, ensure_ascii=False))
+        return size_of(self.value)
 
 
 def _no_progress(fraction: float, what: str) -> None:
@@ -180,8 +173,10 @@ def _finish(
 
 def _is_zip(name: str, data: Data) -> bool:
     suffix = Path(name).suffix.lower()
-    return suffix == ".zip" or (suffix not in (".docx", ".xlsx", ".pptx", ".odt", ".jar")
-                                and bytes(data[:4]) == b"PK\x03\x04")  # fmt: skip
+    return suffix == ".zip" or (
+        suffix not in (".docx", ".xlsx", ".pptx", ".odt", ".jar")
+        and bytes(data[:4]) == b"PK\x03\x04"
+    )
 
 
 def _from_zip(name: str, data: Data, progress: Progress) -> Context:
@@ -254,8 +249,9 @@ def file_value(name: str, data: Data, progress: Progress | None = None) -> tuple
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            return text, _join(note, f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}), "
-                                     "kept as text")  # fmt: skip
+            return text, _join(
+                note, f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}), kept as text"
+            )
         if isinstance(value, dict | list):
             return value, _join(note, f"{name}: parsed as JSON ({type(value).__name__})")
         return text, note

@@ -130,25 +130,3 @@ class RunResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-class ModelError(Exception):
-    """A model call failed in a way the user must fix (unknown model, no key, provider down)."""
-
-    retry_errors: tuple[str, ...] = ()
-    """What went wrong in the attempts that were retried before giving up."""
-    out_of_time: bool = False
-    """Given up because the run's deadline left no time for another try."""
-
-
-class LimitExceeded(Exception):
-    """A run limit was reached; the run ends with status `limit` and this limit's name."""
-
-    def __init__(self, limit: str, detail: str = "", partial_answer: str | None = None) -> None:
-        super().__init__(detail or f"limit reached: {limit}")
-        self.limit = limit
-        self.partial_answer = partial_answer
-
-
-class RunCancelled(Exception):
-    """The user stopped the run; it ends with status `interrupted`."""

@@ -43,9 +43,17 @@ def test_run_with_demo_models_then_runs_and_show(doc: Path, traces_dir: Path) ->
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
     assert set(result) >= {
-        "run_id", "status", "limit", "answer", "iterations", "llm_calls", "tokens_in",
-        "tokens_out", "cost_usd", "wall_s",
-    }  # fmt: skip
+        "run_id",
+        "status",
+        "limit",
+        "answer",
+        "iterations",
+        "llm_calls",
+        "tokens_in",
+        "tokens_out",
+        "cost_usd",
+        "wall_s",
+    }
     assert result["status"] == "ok"
     assert "48213" in result["answer"]
     assert result["cost_usd"] == 0.0  # demo models are free, and known to be
@@ -59,10 +67,24 @@ def test_run_with_demo_models_then_runs_and_show(doc: Path, traces_dir: Path) ->
     assert kinds[0] == "run" and "llm_query" in kinds and kinds[-1] == "final"
     for node in shown["nodes"]:
         assert set(node) >= {
-            "node_id", "parent_id", "kind", "depth", "status", "model", "input", "output",
-            "code", "stdout", "error", "context_spans", "started_at", "ended_at", "tokens_in",
-            "tokens_out", "cost_usd",
-        }  # fmt: skip
+            "node_id",
+            "parent_id",
+            "kind",
+            "depth",
+            "status",
+            "model",
+            "input",
+            "output",
+            "code",
+            "stdout",
+            "error",
+            "context_spans",
+            "started_at",
+            "ended_at",
+            "tokens_in",
+            "tokens_out",
+            "cost_usd",
+        }
     sub = next(n for n in shown["nodes"] if n["kind"] == "llm_query")
     text = doc.read_text()
     start, end = sub["context_spans"][0]
@@ -75,8 +97,16 @@ def test_run_with_demo_models_then_runs_and_show(doc: Path, traces_dir: Path) ->
 def test_several_context_files_become_a_dict(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("alpha notes\n")
     (tmp_path / "b.md").write_text("# beta\nThe secret code is 77.\n")
-    out = cli("run", "--context", str(tmp_path / "a.txt"), "--context", str(tmp_path / "b.md"),
-              "--query", "What is the secret code?", "--json")  # fmt: skip
+    out = cli(
+        "run",
+        "--context",
+        str(tmp_path / "a.txt"),
+        "--context",
+        str(tmp_path / "b.md"),
+        "--query",
+        "What is the secret code?",
+        "--json",
+    )
     assert out.returncode == 0, out.stderr
     assert "77" in json.loads(out.stdout)["answer"]
 
@@ -192,8 +222,9 @@ def test_a_cli_run_while_the_app_holds_the_database_writes_a_journal_the_app_imp
 
 
 def test_replay_reproduces_a_run_with_no_model(doc: Path) -> None:
-    first = json.loads(cli("run", "--context", str(doc), "--query", "What is the secret code?",
-                           "--json").stdout)  # fmt: skip
+    first = json.loads(
+        cli("run", "--context", str(doc), "--query", "What is the secret code?", "--json").stdout
+    )
     out = cli("replay", first["run_id"], "--json")
     assert out.returncode == 0, out.stderr
     again = json.loads(out.stdout)

@@ -10,8 +10,8 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
-from rlm_core.compare import align, compare_runs, similarity, span_overlap, summary
-from rlm_core.replay import fork_run
+from rlm_core.analysis.compare import align, compare_runs, similarity, span_overlap, summary
+from rlm_core.engine.replay import fork_run
 from rlm_core.types import Node
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Compare.py")
@@ -27,9 +27,16 @@ class Run:
 
     def add(self, kind: str, parent: Node | None, **fields: Any) -> Node:
         node_id = f"{next(_ids):08d}"
-        node = Node(node_id=node_id, run_id="r", kind=kind,  # type: ignore[arg-type]
-                    parent_id=parent.node_id if parent else None,
-                    depth=0, seq=len(self.nodes), status="ok", **fields)  # fmt: skip
+        node = Node(
+            node_id=node_id,
+            run_id="r",
+            kind=kind,  # type: ignore[arg-type]
+            parent_id=parent.node_id if parent else None,
+            depth=0,
+            seq=len(self.nodes),
+            status="ok",
+            **fields,
+        )
         self.nodes.append(node)
         return node
 
@@ -44,8 +51,9 @@ class Run:
 
     def sub(self, cell: Node, prompt: str, answer: str, spans: list[list[int]], i: int) -> Node:
         meta = {"batch": "b", "batch_index": i, "batch_size": 3}
-        return self.add("llm_query", cell, input=prompt, output=answer, context_spans=spans,
-                        meta=meta)  # fmt: skip
+        return self.add(
+            "llm_query", cell, input=prompt, output=answer, context_spans=spans, meta=meta
+        )
 
     def final(self, answer: str) -> None:
         self.add("final", self.root, output=answer)
@@ -132,8 +140,17 @@ def test_similarity_overlap_alignment_and_summary() -> None:
     assert span_overlap([[0, 10]], [[5, 15]]) == 5 / 15
     assert span_overlap([[0, 10], [5, 20]], [[0, 20]]) == 1.0 and span_overlap([], [[0, 1]]) == 0
     assert align([1, 2, 3], [1, 3], lambda x, y: float(x == y)) == [(1, 1), (2, None), (3, 3)]
-    left = {"answer": "x", "status": "ok", "iterations": 2, "llm_calls": 3, "tokens_in": 10,
-            "tokens_out": 5, "cost_usd": None, "created_at": 0.0, "ended_at": 2.0}  # fmt: skip
+    left = {
+        "answer": "x",
+        "status": "ok",
+        "iterations": 2,
+        "llm_calls": 3,
+        "tokens_in": 10,
+        "tokens_out": 5,
+        "cost_usd": None,
+        "created_at": 0.0,
+        "ended_at": 2.0,
+    }
     rows = {r["measure"]: r for r in summary(left, {**left, "cost_usd": 0.5, "answer": "y"})}
     assert rows["cost (USD)"]["left"] is None and rows["cost (USD)"]["differs"]
     assert rows["tokens"]["left"] == 15 and not rows["tokens"]["differs"]
@@ -151,8 +168,9 @@ def test_compare_page_shows_where_a_fork_diverged(traces_dir: Path, fresh_app: N
             context, "What is the secret code?"
         )
         second = [n for n in store.nodes(original.run_id) if n.kind == "lm"][1]
-        forked = fork_run(store, original.run_id, second.node_id,
-                          response="No need to search.\nFINAL(7)")  # fmt: skip
+        forked = fork_run(
+            store, original.run_id, second.node_id, response="No need to search.\nFINAL(7)"
+        )
     finally:
         store.close()
     at = AppTest.from_file(PAGE, default_timeout=60)

@@ -7,14 +7,14 @@ import dataclasses
 from conftest import ROOT
 
 from rlm_core.config import RLMConfig
-from rlm_core.schema_doc import schema_markdown
+from rlm_core.store.schema_doc import schema_markdown
 
 README = (ROOT / "README.md").read_text()
 
 
 def test_readme_schema_matches_the_migrated_database() -> None:
     section = README.split("<!-- schema:start -->\n")[1].split("\n<!-- schema:end -->")[0]
-    assert section == schema_markdown(), "regenerate with: python -m rlm_core.schema_doc"
+    assert section == schema_markdown(), "regenerate with: python -m rlm_core.store.schema_doc"
 
 
 def test_every_config_field_is_documented() -> None:

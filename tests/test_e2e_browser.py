@@ -15,9 +15,10 @@ from browser import CLICK_POINT, Guard, launch, needs_chromium, streamlit_server
 from synthetic import synthetic_run
 
 from rlm_core import RLM, TraceStore
-from rlm_core.trace import JournalSink, Tracer
+from rlm_core.analysis.views import node_label, step_order
+from rlm_core.store.journal import JournalSink
+from rlm_core.trace import Tracer
 from rlm_core.types import Node, NodeKind, new_id
-from rlm_core.views import node_label, step_order
 from ui.common import JOURNAL_SYNC_S
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,12 +48,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     traces = tmp_path_factory.mktemp("e2e_traces")
     demo = RLM("demo/root", "demo/sub", traces_dir=traces)
     ids = {
-        "demo": demo.run({"a.txt": numbered(800), "b.md": numbered(3000, NEEDLE)},
-                         "What is the secret code?").run_id,
-        "xss": demo.run({f"{XSS[0]}.txt": numbered(300),
-                         "doc.md": numbered(600, f"The secret code is {XSS[0]} {XSS[1]}.")},
-                        f"What is the secret code? {XSS[1]}").run_id,
-    }  # fmt: skip
+        "demo": demo.run(
+            {"a.txt": numbered(800), "b.md": numbered(3000, NEEDLE)}, "What is the secret code?"
+        ).run_id,
+        "xss": demo.run(
+            {
+                f"{XSS[0]}.txt": numbered(300),
+                "doc.md": numbered(600, f"The secret code is {XSS[0]} {XSS[1]}."),
+            },
+            f"What is the secret code? {XSS[1]}",
+        ).run_id,
+    }
     store = TraceStore(traces)
     try:
         ids["big"] = synthetic_run(store, BIG_RUN_NODES)
@@ -118,9 +124,11 @@ def demo_nodes(runs: tuple[Path, dict[str, str]]) -> dict[str, list[Node]]:
 
 
 def test_click_keyboard_buttons_and_url(
-    demo_nodes: dict[str, list[Node]], server: str, runs: tuple[Path, dict[str, str]],
+    demo_nodes: dict[str, list[Node]],
+    server: str,
+    runs: tuple[Path, dict[str, str]],
     page: tuple[Any, Guard],
-) -> None:  # fmt: skip
+) -> None:
     pg, _ = page
     nodes = demo_nodes["demo"]
     order = step_order(nodes)
@@ -164,8 +172,9 @@ def test_click_keyboard_buttons_and_url(
     pg.wait_for_function(everything, timeout=WAIT_MS)
 
 
-def test_live_run_grows_in_place(server: str, runs: tuple[Path, dict[str, str]],
-                                 page: tuple[Any, Guard]) -> None:  # fmt: skip
+def test_live_run_grows_in_place(
+    server: str, runs: tuple[Path, dict[str, str]], page: tuple[Any, Guard]
+) -> None:
     """A run of another process (as the CLI does while the app holds the database) reaches the
     app through its journal; the live fragment re-reads it and the graph keeps its zoom."""
     pg, _ = page
@@ -195,9 +204,11 @@ def test_live_run_grows_in_place(server: str, runs: tuple[Path, dict[str, str]],
 
 
 def test_xss_drill(
-    demo_nodes: dict[str, list[Node]], server: str, runs: tuple[Path, dict[str, str]],
+    demo_nodes: dict[str, list[Node]],
+    server: str,
+    runs: tuple[Path, dict[str, str]],
     page: tuple[Any, Guard],
-) -> None:  # fmt: skip
+) -> None:
     pg, guard = page
     nodes = demo_nodes["xss"]
     assert any(XSS[0] in (n.output or "") for n in nodes if n.kind == "llm_query")
@@ -221,8 +232,9 @@ def test_xss_drill(
     assert not any(urlparse(u).path.endswith("/x") for u in guard.local)
 
 
-def test_big_run_graph_renders(server: str, runs: tuple[Path, dict[str, str]],
-                               page: tuple[Any, Guard]) -> None:  # fmt: skip
+def test_big_run_graph_renders(
+    server: str, runs: tuple[Path, dict[str, str]], page: tuple[Any, Guard]
+) -> None:
     pg, _ = page
     # the same page with a small run first: what the page costs without a big graph
     t0 = time.perf_counter()

@@ -97,8 +97,11 @@ FINAL(str(len(answers)) + " " + one[:7])
     batch = [n for n in subs if "batch" in n.meta]
     assert sorted(n.meta["batch_index"] for n in batch) == [0, 1, 2, 3]
     assert sorted(tuple(s) for n in batch for s in n.context_spans) == [
-        (0, 5000), (5000, 10000), (10000, 15000), (15000, 20000),
-    ]  # fmt: skip
+        (0, 5000),
+        (5000, 10000),
+        (10000, 15000),
+        (15000, 20000),
+    ]
     single = next(n for n in subs if "batch" not in n.meta)
     assert single.context_spans == [[100, 400]]
     assert single.output.startswith("sub saw")
@@ -136,8 +139,15 @@ def test_depth_two_recursion_and_fallback_at_max_depth(fake: Any) -> None:
     from conftest import FakeOpenAIServer, by_model, echo_sub
 
     with FakeOpenAIServer(by_model({"root": root, "sub": echo_sub})) as server:
-        rlm = RLM("openai/root", "openai/sub", server.base_url, api_key="k", max_depth=2,
-                  child_root_model="openai/root", retries=0)  # fmt: skip
+        rlm = RLM(
+            "openai/root",
+            "openai/sub",
+            server.base_url,
+            api_key="k",
+            max_depth=2,
+            child_root_model="openai/root",
+            retries=0,
+        )
         result = rlm.run(context, "top")
     assert result.status == "ok"
     assert str(result.answer).startswith("top:mid:leaf:sub saw")
@@ -171,8 +181,14 @@ def test_child_rlm_gets_its_own_sandbox(fake: Any) -> None:
     from conftest import FakeOpenAIServer, by_model, echo_sub
 
     with FakeOpenAIServer(by_model({"root": root, "sub": echo_sub})) as server:
-        rlm = RLM("openai/root", "openai/sub", server.base_url, api_key="k",
-                  child_root_model="openai/root", retries=0)  # fmt: skip
+        rlm = RLM(
+            "openai/root",
+            "openai/sub",
+            server.base_url,
+            api_key="k",
+            child_root_model="openai/root",
+            retries=0,
+        )
         result = rlm.run("parent context", "parent")
     assert result.answer == "list2False"
 
@@ -253,8 +269,9 @@ def test_small_models_get_the_short_prompt_and_repeated_code_is_pointed_out(fake
 
 
 def test_small_models_see_worked_examples_in_the_format_of_their_own_turns(fake: Any) -> None:
-    result, _, root = fake([repl("print('the code is 7')"), "FINAL(7)"], prompt="small",
-                           question="What is the code?")  # fmt: skip
+    result, _, root = fake(
+        [repl("print('the code is 7')"), "FINAL(7)"], prompt="small", question="What is the code?"
+    )
     first, second = root.seen[0], root.seen[1]
     assert (
         first[-1]["content"].startswith("The context is loaded")
@@ -262,13 +279,16 @@ def test_small_models_see_worked_examples_in_the_format_of_their_own_turns(fake:
     )
     solved = [m for m in first[1:-1] if m["role"] == "assistant"]
     assert [m["content"] for m in solved if m["content"].startswith("FINAL(")] == [
-        "FINAL(5937)", "FINAL(7441)"
-    ]  # fmt: skip
+        "FINAL(5937)",
+        "FINAL(7441)",
+    ]
     # the examples' feedback is what a real turn gets back, word for word after the output
     real_tail = second[-1]["content"].split("REPL variables:")[1].split("\n", 1)[1]
     example_feedback = [m["content"] for m in first[1:-1] if m["role"] == "user"]
-    assert any(real_tail.replace("What is the code?", "How many orders were shipped to Norway?")
-               in f for f in example_feedback)  # fmt: skip
+    assert any(
+        real_tail.replace("What is the code?", "How many orders were shipped to Norway?") in f
+        for f in example_feedback
+    )
     # the trace keeps them: the first lm node's input is every message that was sent
     lm = next(n for n in stored(result.run_id)[1] if n.kind == "lm")
     assert len(json.loads(lm.input)) == len(first)

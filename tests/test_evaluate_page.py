@@ -8,7 +8,7 @@ from conftest import ROOT, poll
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
-from rlm_core.evaluate import DID_NOT_FIT, EvalPlan, EvalRow, save_row
+from rlm_core.evaluate.evaluator import DID_NOT_FIT, EvalPlan, EvalRow, save_row
 from ui.evaluate_page import chart, details, side_by_side
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
@@ -76,11 +76,23 @@ def test_nothing_selected_disables_the_button() -> None:
 
 def row(**changes: object) -> EvalRow:
     base: dict[str, object] = dict(
-        eval_id="e1", task="needle", family="needle", size=10_000, context_chars=10_040,
-        question="Q?", expected="48213", scorer="exact", method="rlm", model="openai/x",
-        sub_model="openai/x", status="ok", answer="<script>alert(1)</script>", score=0.0,
-        cost_usd=None, wall_s=1.0,
-    )  # fmt: skip
+        eval_id="e1",
+        task="needle",
+        family="needle",
+        size=10_000,
+        context_chars=10_040,
+        question="Q?",
+        expected="48213",
+        scorer="exact",
+        method="rlm",
+        model="openai/x",
+        sub_model="openai/x",
+        status="ok",
+        answer="<script>alert(1)</script>",
+        score=0.0,
+        cost_usd=None,
+        wall_s=1.0,
+    )
     base.update(changes)
     return EvalRow(**base)  # type: ignore[arg-type]
 

@@ -18,7 +18,8 @@ from fake_openai import FakeOpenAIServer, FakeReply
 
 from rlm_core import TraceStore
 from rlm_core.config import RLMConfig
-from rlm_core.evaluate import (
+from rlm_core.context import size_of
+from rlm_core.evaluate.evaluator import (
     DID_NOT_FIT,
     EvalPlan,
     Evaluator,
@@ -29,9 +30,8 @@ from rlm_core.evaluate import (
     rows_csv,
     summary,
 )
-from rlm_core.examples import EXAMPLES, stdlib_root
-from rlm_core.ingest import context_chars
-from rlm_core.scoring import exact, numeric, pairs_f1, parse_pairs, score
+from rlm_core.evaluate.examples import EXAMPLES, stdlib_root
+from rlm_core.evaluate.scoring import exact, numeric, pairs_f1, parse_pairs, score
 
 # ---- generators: size, determinism, and answers found another way ------------------------
 
@@ -42,7 +42,7 @@ def test_every_example_is_deterministic_and_about_the_asked_size(name: str) -> N
     for size in (10_000, 200_000):
         context = example.build(size)
         assert context == example.build(size)
-        chars = context_chars(context)
+        chars = size_of(context)
         if name == "stdlib":  # whole files: at least the size, overshooting by under one file
             assert chars >= size
         else:
@@ -178,8 +178,13 @@ def test_plain_model_over_http_unknown_window_and_context_overflow() -> None:
     )
     with FakeOpenAIServer(lambda body: next(replies)) as server:
         config = RLMConfig(api_base=server.base_url, api_key="sk-test", retries=0)
-        plan = EvalPlan(("needle",), (10_000, 20_000), (("openai/local-x", "openai/local-x"),),
-                        config, ("base",))  # fmt: skip
+        plan = EvalPlan(
+            ("needle",),
+            (10_000, 20_000),
+            (("openai/local-x", "openai/local-x"),),
+            config,
+            ("base",),
+        )
         rows = Evaluator(plan, None).run()
     assert [r.status for r in rows] == ["ok", DID_NOT_FIT]
     assert rows[0].score == 1.0 and rows[0].cost_usd is None  # unpriced: unknown, not $0

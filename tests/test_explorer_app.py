@@ -14,8 +14,9 @@ import streamlit as st
 from conftest import explorer_page
 from streamlit.testing.v1 import AppTest
 
-from rlm_core import RLM, TraceStore, prompts
-from rlm_core.prompts import SYSTEM_PROMPT
+from rlm_core import RLM, TraceStore
+from rlm_core.engine import prompts
+from rlm_core.engine.prompts import SYSTEM_PROMPT
 from rlm_core.types import Node, new_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,10 +211,21 @@ def test_big_texts_are_bounded_with_a_download(traces_dir: Path) -> None:
     store = TraceStore(traces_dir)
     run_id = new_id()
     big = "".join(f"line {i}\n" for i in range(60_000))  # 500+ KB: kept in a blob
-    store.write(Node(run_id, run_id, None, "run", 0, 0, status="ok", input="q",
-                     meta={"question": "q"}))  # fmt: skip
-    cell = Node(new_id(), run_id, run_id, "code", 0, 1, status="ok", code="print(big)",
-                stdout=big, model_view=big[:2000] + "... +N more chars")  # fmt: skip
+    store.write(
+        Node(run_id, run_id, None, "run", 0, 0, status="ok", input="q", meta={"question": "q"})
+    )
+    cell = Node(
+        new_id(),
+        run_id,
+        run_id,
+        "code",
+        0,
+        1,
+        status="ok",
+        code="print(big)",
+        stdout=big,
+        model_view=big[:2000] + "... +N more chars",
+    )
     odd = Node(new_id(), run_id, run_id, "code", 0, 2, status="ok", meta={"variables": ["x"]})
     store.write(cell)
     store.write(odd)
@@ -335,8 +347,19 @@ def test_size_by_changes_the_payload(demo: tuple[str, list[Node]]) -> None:
 def test_a_running_run_shows_as_live_and_grows(traces_dir: Path) -> None:
     store = TraceStore(traces_dir)
     run_id = new_id()
-    store.write(Node(run_id, run_id, None, "run", 0, 0, input="live?", model="demo/root",
-                     meta={"question": "live?", "root_model": "demo/root"}))  # fmt: skip
+    store.write(
+        Node(
+            run_id,
+            run_id,
+            None,
+            "run",
+            0,
+            0,
+            input="live?",
+            model="demo/root",
+            meta={"question": "live?", "root_model": "demo/root"},
+        )
+    )
     store.close()
     at = explorer_page()
     assert not at.exception

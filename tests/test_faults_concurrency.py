@@ -42,8 +42,13 @@ def test_run_manager_runs_side_by_side_and_a_reader_never_blocks(traces_dir: Pat
     manager = RunManager(store)
     try:
         with soak_server() as server:
-            config = RLMConfig(root_model="openai/root", sub_model="openai/sub",
-                               api_base=server.base_url, api_key="sk-conc", retries=0)  # fmt: skip
+            config = RLMConfig(
+                root_model="openai/root",
+                sub_model="openai/sub",
+                api_base=server.base_url,
+                api_key="sk-conc",
+                retries=0,
+            )
             ids = [manager.start("context. " * 3000, f"q{i}?", config) for i in range(2)]
             slowest = 0.0
             while manager.active():

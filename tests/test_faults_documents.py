@@ -12,8 +12,8 @@ import pytest
 from conftest import FakeOpenAIServer, by_model, repl
 
 from rlm_core import RLM, TraceStore
+from rlm_core.exchange.interop import export_html, export_jsonl, export_otel
 from rlm_core.ingest import IngestError, load_context
-from rlm_core.interop import export_html, export_jsonl, export_otel
 
 KEY = "sk-sweep-KNOWN-FAKE-KEY-31337"
 INJECTION = (

@@ -12,7 +12,8 @@ import pytest
 from conftest import FakeOpenAIServer, FakeReply, by_model, echo_sub, repl, stored
 
 from rlm_core import RLM
-from rlm_core.models import LiteLLMClient
+from rlm_core.models.litellm_client import LiteLLMClient
+from rlm_core.models.model import Role
 from rlm_core.types import Node, RunResult
 
 Reply = str | FakeReply
@@ -48,15 +49,19 @@ def run_with() -> Iterator[Callable[..., tuple[RunResult, dict[str, Any], list[N
     ) -> tuple[RunResult, dict[str, Any], list[Node]]:
         server = FakeOpenAIServer(by_model({"root": root, "sub": sub}))
         servers.append(server)
-        client = LiteLLMClient(
-            api_base=server.base_url,
-            api_key="sk-fake-provider",
-            retries=retries,
-            backoff_s=0.01,
-            timeout_s=config.get("request_timeout_s", 30),
-        )
+
+        def client(name: str, role: Role) -> LiteLLMClient:
+            return LiteLLMClient(
+                name,
+                api_base=server.base_url,
+                api_key="sk-fake-provider",
+                retries=retries,
+                backoff_s=0.01,
+                timeout_s=config.get("request_timeout_s", 30),
+            )
+
         config.setdefault("cell_timeout_s", 10)
-        rlm = RLM("openai/root", "openai/sub", server.base_url, model=client, **config)
+        rlm = RLM("openai/root", "openai/sub", server.base_url, models=client, **config)
         result = rlm.run("some context " * 50, "What?", cancel=cancel)
         run_row, nodes = stored(result.run_id)
         return result, run_row, nodes

@@ -14,8 +14,8 @@ from conftest import explorer_page, repl
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
-from rlm_core.graph import FORK_COLOUR, marks, vis_payload
-from rlm_core.replay import fork_run
+from rlm_core.analysis.graph import FORK_COLOUR, marks, vis_payload
+from rlm_core.engine.replay import fork_run
 from rlm_core.types import Node
 
 CONTEXT = "Filler. " * 400 + "The secret code is 4471. " + "More. " * 400

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from rlm_core.graph import standalone_html, vis_payload
-from rlm_core.layout import BATCH_WRAP, X_SPACING, Y_SPACING, build_graph, tree_layout
+from rlm_core.analysis.graph import standalone_html, vis_payload
+from rlm_core.analysis.layout import BATCH_WRAP, X_SPACING, Y_SPACING, build_graph, tree_layout
 from rlm_core.types import Node
 
 EVIL = "<img src=x onerror=alert(1)> & <script>alert(2)</script>"

@@ -22,7 +22,7 @@ APP = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
 import streamlit as st
-from rlm_core.graph import vis_payload
+from rlm_core.analysis.graph import vis_payload
 from rlm_core.types import Node
 
 from ui.graph_component import graph
@@ -51,9 +51,11 @@ def server(tmp_path: Path) -> Iterator[str]:
     ensure_static(tmp_path / "static")  # Streamlit serves static/ next to the main script
     # started in tmp_path so that no .streamlit/config.toml of the checkout changes the setup
     with streamlit_server(
-        app, cwd=tmp_path, log_path=tmp_path / "streamlit.log",
+        app,
+        cwd=tmp_path,
+        log_path=tmp_path / "streamlit.log",
         extra=["--server.enableStaticServing", "true"],
-    ) as url:  # fmt: skip
+    ) as url:
         yield url
 
 
@@ -113,7 +115,7 @@ def test_click_on_node_reaches_python_offline(server: str) -> None:
 def test_standalone_export_opens_offline(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    from rlm_core.graph import standalone_html
+    from rlm_core.analysis.graph import standalone_html
     from rlm_core.types import Node
 
     evil = "<img src=/evil-img onerror=window.__pwned=1> href"

@@ -15,7 +15,7 @@ APP = f"""
 import sys
 sys.path.insert(0, {str(ROOT)!r})
 import streamlit as st
-from rlm_core.graph import vis_payload
+from rlm_core.analysis.graph import vis_payload
 from rlm_core.types import Node
 
 from ui.graph_component import graph

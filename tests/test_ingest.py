@@ -13,6 +13,7 @@ from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import ingest
+from rlm_core.context import text_of
 from rlm_core.ingest import IngestError, context_from_files, file_text, file_value, load_context
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
@@ -100,8 +101,10 @@ def test_empty_binary_and_image_files_are_refused_with_the_reason() -> None:
 
 
 def test_html_keeps_only_visible_text() -> None:
-    page = b"<html><head><title>T</title><style>p{}</style></head><body><h1>Hello</h1>" \
-           b"<script>alert(1)</script><p>World &amp; more</p></body></html>"  # fmt: skip
+    page = (
+        b"<html><head><title>T</title><style>p{}</style></head><body><h1>Hello</h1>"
+        b"<script>alert(1)</script><p>World &amp; more</p></body></html>"
+    )
     text, _ = file_text("page.html", page)
     assert text == "Hello\nWorld & more"
 
@@ -141,7 +144,8 @@ def test_small_csv_and_json_keep_their_structure() -> None:
     assert value == {"users": [1, 2]}
     one = context_from_files([("t.tsv", b"a\tb\nx\ty\n")])
     assert one.value == [{"a": "x", "b": "y"}]
-    assert one.chars == len(json.dumps([{"a": "x", "b": "y"}]))
+    # one size for every context: the length of its text, the parts joined (rlm_core.context)
+    assert one.chars == len(text_of(one.value)) == len(str({"a": "x", "b": "y"}))
 
 
 def test_broken_or_large_csv_and_json_stay_text(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -158,15 +162,17 @@ def test_broken_or_large_csv_and_json_stay_text(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_zip_becomes_a_dict_and_says_what_was_skipped() -> None:
-    archive = make_zip({
-        "src/app.py": b"def main():\n    return 42\n",
-        "src/__pycache__/app.cpython-311.pyc": b"\x00\x01",
-        "docs/readme.md": b"# Readme\n",
-        "img/logo.png": PNG,
-        "tools/blob.bin": bytes(range(256)),
-        "inner.zip": make_zip({"x.txt": b"x"}),
-        "src/": b"",
-    })  # fmt: skip
+    archive = make_zip(
+        {
+            "src/app.py": b"def main():\n    return 42\n",
+            "src/__pycache__/app.cpython-311.pyc": b"\x00\x01",
+            "docs/readme.md": b"# Readme\n",
+            "img/logo.png": PNG,
+            "tools/blob.bin": bytes(range(256)),
+            "inner.zip": make_zip({"x.txt": b"x"}),
+            "src/": b"",
+        }
+    )
     ctx = context_from_files([("code.zip", archive)])
     assert ctx.value == {
         "src/app.py": "def main():\n    return 42\n",

@@ -6,51 +6,122 @@ from typing import Any
 
 import pytest
 
-from rlm_core.insight import (
+from rlm_core.analysis.insight import (
     budget,
     coverage,
     estimate,
-    map_spans,
-    pieces_of_original,
     rollup,
     run_summary,
     timeline,
     where_is,
 )
-from rlm_core.provenance import ContextIndex
+from rlm_core.engine.spans import ContextIndex, map_spans, pieces_of_original
 from rlm_core.types import Node
 
 T0 = 1_000.0
 
 
-def mk(node_id: str, kind: Any, parent: str | None, depth: int, start: float, end: float,
-       **fields: Any) -> Node:  # fmt: skip
-    return Node(node_id=node_id, run_id="R", parent_id=parent, kind=kind, depth=depth, seq=0,
-                status=fields.pop("status", "ok"), started_at=T0 + start, ended_at=T0 + end,
-                **fields)  # fmt: skip
+def mk(
+    node_id: str, kind: Any, parent: str | None, depth: int, start: float, end: float, **fields: Any
+) -> Node:
+    return Node(
+        node_id=node_id,
+        run_id="R",
+        parent_id=parent,
+        kind=kind,
+        depth=depth,
+        seq=0,
+        status=fields.pop("status", "ok"),
+        started_at=T0 + start,
+        ended_at=T0 + end,
+        **fields,
+    )
 
 
 def trace() -> list[Node]:
     """A root run with one cell making an llm_query and an rlm_query (whose child's root call
     has no known price), and two root calls."""
-    cfg = {"max_iterations": 5, "max_llm_calls": 4, "max_tokens": 1000, "max_depth": 1,
-           "max_cost_usd": None, "timeout_s": 20}  # fmt: skip
+    cfg = {
+        "max_iterations": 5,
+        "max_llm_calls": 4,
+        "max_tokens": 1000,
+        "max_depth": 1,
+        "max_cost_usd": None,
+        "timeout_s": 20,
+    }
     return [
         mk("R", "run", None, 0, 0, 10, meta={"config": cfg, "iterations": 2, "limit": None}),
-        mk("lm1", "lm", "R", 0, 0, 1, model="root", tokens_in=100, tokens_out=10,
-           cost_usd=0.01, latency_s=1.0, meta={"iteration": 1}),
-        mk("code1", "code", "R", 0, 1, 4, context_spans=[[0, 10]],
-           meta={"iteration": 1, "block": 1, "shown_spans": [[0, 5]]}),
-        mk("llm1", "llm_query", "code1", 1, 1.5, 2.5, model="sub", tokens_in=50, tokens_out=5,
-           cost_usd=0.002, latency_s=1.0, context_spans=[[20, 40]], input="p" * 80),
+        mk(
+            "lm1",
+            "lm",
+            "R",
+            0,
+            0,
+            1,
+            model="root",
+            tokens_in=100,
+            tokens_out=10,
+            cost_usd=0.01,
+            latency_s=1.0,
+            meta={"iteration": 1},
+        ),
+        mk(
+            "code1",
+            "code",
+            "R",
+            0,
+            1,
+            4,
+            context_spans=[[0, 10]],
+            meta={"iteration": 1, "block": 1, "shown_spans": [[0, 5]]},
+        ),
+        mk(
+            "llm1",
+            "llm_query",
+            "code1",
+            1,
+            1.5,
+            2.5,
+            model="sub",
+            tokens_in=50,
+            tokens_out=5,
+            cost_usd=0.002,
+            latency_s=1.0,
+            context_spans=[[20, 40]],
+            input="p" * 80,
+        ),
         mk("rq", "rlm_query", "code1", 1, 2.5, 3.5, context_spans=[[50, 60]]),
         mk("C", "run", "rq", 1, 2.6, 3.4, input="child question", meta={"iterations": 1}),
-        mk("lm2", "lm", "C", 1, 2.6, 3.0, model="child", tokens_in=10, tokens_out=1,
-           cost_usd=None, latency_s=0.4, meta={"iteration": 1}),
-        mk("lm3", "lm", "R", 0, 4, 5, model="root", tokens_in=200, tokens_out=20,
-           cost_usd=0.02, latency_s=1.0, meta={"iteration": 2}),
+        mk(
+            "lm2",
+            "lm",
+            "C",
+            1,
+            2.6,
+            3.0,
+            model="child",
+            tokens_in=10,
+            tokens_out=1,
+            cost_usd=None,
+            latency_s=0.4,
+            meta={"iteration": 1},
+        ),
+        mk(
+            "lm3",
+            "lm",
+            "R",
+            0,
+            4,
+            5,
+            model="root",
+            tokens_in=200,
+            tokens_out=20,
+            cost_usd=0.02,
+            latency_s=1.0,
+            meta={"iteration": 2},
+        ),
         mk("F", "final", "R", 0, 5, 5, output="42"),
-    ]  # fmt: skip
+    ]
 
 
 def test_rollup_of_the_whole_run_splits_root_and_sub() -> None:
@@ -74,8 +145,19 @@ def test_rollup_inclusive_and_exclusive_time_of_a_cell() -> None:
 
 
 def test_calls_refused_by_a_limit_are_not_counted() -> None:
-    nodes = [*trace(), mk("x", "llm_query", "code1", 1, 3, 3, status="limit",
-                          error="not called: 4 model calls made")]  # fmt: skip
+    nodes = [
+        *trace(),
+        mk(
+            "x",
+            "llm_query",
+            "code1",
+            1,
+            3,
+            3,
+            status="limit",
+            error="not called: 4 model calls made",
+        ),
+    ]
     assert rollup(nodes, "R").inclusive.calls == 4
 
 
@@ -104,8 +186,18 @@ def test_budget_reports_use_and_where_a_limit_fired() -> None:
     nodes = trace()
     nodes[0].meta["limit"] = "max_llm_calls"
     nodes[0].status = "limit"
-    nodes.append(mk("blocked", "llm_query", "code1", 1, 3, 3, status="limit",
-                    error="not called: 4 model calls made"))  # fmt: skip
+    nodes.append(
+        mk(
+            "blocked",
+            "llm_query",
+            "code1",
+            1,
+            3,
+            3,
+            status="limit",
+            error="not called: 4 model calls made",
+        )
+    )
     rows = {r["limit"]: r for r in budget(nodes, nodes[0].meta["config"])}
     calls = rows["max_llm_calls"]
     assert (calls["used"], calls["allowed"], calls["fraction"]) == (4, 4, 1.0)

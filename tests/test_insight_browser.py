@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from browser import Guard, launch, needs_chromium, streamlit_server
 
-from rlm_core.narrate import LEARN_DIR, example_run_id
+from rlm_core.analysis.narrate import LEARN_DIR, example_run_id
 
 ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / ".pytest_cache"

@@ -16,8 +16,8 @@ from conftest import explorer_page
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
-from rlm_core.graph import dataflow_edges, vis_payload
-from rlm_core.insight import coverage
+from rlm_core.analysis.graph import dataflow_edges, vis_payload
+from rlm_core.analysis.insight import coverage
 from rlm_core.types import Node
 from ui import document_view
 from ui.cost_panels import pack_rows

@@ -14,7 +14,7 @@ import pytest
 from browser import Guard, launch, needs_chromium
 
 from rlm_core import RLM, TraceStore
-from rlm_core.interop import (
+from rlm_core.exchange.interop import (
     ImportFormatError,
     RunExists,
     export_html,
@@ -39,9 +39,13 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     traces = tmp_path_factory.mktemp("source") / "traces"
     plain = RLM("demo/root", "demo/sub", api_key=KEY, traces_dir=traces).run(TEXT, QUESTION)
     deep = RLM(
-        "demo/recursive", "demo/sub", child_root_model="demo/root", max_depth=2,
-        api_key=KEY, traces_dir=traces,
-    ).run(TEXT, QUESTION)  # fmt: skip
+        "demo/recursive",
+        "demo/sub",
+        child_root_model="demo/root",
+        max_depth=2,
+        api_key=KEY,
+        traces_dir=traces,
+    ).run(TEXT, QUESTION)
     assert plain.status == deep.status == "ok"
     store = TraceStore(traces)
     try:
@@ -319,53 +323,109 @@ def _usage(model: str, tin: int, tout: int) -> dict[str, Any]:
 
 def _result(stdout: str = "", stderr: str = "", calls: list[Any] | None = None) -> dict[str, Any]:
     return {
-        "stdout": stdout, "stderr": stderr, "execution_time": 0.25, "rlm_calls": calls or [],
+        "stdout": stdout,
+        "stderr": stderr,
+        "execution_time": 0.25,
+        "rlm_calls": calls or [],
         "locals": {"context": "The secret code is 4711.", "n": 3},
-    }  # fmt: skip
+    }
 
 
 def _iteration(n: int, response: str, blocks: list[Any], final: Any = None) -> dict[str, Any]:
     return {
-        "type": "iteration", "iteration": n, "timestamp": f"2025-03-04T10:00:0{n}.500000",
-        "prompt": [{"role": "system", "content": "You are an RLM."},
-                   {"role": "user", "content": f"Iteration {n}: {EVIL}"}],
-        "response": response, "code_blocks": blocks, "final_answer": final, "iteration_time": 0.9,
-    }  # fmt: skip
+        "type": "iteration",
+        "iteration": n,
+        "timestamp": f"2025-03-04T10:00:0{n}.500000",
+        "prompt": [
+            {"role": "system", "content": "You are an RLM."},
+            {"role": "user", "content": f"Iteration {n}: {EVIL}"},
+        ],
+        "response": response,
+        "code_blocks": blocks,
+        "final_answer": final,
+        "iteration_time": 0.9,
+    }
 
 
 def rlms_log() -> str:
-    child = _iteration(1, "```repl\nx = 1\n```\nFINAL(child says 4711)", [
-        {"code": "x = 1", "result": _result()}
-    ], final="child says 4711")  # fmt: skip
+    child = _iteration(
+        1,
+        "```repl\nx = 1\n```\nFINAL(child says 4711)",
+        [{"code": "x = 1", "result": _result()}],
+        final="child says 4711",
+    )
     calls = [
-        {"root_model": "gpt-5-mini", "prompt": "Find the code in: The secret code is 4711.",
-         "response": "4711", "usage_summary": _usage("gpt-5-mini", 120, 8), "execution_time": 0.4},
-        {"root_model": "gpt-5-mini", "prompt": "again", "response": "",
-         "usage_summary": {"model_usage_summaries": {}}, "execution_time": 0.1,
-         "error": "rate limited", "error_type": "RateLimitError", "status_code": 429},
-        {"root_model": "gpt-5-nano", "prompt": "a chunk for a child", "response": "child says 4711",
-         "usage_summary": _usage("gpt-5-nano", 300, 20), "execution_time": 0.6,
-         "metadata": {"run_metadata": {"root_model": "gpt-5-nano", "max_depth": 2},
-                      "iterations": [child]}},
-    ]  # fmt: skip
+        {
+            "root_model": "gpt-5-mini",
+            "prompt": "Find the code in: The secret code is 4711.",
+            "response": "4711",
+            "usage_summary": _usage("gpt-5-mini", 120, 8),
+            "execution_time": 0.4,
+        },
+        {
+            "root_model": "gpt-5-mini",
+            "prompt": "again",
+            "response": "",
+            "usage_summary": {"model_usage_summaries": {}},
+            "execution_time": 0.1,
+            "error": "rate limited",
+            "error_type": "RateLimitError",
+            "status_code": 429,
+        },
+        {
+            "root_model": "gpt-5-nano",
+            "prompt": "a chunk for a child",
+            "response": "child says 4711",
+            "usage_summary": _usage("gpt-5-nano", 300, 20),
+            "execution_time": 0.6,
+            "metadata": {
+                "run_metadata": {"root_model": "gpt-5-nano", "max_depth": 2},
+                "iterations": [child],
+            },
+        },
+    ]
     entries = [
-        {"type": "metadata", "timestamp": "2025-03-04T10:00:00", "root_model": "gpt-5",
-         "max_depth": 2, "max_iterations": 30, "backend": "openai",
-         "backend_kwargs": {"model_name": "gpt-5"}, "environment_type": "local",
-         "environment_kwargs": {}, "other_backends": ["openai"]},
-        {"type": "run_context", "timestamp": "2025-03-04T10:00:00.100000",
-         "prompt": "The secret code is 4711.", "root_prompt": QUESTION,
-         "environment_type": "local", "environment_kwargs": {}, "session_mode": False},
-        _iteration(1, "Look first.\n```repl\nprint(context[:40])\n```", [
-            {"code": "print(context[:40])", "result": _result("The secret code is 4711.\n")},
-        ]),
-        _iteration(2, "Ask the sub models.\n```repl\nanswers = ...\n```", [
-            {"code": "answers = [llm_query(c) for c in cs]",
-             "result": _result("ok\n", calls=calls)},
-            {"code": "y", "result": _result(stderr="NameError: name 'y' is not defined")},
-        ]),
+        {
+            "type": "metadata",
+            "timestamp": "2025-03-04T10:00:00",
+            "root_model": "gpt-5",
+            "max_depth": 2,
+            "max_iterations": 30,
+            "backend": "openai",
+            "backend_kwargs": {"model_name": "gpt-5"},
+            "environment_type": "local",
+            "environment_kwargs": {},
+            "other_backends": ["openai"],
+        },
+        {
+            "type": "run_context",
+            "timestamp": "2025-03-04T10:00:00.100000",
+            "prompt": "The secret code is 4711.",
+            "root_prompt": QUESTION,
+            "environment_type": "local",
+            "environment_kwargs": {},
+            "session_mode": False,
+        },
+        _iteration(
+            1,
+            "Look first.\n```repl\nprint(context[:40])\n```",
+            [
+                {"code": "print(context[:40])", "result": _result("The secret code is 4711.\n")},
+            ],
+        ),
+        _iteration(
+            2,
+            "Ask the sub models.\n```repl\nanswers = ...\n```",
+            [
+                {
+                    "code": "answers = [llm_query(c) for c in cs]",
+                    "result": _result("ok\n", calls=calls),
+                },
+                {"code": "y", "result": _result(stderr="NameError: name 'y' is not defined")},
+            ],
+        ),
         _iteration(3, "FINAL(4711)", [], final="4711"),
-    ]  # fmt: skip
+    ]
     lines = [json.dumps(e) for e in entries]
     torn = json.dumps(_iteration(4, "late", []))[:50]  # the writer died mid-line
     return "\n".join([*lines, "this line is not JSON", torn])
@@ -440,8 +500,11 @@ def test_rlms_log_without_a_final_answer_is_interrupted(tmp_path: Path) -> None:
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "rlm_core", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_cli_export_and_import(source: dict[str, Any], tmp_path: Path) -> None:

@@ -66,8 +66,14 @@ def test_max_cost_usd_with_a_priced_model() -> None:
         return FakeReply("y", usage={"prompt_tokens": 100_000, "completion_tokens": 10})
 
     with FakeOpenAIServer(by_model({"gpt-4o-mini": sub, "root": root})) as server:
-        rlm = RLM("openai/root", "openai/gpt-4o-mini", server.base_url, api_key="k",
-                  max_cost_usd=0.05, retries=0)  # fmt: skip
+        rlm = RLM(
+            "openai/root",
+            "openai/gpt-4o-mini",
+            server.base_url,
+            api_key="k",
+            max_cost_usd=0.05,
+            retries=0,
+        )
         result = rlm.run("ctx", "q")
     assert result.limit == "max_cost_usd"
     # gpt-4o-mini input costs $0.15 / M tokens: each sub-call costs $0.015, so 4 calls pass 0.05

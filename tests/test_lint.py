@@ -6,7 +6,7 @@ from typing import Any
 
 from conftest import repl, stored
 
-from rlm_core.lint import Finding, lint
+from rlm_core.analysis.lint import Finding, lint
 from rlm_core.types import Node
 
 _seq = iter(range(10_000))
@@ -17,8 +17,16 @@ def mk(kind: Any, parent: str | None = "R", **fields: Any) -> Node:
     n = next(_seq)
     depth = 1 if kind in ("llm_query", "rlm_query") else 0
     node_id = fields.pop("node_id", f"{n:06d}")
-    return Node(node_id=node_id, run_id="R", parent_id=parent, kind=kind, depth=depth, seq=n,
-                status=fields.pop("status", "ok"), **fields)  # fmt: skip
+    return Node(
+        node_id=node_id,
+        run_id="R",
+        parent_id=parent,
+        kind=kind,
+        depth=depth,
+        seq=n,
+        status=fields.pop("status", "ok"),
+        **fields,
+    )
 
 
 def run_node(**meta: Any) -> Node:
@@ -31,10 +39,18 @@ def rules(findings: list[Finding]) -> list[str]:
 
 def clean_trace() -> list[Node]:
     """Reads the context, uses its sub-call, answers: nothing to report."""
-    code = mk("code", node_id="c1", context_spans=[[0, 100]], model_view="found it",
-              meta={"iteration": 1})  # fmt: skip
-    sub = mk("llm_query", "c1", model="openai/gpt-4o-mini", input="look at this",
-             output="an answer", context_spans=[[0, 50]], meta={"used_by": ["x"]})  # fmt: skip
+    code = mk(
+        "code", node_id="c1", context_spans=[[0, 100]], model_view="found it", meta={"iteration": 1}
+    )
+    sub = mk(
+        "llm_query",
+        "c1",
+        model="openai/gpt-4o-mini",
+        input="look at this",
+        output="an answer",
+        context_spans=[[0, 50]],
+        meta={"used_by": ["x"]},
+    )
     final = mk("final", meta={"sources": [sub.node_id]})
     return [run_node(), mk("lm"), code, sub, final]
 
@@ -71,8 +87,14 @@ def test_unused_results() -> None:
 
 def test_repeated_identical_sub_calls() -> None:
     nodes = clean_trace()
-    again = mk("llm_query", "c1", model="openai/gpt-4o-mini", input="look at this",
-               output="an answer", meta={"used_by": ["y"]})  # fmt: skip
+    again = mk(
+        "llm_query",
+        "c1",
+        model="openai/gpt-4o-mini",
+        input="look at this",
+        output="an answer",
+        meta={"used_by": ["y"]},
+    )
     nodes.insert(-1, again)
     (finding,) = lint(nodes)
     assert finding.rule == "repeated_call" and finding.node_ids == [nodes[3].node_id, again.node_id]
@@ -98,8 +120,9 @@ def test_same_code_error_in_two_turns() -> None:
     tb = "Traceback (most recent call last):\n  File \"<cell 1>\"\nKeyError: 'name'\n"
     nodes = clean_trace()
     first = mk("code", error=tb, model_view="a", meta={"iteration": 2})
-    second = mk("code", error=tb.replace("<cell 1>", "<cell 2>"), model_view="b",
-                meta={"iteration": 3})  # fmt: skip
+    second = mk(
+        "code", error=tb.replace("<cell 1>", "<cell 2>"), model_view="b", meta={"iteration": 3}
+    )
     nodes[3:3] = [first, second]
     (finding,) = lint(nodes)
     assert finding.rule == "repeated_error" and "KeyError: 'name'" in finding.message

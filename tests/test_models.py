@@ -12,8 +12,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fake_openai import FakeOpenAIServer, FakeReply, Responder, ScriptedResponder, by_model
 
-from rlm_core.models import LiteLLMClient, context_window, load_litellm, price_per_token
-from rlm_core.types import ModelError
+from rlm_core.errors import ModelError
+from rlm_core.models.facts import context_window, price_per_token
+from rlm_core.models.litellm_client import LiteLLMClient, load_litellm
+from rlm_core.models.model import Model
+from rlm_core.models.resolve import model_for
+from rlm_core.types import Completion
 
 KEY = "sk-test-SECRET0123456789abcdef"
 MESSAGES = [
@@ -38,17 +42,32 @@ def serve() -> Iterator[ServerFactory]:
         srv.close()
 
 
-def client_for(srv: FakeOpenAIServer | None, **kwargs: object) -> LiteLLMClient:
+class Client:
+    """Each model name bound as the engine binds it (models.resolve), with these options."""
+
+    def __init__(self, options: dict) -> None:
+        self.options = options
+
+    def model(self, name: str) -> Model:
+        if name.startswith("demo/"):
+            return model_for(name, api_base=self.options.get("api_base"), api_key=KEY)
+        return LiteLLMClient(name, **self.options)
+
+    def complete(self, name: str, messages: list[dict[str, str]], **kwargs: object) -> Completion:
+        return self.model(name).complete(messages, **kwargs)  # type: ignore[arg-type]
+
+
+def client_for(srv: FakeOpenAIServer | None, **kwargs: object) -> Client:
     options: dict = {"api_key": KEY, "backoff_s": 0.01, "retries": 3, "timeout_s": 30.0}
     options.update(kwargs)
     if srv is not None:
         options.setdefault("api_base", srv.base_url)
-    return LiteLLMClient(**options)
+    return Client(options)
 
 
-def fail(client: LiteLLMClient, model: str = "openai/whatever", **kwargs: object) -> str:
+def fail(client: Client, model: str = "openai/whatever", **kwargs: object) -> str:
     with pytest.raises(ModelError) as info:
-        client.complete(model, MESSAGES, **kwargs)  # type: ignore[arg-type]
+        client.complete(model, MESSAGES, **kwargs)
     message = str(info.value)
     assert "\n" not in message
     assert KEY not in message and "SECRET" not in message
@@ -216,7 +235,7 @@ def test_missing_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_hung_server_times_out(serve: ServerFactory) -> None:
     srv = serve(lambda body: FakeReply(hang=True))
     started = time.monotonic()
-    message = fail(client_for(srv, retries=1), timeout_s=1)
+    message = fail(client_for(srv, retries=1, timeout_s=1))
     assert time.monotonic() - started < 6
     assert message == "No answer from openai/whatever within 1 s after 1 retry."
     assert srv.request_count == 2

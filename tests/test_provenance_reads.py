@@ -14,7 +14,7 @@ import pytest
 from conftest import FakeOpenAIServer, by_model, echo_sub, repl, stored
 
 from rlm_core import RLM
-from rlm_core.provenance import flatten
+from rlm_core.context import flatten
 from rlm_core.repl import ContextRef, Sandbox
 from rlm_core.repl.tracking import MAX_SPANS, Reads
 
@@ -177,8 +177,14 @@ def test_child_rlm_reads_map_to_the_original_context() -> None:
         return repl("r = rlm_query('child', context=context[1000:1100])")
 
     with FakeOpenAIServer(by_model({"root": root, "sub": echo_sub})) as server:
-        rlm = RLM("openai/root", "openai/sub", server.base_url, api_key="k",
-                  child_root_model="openai/root", retries=0)  # fmt: skip
+        rlm = RLM(
+            "openai/root",
+            "openai/sub",
+            server.base_url,
+            api_key="k",
+            child_root_model="openai/root",
+            retries=0,
+        )
         result = rlm.run(TEXT, "top")
     assert result.answer == TEXT[1005:1015]
     _, nodes = stored(result.run_id)

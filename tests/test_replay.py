@@ -8,8 +8,8 @@ from typing import Any
 from conftest import FakeOpenAIServer, by_model, echo_sub, repl
 
 from rlm_core import RLM, TraceStore
-from rlm_core.parsing import code_blocks, replace_code_block
-from rlm_core.replay import ask_again, fork_run, replay_run
+from rlm_core.engine.parsing import code_blocks, replace_code_block
+from rlm_core.engine.replay import ask_again, fork_run, replay_run
 from rlm_core.types import Node
 
 NEEDLE_TEXT = (
@@ -17,8 +17,20 @@ NEEDLE_TEXT = (
     + "The secret code is 48213. "
     + ("More filler about bread and cheese. " * 400)
 )
-COMPARED = ("kind", "depth", "status", "model", "input", "output", "code", "stdout", "error",
-            "context_spans", "tokens_in", "tokens_out")  # fmt: skip
+COMPARED = (
+    "kind",
+    "depth",
+    "status",
+    "model",
+    "input",
+    "output",
+    "code",
+    "stdout",
+    "error",
+    "context_spans",
+    "tokens_in",
+    "tokens_out",
+)
 
 
 def shape(store: TraceStore, run_id: str) -> list[tuple[Any, ...]]:
@@ -59,12 +71,14 @@ def test_fork_with_edited_code_replays_before_and_runs_the_new_code(traces_dir: 
         second_code = [n for n in nodes if n.kind == "code"][1]
         with FakeOpenAIServer(by_model({"root": fork_server_root, "sub": echo_sub})) as server:
             forked = fork_run(
-                store, original.run_id, second_code.node_id,
+                store,
+                original.run_id,
+                second_code.node_id,
                 code="import re\nhits = [m.start() for m in re.finditer('secret', text)]\n"
                 "print('FORKED', hits)",
                 changes={"root_model": "openai/root", "api_base": server.base_url},
                 api_key="k",
-            )  # fmt: skip
+            )
             live_requests = len(server.requests)
         assert forked.status == "ok"
         assert str(forked.answer).startswith("live saw")
@@ -88,8 +102,9 @@ def test_fork_with_an_edited_response_and_a_replay_that_diverges(traces_dir: Pat
             NEEDLE_TEXT, "What is the secret code?"
         )
         first_lm = next(n for n in store.nodes(original.run_id) if n.kind == "lm")
-        forked = fork_run(store, original.run_id, first_lm.node_id,
-                          response="I already know.\nFINAL(forty-two)")  # fmt: skip
+        forked = fork_run(
+            store, original.run_id, first_lm.node_id, response="I already know.\nFINAL(forty-two)"
+        )
         assert (forked.status, forked.answer) == ("ok", "forty-two")
         assert forked.llm_calls == 1 and forked.cost_usd == 0.0
     finally:

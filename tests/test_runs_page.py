@@ -293,7 +293,9 @@ def test_formatting_and_sort_helpers() -> None:
     assert runs_page.tokens(base) is None
     assert runs_page.parse_tags(" a, ,b,a ") == ["a", "b", "a"]  # the store dedupes and sorts
     assert runs_page.one_line("x\n  y" + "z" * 100, 10) == "x yzzzzzz…"
-    costs = [{**base, "ended_at": 101.0, "run_id": k, "cost_usd": c} for k, c in
-             [("free", 0.0), ("unknown", None), ("dear", 2.5)]]  # fmt: skip
+    costs = [
+        {**base, "ended_at": 101.0, "run_id": k, "cost_usd": c}
+        for k, c in [("free", 0.0), ("unknown", None), ("dear", 2.5)]
+    ]
     ordered = runs_page.apply_filters(costs, runs_page.Filters("", (), None, "Most expensive"))
     assert [r["run_id"] for r in ordered] == ["dear", "free", "unknown"]

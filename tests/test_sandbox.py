@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from rlm_core.errors import LimitExceeded
 from rlm_core.repl import ContextRef, Sandbox, SubCallError
-from rlm_core.types import LimitExceeded
 
 CONTEXT_TEXT = "The secret number is 42.\r\nSecond line."
 

@@ -20,10 +20,12 @@ from conftest import ROOT
 from fake_openai import FakeOpenAIServer, FakeReply, Responder, by_model
 from streamlit.testing.v1 import AppTest
 
-from rlm_core import RLM, local_model
-from rlm_core.evaluate import DID_NOT_FIT, EvalPlan, Evaluator
-from rlm_core.models import LiteLLMClient, context_window
-from rlm_core.types import ModelError
+from rlm_core import RLM
+from rlm_core.errors import ModelError
+from rlm_core.evaluate.evaluator import DID_NOT_FIT, EvalPlan, Evaluator
+from rlm_core.models import local as local_model
+from rlm_core.models.facts import context_window
+from rlm_core.models.resolve import model_for
 from ui.settings_page import check_connection, ollama_models, server_models
 
 PAGE = str(ROOT / "pages" / "5_Settings.py")
@@ -188,7 +190,6 @@ def fake_llama(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tupl
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF" + bytes(64))
     local_model.unload_all()
-    local_model.ensure_registered()
     fake = importlib.import_module("llama_cpp")  # the fake above, even where the real one is
 
     yield f"local/{gguf}", fake.state
@@ -200,11 +201,11 @@ def test_local_model_loads_once_serializes_calls_and_reads_its_window(
     fake_llama: tuple[str, Any],
 ) -> None:
     model, state = fake_llama
-    client = LiteLLMClient(retries=0)
+    client = model_for(model, retries=0)
     results: list[str] = []
 
     def call() -> None:
-        results.append(client.complete(model, [{"role": "user", "content": "vault?"}]).text)
+        results.append(client.complete([{"role": "user", "content": "vault?"}]).text)
 
     threads = [threading.Thread(target=call) for _ in range(4)]
     for t in threads:
@@ -215,7 +216,7 @@ def test_local_model_loads_once_serializes_calls_and_reads_its_window(
     assert state["loads"] == 1 and state["max_running"] == 1
     assert local_model.context_window(model) == 2048 == context_window(model)
     assert local_model.count_tokens(model, "three small words") == 3
-    done = client.complete(model, [{"role": "user", "content": "hi"}])
+    done = client.complete([{"role": "user", "content": "hi"}])
     assert done.cost_usd == 0.0 and done.tokens_in == 7
     assert check_connection(model).ok
 

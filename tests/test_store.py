@@ -13,22 +13,43 @@ import duckdb
 import pytest
 from conftest import ROOT
 
-from rlm_core.migrations import MIGRATIONS, migrate
-from rlm_core.store import BIG_TEXT, StoreBusy, StoreSink, TraceStore
-from rlm_core.trace import JournalSink, Tracer, read_journal
+from rlm_core.store.journal import JournalSink, read_journal
+from rlm_core.store.migrations import MIGRATIONS, migrate
+from rlm_core.store.trace_store import BIG_TEXT, StoreBusy, StoreSink, TraceStore
+from rlm_core.trace import Tracer
 from rlm_core.types import Node, new_id
 
 
 def root_node(run_id: str, pid: int | None = None, question: str = "q?") -> Node:
-    meta = {"pid": pid or os.getpid(), "host": socket.gethostname(), "question": question,
-            "root_model": "demo/root", "sub_model": "demo/sub"}  # fmt: skip
-    return Node(node_id=run_id, run_id=run_id, parent_id=None, kind="run", depth=0, seq=0,
-                input=question, meta=meta)  # fmt: skip
+    meta = {
+        "pid": pid or os.getpid(),
+        "host": socket.gethostname(),
+        "question": question,
+        "root_model": "demo/root",
+        "sub_model": "demo/sub",
+    }
+    return Node(
+        node_id=run_id,
+        run_id=run_id,
+        parent_id=None,
+        kind="run",
+        depth=0,
+        seq=0,
+        input=question,
+        meta=meta,
+    )
 
 
 def child(run_id: str, seq: int, **fields: object) -> Node:
-    return Node(node_id=new_id(), run_id=run_id, parent_id=run_id, kind="llm_query", depth=1,
-                seq=seq, **fields)  # type: ignore[arg-type]  # fmt: skip
+    return Node(
+        node_id=new_id(),
+        run_id=run_id,
+        parent_id=run_id,
+        kind="llm_query",
+        depth=1,
+        seq=seq,
+        **fields,  # type: ignore[arg-type]
+    )
 
 
 def test_migrations_are_recorded_once_and_by_name() -> None:
@@ -60,11 +81,15 @@ def test_nodes_round_trip_and_big_texts_go_to_blobs(traces_dir: Path) -> None:
 def test_only_one_process_may_open_the_database(traces_dir: Path) -> None:
     store = TraceStore(traces_dir)
     code = (
-        "import sys; from rlm_core.store import TraceStore, StoreBusy\n"
+        "import sys; from rlm_core.store.trace_store import TraceStore, StoreBusy\n"
         f"try:\n    TraceStore({str(traces_dir)!r})\nexcept StoreBusy as e:\n    print('busy', e)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).parent.parent)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).parent.parent,
+    )
     assert out.stdout.startswith("busy") and "in use by another process" in out.stdout
     store.close()
     assert StoreBusy.__doc__
@@ -158,13 +183,19 @@ def test_list_runs_filters_by_status_and_model(traces_dir: Path, status: str) ->
 def test_a_store_left_open_at_exit_is_flushed_and_closed_quietly(traces_dir: Path) -> None:
     # a long flush interval: only the exit hook can get the row into the database
     script = (
-        "import sys; from rlm_core.store import TraceStore; from rlm_core.types import Node\n"
+        "import sys; from rlm_core.store.trace_store import TraceStore\n"
+        "from rlm_core.types import Node\n"
         "store = TraceStore(sys.argv[1], flush_interval_s=3600)\n"
         "store.write(Node(node_id='R1', run_id='R1', parent_id=None, kind='run', depth=0, seq=0,"
         " status='ok', input='left open'))\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(traces_dir)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(traces_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "leaked" not in done.stderr  # DuckDB's bindings complain about objects alive at exit
     con = duckdb.connect(str(traces_dir / "rlm.duckdb"), read_only=True)

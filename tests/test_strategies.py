@@ -14,12 +14,12 @@ from conftest import stored
 from fake_openai import FakeOpenAIServer, by_model
 
 from rlm_core import TraceStore
-from rlm_core.baselines.algorithm2 import ACTION_MARK, COMPACTED, parse_action
-from rlm_core.baselines.single import bm25_top, chunk_bounds
 from rlm_core.config import RLMConfig
-from rlm_core.evaluate import EvalPlan, Evaluator
-from rlm_core.examples import NEEDLE, label_counts, needle_document, records_document
-from rlm_core.strategies import STRATEGIES, run_strategy
+from rlm_core.evaluate.evaluator import EvalPlan, Evaluator
+from rlm_core.evaluate.examples import NEEDLE, label_counts, needle_document, records_document
+from rlm_core.strategies.algorithm2 import ACTION_MARK, COMPACTED, parse_action
+from rlm_core.strategies.registry import STRATEGIES, run_strategy
+from rlm_core.strategies.single import bm25_top, chunk_bounds
 
 QUESTION = "What is the secret code for the vault?"
 DEMO = RLMConfig(cell_timeout_s=20)
@@ -45,9 +45,14 @@ def server() -> Iterator[tuple[RLMConfig, list[list[dict[str, Any]]]]]:
         return "48213"
 
     with FakeOpenAIServer(by_model({"root": root, "sub": lambda body: "a short note"})) as fake:
-        config = RLMConfig(root_model="openai/root", sub_model="openai/sub",
-                           api_base=fake.base_url, api_key="sk-fake", retries=0,
-                           cell_timeout_s=10)  # fmt: skip
+        config = RLMConfig(
+            root_model="openai/root",
+            sub_model="openai/sub",
+            api_base=fake.base_url,
+            api_key="sk-fake",
+            retries=0,
+            cell_timeout_s=10,
+        )
         yield config, roots
 
 
@@ -118,8 +123,9 @@ def test_summarizing_ends_when_the_notes_stop_shrinking(server: Any) -> None:
     routes = {"root": lambda b: "done", "sub": lambda b: b["messages"][-1]["content"]}
     with FakeOpenAIServer(by_model(routes)) as echo:
         config = config.with_(api_base=echo.base_url)
-        result = run_strategy("summarize", "word " * 5_000, QUESTION, config,
-                              window_tokens=1_500, part_chars=2_000)  # fmt: skip
+        result = run_strategy(
+            "summarize", "word " * 5_000, QUESTION, config, window_tokens=1_500, part_chars=2_000
+        )
     assert result.status == "ok"
     _, nodes = stored(result.run_id)
     assert nodes[0].meta["summary_stop"] == "did_not_shrink"
@@ -135,8 +141,15 @@ def test_summarizing_is_capped_in_rounds_and_batched_per_round(server: Any) -> N
 
     with FakeOpenAIServer(by_model({"root": lambda b: "done", "sub": halve})) as half:
         config = config.with_(api_base=half.base_url)
-        result = run_strategy("summarize", "word " * 8_000, QUESTION, config,
-                              window_tokens=1_500, part_chars=4_000, max_rounds=2)  # fmt: skip
+        result = run_strategy(
+            "summarize",
+            "word " * 8_000,
+            QUESTION,
+            config,
+            window_tokens=1_500,
+            part_chars=4_000,
+            max_rounds=2,
+        )
     _, nodes = stored(result.run_id)
     subs = [n for n in nodes if n.kind == "llm_query"]
     assert nodes[0].meta["summary_stop"] == "max_rounds" and nodes[0].meta["summary_rounds"] == 2
@@ -204,10 +217,18 @@ def test_parse_action_explains_what_is_wrong() -> None:
 
 def test_rlm_without_sub_calls_gets_a_clear_error_and_is_told_up_front() -> None:
     code = '```repl\ntry:\n    llm_query("x")\nexcept RuntimeError as e:\n    print(e)\n```'
-    with FakeOpenAIServer(by_model({"root": lambda b: code if len(b["messages"]) < 3
-                                    else '```repl\nFINAL("ok")\n```'})) as srv:  # fmt: skip
-        config = RLMConfig(root_model="openai/root", sub_model="openai/root",
-                           api_base=srv.base_url, api_key="sk-fake", retries=0)  # fmt: skip
+    with FakeOpenAIServer(
+        by_model(
+            {"root": lambda b: code if len(b["messages"]) < 3 else '```repl\nFINAL("ok")\n```'}
+        )
+    ) as srv:
+        config = RLMConfig(
+            root_model="openai/root",
+            sub_model="openai/root",
+            api_base=srv.base_url,
+            api_key="sk-fake",
+            retries=0,
+        )
         result = run_strategy("rlm-no-subcalls", "some context", QUESTION, config)
         system = srv.requests[0]["messages"][0]["content"]
     assert result.answer == "ok" and "are disabled" in system
@@ -235,8 +256,9 @@ def test_depth_strategies_set_max_depth_and_grow_deeper_trees() -> None:
 
 
 def test_limits_count_over_baselines_too() -> None:
-    result = run_strategy("summarize", needle_document(300_000), QUESTION,
-                          DEMO.with_(max_llm_calls=2))  # fmt: skip
+    result = run_strategy(
+        "summarize", needle_document(300_000), QUESTION, DEMO.with_(max_llm_calls=2)
+    )
     assert result.status == "limit" and result.limit == "max_llm_calls"
     assert result.llm_calls == 2
 
@@ -251,8 +273,9 @@ def test_unknown_strategies_and_options_are_refused_before_running() -> None:
 
 
 def test_strategies_are_methods_of_an_evaluation() -> None:
-    plan = EvalPlan(("needle",), (10_000,), (("demo/root", "demo/sub"),),
-                    methods=("rag", "plain", "algorithm2"))  # fmt: skip
+    plan = EvalPlan(
+        ("needle",), (10_000,), (("demo/root", "demo/sub"),), methods=("rag", "plain", "algorithm2")
+    )
     store = TraceStore()
     try:
         rows = Evaluator(plan, store).run()

@@ -77,8 +77,11 @@ def test_learn_questions_run_each_pair_and_show_the_traces() -> None:
     rlm_first, agent_first = (c.value for c in at.code)
     assert "loaded in the REPL as `context`" in rlm_first and "Document:" not in rlm_first
     assert "Document:\n" in agent_first and "more chars]" in agent_first
-    sizes = [int(c.value.split(": ")[1].split()[0].replace(",", "")) for c in at.caption
-             if c.value.startswith("The root's first message")]  # fmt: skip
+    sizes = [
+        int(c.value.split(": ")[1].split()[0].replace(",", ""))
+        for c in at.caption
+        if c.value.startswith("The root's first message")
+    ]
     assert sizes[0] < 1_000 < 30_000 < sizes[1]  # metadata only vs the whole document
 
     at.radio(key="learn_question").set_value("depth").run()

@@ -10,8 +10,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
-from rlm_core.interop import export_jsonl
-from rlm_core.replay import fork_run
+from rlm_core.engine.replay import fork_run
+from rlm_core.exchange.interop import export_jsonl
 from ui import transfer
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,11 +11,14 @@ import time
 import docx
 import pytest
 
-from rlm_core import demo, prompts
-from rlm_core.examples import EXAMPLES, LABELS, NEEDLE, label_counts, needle_document
+from rlm_core.context import flatten
+from rlm_core.engine import prompts
+from rlm_core.engine.parsing import code_blocks, text_final
+from rlm_core.engine.scripted import root_reply
+from rlm_core.engine.spans import ContextIndex
+from rlm_core.evaluate.examples import EXAMPLES, LABELS, NEEDLE, label_counts, needle_document
 from rlm_core.ingest import IngestError, context_from_files, file_text, html_text
-from rlm_core.parsing import code_blocks, text_final
-from rlm_core.provenance import ContextIndex, flatten
+from rlm_core.models import scripted
 
 
 def test_code_blocks_accept_repl_and_python_in_order_and_ignore_other_languages() -> None:
@@ -109,9 +112,9 @@ def test_ingest_docx_html_and_several_files() -> None:
 
 def test_demo_sub_answers_extractively_or_says_not_found() -> None:
     prompt = "Question: What is the secret code?\nExcerpt:\nRain fell. The secret code is 48213."
-    assert demo.sub_reply(prompt) == "The secret code is 48213."
-    assert demo.sub_reply("Question: What is the secret code?\nExcerpt:\nRain fell.") == (
-        demo.NOT_FOUND
+    assert scripted.sub_reply(prompt) == "The secret code is 48213."
+    assert scripted.sub_reply("Question: What is the secret code?\nExcerpt:\nRain fell.") == (
+        scripted.NOT_FOUND
     )
 
 
@@ -120,11 +123,11 @@ def test_demo_root_is_a_scripted_policy_that_writes_real_code() -> None:
         {"role": "system", "content": prompts.system_prompt(1000, None)},
         {"role": "user", "content": prompts.first_message("x" * 10, "What is the secret code?")},
     ]
-    first = demo.reply("root", messages)
+    first = root_reply("demo/root", messages)
     assert code_blocks(first) and "context" in code_blocks(first)[0]
     messages += [{"role": "assistant", "content": first}, {"role": "user", "content": "out"}]
-    assert "re.compile" in demo.reply("root", messages)
-    assert "rlm_query_batched" in demo.reply("recursive", messages + messages[-2:])
+    assert "re.compile" in root_reply("demo/root", messages)
+    assert "rlm_query_batched" in root_reply("demo/recursive", messages + messages[-2:])
 
 
 def test_examples_have_answers_computed_independently_of_the_generator() -> None:
@@ -139,7 +142,7 @@ def test_examples_have_answers_computed_independently_of_the_generator() -> None
 
 
 def test_small_model_quirks_fence_openers_and_expressions_in_text_final() -> None:
-    from rlm_core.parsing import is_expression
+    from rlm_core.engine.parsing import is_expression
 
     assert code_blocks("```repl (```python\nx = 1\n```") == ["x = 1\n"]
     assert code_blocks("```repl\nx = 1\n```\n```repl-like\ny\n```") == ["x = 1\n"]
@@ -157,8 +160,11 @@ def test_the_small_prompts_worked_examples_behave_as_shown() -> None:
     """Each example's code, run on a text written the way its output shows, prints nothing
     where the example says so and what the example answers from."""
     for example in prompts.WORKED_EXAMPLES:
-        shown = [line.split("-> ", 1)[-1].strip(".") for _, printed, _ in example.steps
-                 for line in printed.splitlines()]  # fmt: skip
+        shown = [
+            line.split("-> ", 1)[-1].strip(".")
+            for _, printed, _ in example.steps
+            for line in printed.splitlines()
+        ]
         context = "\n".join(["Nothing to see here.", *shown, "The end."])
         for code, printed, _ in example.steps:
             out = io.StringIO()

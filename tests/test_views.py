@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 
 from rlm_core import RLM, TraceStore
-from rlm_core.prompts import SYSTEM_PROMPT
-from rlm_core.types import Node
-from rlm_core.views import (
+from rlm_core.analysis.views import (
     clip,
     describe_spans,
     filter_rows,
@@ -24,6 +22,8 @@ from rlm_core.views import (
     step_order,
     table_columns,
 )
+from rlm_core.engine.prompts import SYSTEM_PROMPT
+from rlm_core.types import Node
 
 NEEDLE = "The secret code is 4471."
 
@@ -35,8 +35,16 @@ def needle_text(lines: int = 3000) -> str:
 
 
 def lm(node_id: str, parent: str, before: int, *messages: dict[str, Any]) -> Node:
-    return Node(node_id, "r", parent, "lm", 0, 1, input=json.dumps(list(messages)),
-                meta={"messages_before": before})  # fmt: skip
+    return Node(
+        node_id,
+        "r",
+        parent,
+        "lm",
+        0,
+        1,
+        input=json.dumps(list(messages)),
+        meta={"messages_before": before},
+    )
 
 
 def msg(role: str, content: str) -> dict[str, Any]:
@@ -64,8 +72,13 @@ def test_lm_messages_rebuilds_the_full_list_per_rlm() -> None:
     third = lm("n5", "run", 4, msg("assistant", "A2"), msg("user", "U3"))
     nodes = [first, second, child, third]
     assert [m["content"] for m in lm_messages(nodes, third)] == [
-        "S", "U1", "A1", "U2", "A2", "U3",
-    ]  # fmt: skip
+        "S",
+        "U1",
+        "A1",
+        "U2",
+        "A2",
+        "U3",
+    ]
     assert [m["content"] for m in lm_messages(nodes, second)] == ["S", "U1", "A1", "U2"]
     assert [m["content"] for m in lm_messages(nodes, child)] == ["child S", "child U"]
 
@@ -183,7 +196,7 @@ def test_demo_slice_positions_point_at_the_needle(demo_run: tuple[list[Node], An
     assert spans
     text = span_description(spans, context)
     assert "in part 'vault.md'" in text and "of 1" in text
-    from rlm_core.provenance import flatten
+    from rlm_core.context import flatten
 
     flat, _ = flatten(context)
     pieces = ["".join(slice_with_margin(flat, s, e, 0)) for s, e in spans]

@@ -8,7 +8,7 @@ from typing import Any
 
 import streamlit as st
 
-from rlm_core.store import StoreBusy, TraceStore
+from rlm_core.store.trace_store import StoreBusy, TraceStore
 from ui.runs import RunManager
 
 ROOT_PRESETS = [

@@ -12,9 +12,9 @@ from urllib.parse import urlencode
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from rlm_core import views
-from rlm_core.compare import FIELDS, Comparison, Pair, compare_runs, summary, value
-from rlm_core.store import StoreBusy, TraceStore
+from rlm_core.analysis import views
+from rlm_core.analysis.compare import FIELDS, Comparison, Pair, compare_runs, summary, value
+from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node
 from ui.common import cost_text, status_badge, store, when
 from ui.fork_panel import explorer_button, root_of
@@ -73,8 +73,9 @@ def _changed(side: str) -> None:
 def _pick(s: TraceStore) -> tuple[str, str] | None:
     runs = s.list_runs(limit=RUN_CHOICES)
     if len(runs) < 2:
-        st.info("Comparing needs two runs. Start or import another one, or fork a run in the "
-                "Explorer.")  # fmt: skip
+        st.info(
+            "Comparing needs two runs. Start or import another one, or fork a run in the Explorer."
+        )
         return None
     labels = {str(r["run_id"]): _label(r) for r in runs}
     for side in ("a", "b"):  # a run named in the URL may be older than the listed ones
@@ -85,8 +86,14 @@ def _pick(s: TraceStore) -> tuple[str, str] | None:
     left, right = st.columns(2)
     for col, side, current in ((left, "a", a), (right, "b", b)):
         st.session_state[KEYS[side]] = current
-        col.selectbox(f"Run {side.upper()}", list(labels), format_func=labels.__getitem__,
-                      key=KEYS[side], on_change=_changed, args=(side,))  # fmt: skip
+        col.selectbox(
+            f"Run {side.upper()}",
+            list(labels),
+            format_func=labels.__getitem__,
+            key=KEYS[side],
+            on_change=_changed,
+            args=(side,),
+        )
         st.query_params[side] = current
         with col:
             explorer_button(f"Open run {side.upper()} in the Explorer", current)
@@ -115,10 +122,14 @@ def _cell(v: Any, name: str) -> str:
 
 def _summary(run_a: dict[str, Any], run_b: dict[str, Any]) -> None:
     rows = [
-        {"": r["measure"], "Run A": _cell(r["left"], r["measure"]),
-         "Run B": _cell(r["right"], r["measure"]), "differs": "≠" if r["differs"] else ""}
+        {
+            "": r["measure"],
+            "Run A": _cell(r["left"], r["measure"]),
+            "Run B": _cell(r["right"], r["measure"]),
+            "differs": "≠" if r["differs"] else "",
+        }
         for r in summary(run_a, run_b)
-    ]  # fmt: skip
+    ]
     st.dataframe(rows, hide_index=True, width="stretch", key="compare_summary")
 
 
@@ -165,8 +176,11 @@ def _side_by_side(pair: Pair, field: tuple[str, str]) -> None:
         with col:
             st.caption(f"Run {side} · {shown}")
             text = views.clip(field_text(node, attr), TEXT_LIMIT)
-            st.code(text.text or "(empty)", language="python" if attr == "code" else None,
-                    wrap_lines=True)  # fmt: skip
+            st.code(
+                text.text or "(empty)",
+                language="python" if attr == "code" else None,
+                wrap_lines=True,
+            )
             if text.clipped:
                 st.caption(f"showing the first {TEXT_LIMIT:,} of {text.total:,} chars")
 
@@ -180,11 +194,16 @@ def _preview(pair: Pair, node: Node | None) -> str:
 
 def _pairs(cmp: Comparison) -> None:
     rows = [
-        {"#": i + 1, "where": p.where, "kind": p.kind, "Run A": _preview(p, p.left),
-         "Run B": _preview(p, p.right),
-         "": "same" if p.same else "different" if p.matched else "unmatched"}
+        {
+            "#": i + 1,
+            "where": p.where,
+            "kind": p.kind,
+            "Run A": _preview(p, p.left),
+            "Run B": _preview(p, p.right),
+            "": "same" if p.same else "different" if p.matched else "unmatched",
+        }
         for i, p in enumerate(cmp.pairs)
-    ]  # fmt: skip
+    ]
     st.dataframe(rows, hide_index=True, width="stretch", key="compare_pairs")
     i = st.selectbox(
         "Show one pair in full",

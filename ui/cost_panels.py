@@ -10,7 +10,7 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from rlm_core import insight
+from rlm_core.analysis import insight
 from rlm_core.types import Node
 from ui.common import cost_text
 

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import streamlit as st
 
-from rlm_core.insight import SUB_CALL_KINDS, merge_spans, subtree
+from rlm_core.analysis.insight import SUB_CALL_KINDS, subtree
+from rlm_core.engine.spans import merge_spans
 from rlm_core.types import Node
 
 RADIUS = 2_000

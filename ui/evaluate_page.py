@@ -15,11 +15,12 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from rlm_core import evaluate as ev
 from rlm_core.config import RLMConfig
-from rlm_core.examples import EXAMPLES, SIZES
-from rlm_core.store import TraceStore
-from rlm_core.types import ModelError, new_id
+from rlm_core.errors import ModelError
+from rlm_core.evaluate import evaluator as ev
+from rlm_core.evaluate.examples import EXAMPLES, SIZES
+from rlm_core.store.trace_store import TraceStore
+from rlm_core.types import new_id
 from ui.common import ROOT_PRESETS, cost_text, explorer_link, store, when
 from ui.settings_page import saved_api_base, saved_models, session_key
 
@@ -86,26 +87,36 @@ def manager() -> EvalManager:
 
 def plan_form() -> ev.EvalPlan | None:
     tasks = st.multiselect(
-        "Tasks", list(EXAMPLES), default=["needle"], key="ev_tasks",
+        "Tasks",
+        list(EXAMPLES),
+        default=["needle"],
+        key="ev_tasks",
         format_func=lambda k: f"{k}: {EXAMPLES[k].description}",
-    )  # fmt: skip
+    )
     sizes = st.multiselect(
-        "Context sizes (characters)", list(SIZES), default=[10_000, 100_000], key="ev_sizes",
+        "Context sizes (characters)",
+        list(SIZES),
+        default=[10_000, 100_000],
+        key="ev_sizes",
         format_func=size_label,
-    )  # fmt: skip
+    )
     options = list(dict.fromkeys([*ROOT_PRESETS, *saved_models()]))
     left, right = st.columns(2)
     roots = left.multiselect("Models", options, default=["demo/root"], key="ev_models")
     extra = left.text_input("More models (litellm names, comma-separated)", key="ev_extra")
     roots += [m.strip() for m in extra.split(",") if m.strip()]
     sub = right.selectbox(
-        "Sub model of the RLM", [SAME_AS_ROOT, *options], key="ev_sub",
-    )  # fmt: skip
+        "Sub model of the RLM",
+        [SAME_AS_ROOT, *options],
+        key="ev_sub",
+    )
     methods = right.multiselect(
-        "Methods (strategies)", list(ev.METHODS), default=list(ev.DEFAULT_METHODS),
+        "Methods (strategies)",
+        list(ev.METHODS),
+        default=list(ev.DEFAULT_METHODS),
         key="ev_methods",
         format_func=lambda m: ev.METHOD_LABELS[m] + (" (whole context)" if m == "base" else ""),
-    )  # fmt: skip
+    )
     with st.expander("Limits per RLM run, API base"):
         c1, c2, c3 = st.columns(3)
         iterations = c1.number_input("Max iterations", 1, 200, 20, key="ev_iter")
@@ -118,9 +129,12 @@ def plan_form() -> ev.EvalPlan | None:
     base = api_base or next((b for m in roots if (b := saved_api_base(m))), None)
     try:
         config = RLMConfig(
-            api_base=base, api_key=session_key(roots[0]), max_iterations=int(iterations),
-            timeout_s=float(timeout) or None, max_cost_usd=float(cost) or None,
-        )  # fmt: skip
+            api_base=base,
+            api_key=session_key(roots[0]),
+            max_iterations=int(iterations),
+            timeout_s=float(timeout) or None,
+            max_cost_usd=float(cost) or None,
+        )
         pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
         return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
     except ValueError as exc:
@@ -178,10 +192,15 @@ def side_by_side(rows: list[ev.EvalRow]) -> pd.DataFrame:
 
 def chart(rows: list[ev.EvalRow]) -> alt.Chart | None:
     points = [
-        {"task": s["task"], "context chars": s["context_chars"], "score": s["score"],
-         "series": f"{s['model']} · {s['method']}"}
-        for s in ev.summary(rows) if s["score"] is not None
-    ]  # fmt: skip
+        {
+            "task": s["task"],
+            "context chars": s["context_chars"],
+            "score": s["score"],
+            "series": f"{s['model']} · {s['method']}",
+        }
+        for s in ev.summary(rows)
+        if s["score"] is not None
+    ]
     if not points:
         return None
     line = (
@@ -201,15 +220,24 @@ def chart(rows: list[ev.EvalRow]) -> alt.Chart | None:
 def details(rows: list[ev.EvalRow]) -> pd.DataFrame:
     return pd.DataFrame(
         [
-            {"task": r.task, "chars": r.context_chars, "model": r.model,
-             "method": ev.METHOD_LABELS.get(r.method, r.method), "status": r.status,
-             "score": r.score, "question": r.question, "expected": r.expected,
-             "answer": r.answer, "cost": cost_text(r.cost_usd) if r.status != ev.DID_NOT_FIT
-             else "—", "time s": r.wall_s, "error": r.error,
-             "trace": explorer_link(r.run_id) if r.run_id else None}
+            {
+                "task": r.task,
+                "chars": r.context_chars,
+                "model": r.model,
+                "method": ev.METHOD_LABELS.get(r.method, r.method),
+                "status": r.status,
+                "score": r.score,
+                "question": r.question,
+                "expected": r.expected,
+                "answer": r.answer,
+                "cost": cost_text(r.cost_usd) if r.status != ev.DID_NOT_FIT else "—",
+                "time s": r.wall_s,
+                "error": r.error,
+                "trace": explorer_link(r.run_id) if r.run_id else None,
+            }
             for r in rows
         ]
-    )  # fmt: skip
+    )
 
 
 def results(trace_store: TraceStore) -> None:
@@ -223,23 +251,30 @@ def results(trace_store: TraceStore) -> None:
     }
     current = st.session_state.get(CURRENT)
     chosen = st.selectbox(
-        "Evaluation", ids, index=ids.index(current) if current in ids else 0,
-        format_func=lambda i: labels[i], key=f"ev_pick_{current}",
-    )  # fmt: skip
+        "Evaluation",
+        ids,
+        index=ids.index(current) if current in ids else 0,
+        format_func=lambda i: labels[i],
+        key=f"ev_pick_{current}",
+    )
     rows = ev.load_rows(trace_store, chosen)
     st.dataframe(side_by_side(rows), hide_index=True)
     figure = chart(rows)
     if figure is not None:
         st.altair_chart(figure)
     st.download_button(
-        "Download CSV", ev.rows_csv(rows), file_name=f"eval-{chosen}.csv", mime="text/csv",
+        "Download CSV",
+        ev.rows_csv(rows),
+        file_name=f"eval-{chosen}.csv",
+        mime="text/csv",
         key="ev_csv",
-    )  # fmt: skip
+    )
     with st.expander(f"Every answer ({len(rows)})"):
         st.dataframe(
-            details(rows), hide_index=True,
+            details(rows),
+            hide_index=True,
             column_config={"trace": st.column_config.LinkColumn("trace", display_text="open")},
-        )  # fmt: skip
+        )
 
 
 def render() -> None:

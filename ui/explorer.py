@@ -15,9 +15,9 @@ from typing import Any
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from rlm_core import views
-from rlm_core.graph import SizeBy, vis_payload
-from rlm_core.store import StoreBusy, TraceStore
+from rlm_core.analysis import views
+from rlm_core.analysis.graph import SizeBy, vis_payload
+from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node
 from ui import explorer_table, fork_panel, insight_panels, transfer
 from ui.common import cost_text, status_badge, store, when
@@ -287,12 +287,20 @@ def _controls(order: list[str], current: str) -> None:
     playing = bool(st.session_state.get(PLAY_KEY))
     cols = st.columns([1, 1, 1, 1, 1.2, 5], vertical_alignment="bottom")
     # plain glyphs: the media-control emoji are missing from many fonts
-    buttons = [("« First", "first", i == 0), ("‹ Prev", "prev", i == 0),
-               ("Next ›", "next", i == last), ("Last »", "last", i == last)]  # fmt: skip
+    buttons = [
+        ("« First", "first", i == 0),
+        ("‹ Prev", "prev", i == 0),
+        ("Next ›", "next", i == last),
+        ("Last »", "last", i == last),
+    ]
     for col, (label, where, off) in zip(cols, buttons, strict=False):
         col.button(label, key=f"explorer_{where}", on_click=_step_to, args=(where,), disabled=off)
-    cols[4].button("‖ Pause" if playing else "▶ Play", key="explorer_play",
-                   on_click=_toggle_play, disabled=last == 0)  # fmt: skip
+    cols[4].button(
+        "‖ Pause" if playing else "▶ Play",
+        key="explorer_play",
+        on_click=_toggle_play,
+        disabled=last == 0,
+    )
     with cols[5]:
         if last > 0:
             st.session_state[STEP_KEY] = i + 1
@@ -324,9 +332,13 @@ def _header(run: dict[str, Any]) -> None:
         f"sub model: {run.get('sub_model') or '—'}  ·  run id {run.get('run_id')}"
     )
     tokens = (run.get("tokens_in") or 0) + (run.get("tokens_out") or 0)
-    stats = [("Iterations", f"{run.get('iterations') or 0}"),
-             ("Model calls", f"{run.get('llm_calls') or 0}"), ("Tokens", f"{tokens:,}"),
-             ("Cost", cost_text(run.get("cost_usd"))), ("Duration", _duration(run))]  # fmt: skip
+    stats = [
+        ("Iterations", f"{run.get('iterations') or 0}"),
+        ("Model calls", f"{run.get('llm_calls') or 0}"),
+        ("Tokens", f"{tokens:,}"),
+        ("Cost", cost_text(run.get("cost_usd"))),
+        ("Duration", _duration(run)),
+    ]
     for col, (label, value) in zip(st.columns(len(stats)), stats, strict=True):
         col.metric(label, value)
     question, answer = st.columns(2)

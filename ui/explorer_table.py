@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rlm_core import views
+from rlm_core.analysis import views
 from rlm_core.types import Node
 
 SEEN_KEY = "explorer_table_seen"

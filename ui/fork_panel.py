@@ -14,10 +14,11 @@ from typing import Any
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from rlm_core.models import check_model
-from rlm_core.replay import ask_again, fork_run
-from rlm_core.store import TraceStore
-from rlm_core.types import ModelError, Node, RunResult, new_id
+from rlm_core.engine.replay import ask_again, fork_run
+from rlm_core.errors import ModelError
+from rlm_core.models.resolve import check_model
+from rlm_core.store.trace_store import TraceStore
+from rlm_core.types import Node, RunResult, new_id
 from ui.common import explorer_link, manager, status_badge
 from ui.settings_page import session_key
 
@@ -125,8 +126,9 @@ def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: 
         "turn. The original run is not changed."
     )
     with st.form(f"fork_form_{node.node_id}", border=False):
-        mode = st.radio("At this turn", [USE_TEXT, ASK_LIVE], key=f"fork_mode_{node.node_id}",
-                        horizontal=True)  # fmt: skip
+        mode = st.radio(
+            "At this turn", [USE_TEXT, ASK_LIVE], key=f"fork_mode_{node.node_id}", horizontal=True
+        )
         text = st.text_area(
             "Code of this cell" if is_code else "The model's response",
             value=(full.code if is_code else full.output) or "",
@@ -134,14 +136,18 @@ def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: 
             key=f"fork_text_{node.node_id}",
         )
         left, right = st.columns(2)
-        root_model = left.text_input("Root model", value=str(config.get("root_model") or ""),
-                                     key=f"fork_root_{node.node_id}")  # fmt: skip
-        sub_model = right.text_input("Sub model", value=str(config.get("sub_model") or ""),
-                                     key=f"fork_sub_{node.node_id}")  # fmt: skip
-        api_base = left.text_input("API base", value=str(config.get("api_base") or ""),
-                                   key=f"fork_base_{node.node_id}")  # fmt: skip
-        api_key = right.text_input("API key (this browser session only; never saved)",
-                                   type="password", key=KEY_FIELD)  # fmt: skip
+        root_model = left.text_input(
+            "Root model", value=str(config.get("root_model") or ""), key=f"fork_root_{node.node_id}"
+        )
+        sub_model = right.text_input(
+            "Sub model", value=str(config.get("sub_model") or ""), key=f"fork_sub_{node.node_id}"
+        )
+        api_base = left.text_input(
+            "API base", value=str(config.get("api_base") or ""), key=f"fork_base_{node.node_id}"
+        )
+        api_key = right.text_input(
+            "API key (this browser session only; never saved)", type="password", key=KEY_FIELD
+        )
         limits = _limit_inputs(config, node.node_id)
         submitted = st.form_submit_button("Run fork", type="primary")
     if not submitted:
@@ -172,13 +178,19 @@ def _limit_inputs(config: dict[str, Any], node_id: str) -> dict[str, Any]:
         col = cols[i % len(cols)]
         recorded = config.get(field)
         if is_float:
-            got = col.number_input(label, min_value=0.0, value=float(recorded or 0.0),
-                                   key=f"fork_{field}_{node_id}")  # fmt: skip
+            got = col.number_input(
+                label, min_value=0.0, value=float(recorded or 0.0), key=f"fork_{field}_{node_id}"
+            )
             out[field] = float(got) if got else None
         else:
             low = 1 if field == "max_iterations" else 0
-            got = col.number_input(label, min_value=low, value=int(recorded or low), step=1,
-                                   key=f"fork_{field}_{node_id}")  # fmt: skip
+            got = col.number_input(
+                label,
+                min_value=low,
+                value=int(recorded or low),
+                step=1,
+                key=f"fork_{field}_{node_id}",
+            )
             out[field] = int(got) if got else None
     return out
 
@@ -195,9 +207,16 @@ def _start(
 
     def fork(cancel: threading.Event) -> RunResult:
         # the key lives in this closure only: fork_run hands it to the model client, not the trace
-        return fork_run(store, run_id, node.node_id, response=None if is_code else edit,
-                        code=edit if is_code else None, changes=changes,
-                        api_key=api_key, cancel=cancel)  # fmt: skip
+        return fork_run(
+            store,
+            run_id,
+            node.node_id,
+            response=None if is_code else edit,
+            code=edit if is_code else None,
+            changes=changes,
+            api_key=api_key,
+            cancel=cancel,
+        )
 
     task_id = manager().start_task(f"fork-{new_id()}", fork)
     st.session_state.setdefault(TASKS, {})[node.node_id] = (task_id, time.time())
@@ -259,16 +278,24 @@ def _playground(store: TraceStore, nodes: list[Node], node: Node) -> None:
             prompt = st.text_area("Prompt", value=full.input or "", height=200, key=f"ask_p_{nid}")
             left, right = st.columns(2)
             model = left.text_input("Model", value=full.model or "", key=f"ask_model_{nid}")
-            api_base = right.text_input("API base", value=str(config.get("api_base") or ""),
-                                        key=f"ask_base_{nid}")  # fmt: skip
-            api_key = st.text_input("API key (this browser session only; never saved)",
-                                    type="password", key=f"ask_key_{nid}")  # fmt: skip
+            api_base = right.text_input(
+                "API base", value=str(config.get("api_base") or ""), key=f"ask_base_{nid}"
+            )
+            api_key = st.text_input(
+                "API key (this browser session only; never saved)",
+                type="password",
+                key=f"ask_key_{nid}",
+            )
             asked = st.form_submit_button("Ask")
         answers = st.session_state.setdefault(ANSWERS, {})
         if asked:
             with st.spinner("Asking the model…"):
-                answers[nid] = _ask(prompt, model.strip(), api_base.strip() or None,
-                                    api_key.strip() or session_key(model.strip()))  # fmt: skip
+                answers[nid] = _ask(
+                    prompt,
+                    model.strip(),
+                    api_base.strip() or None,
+                    api_key.strip() or session_key(model.strip()),
+                )
         answer = answers.get(nid)
         if answer is None:
             return

@@ -84,7 +84,7 @@ def graph(
     selected: str | None = None,
     fit_token: int = 0,
 ) -> tuple[str | None, int | None]:
-    """Draw `payload` (from `rlm_core.graph.vis_payload`); return (clicked node id, step -1/+1).
+    """Draw `payload` (from `analysis.graph.vis_payload`); return (clicked node id, step -1/+1).
 
     Both are None unless the user just clicked a node or pressed an arrow key (or j/k) on the graph.
     Changing `fit_token` refits the view; otherwise the camera stays where the user left it.

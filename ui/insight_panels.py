@@ -12,9 +12,10 @@ from typing import Any
 import altair as alt
 import streamlit as st
 
-from rlm_core.insight import SUB_CALL_KINDS, coverage, merge_spans, where_is
-from rlm_core.lint import lint
-from rlm_core.store import TraceStore
+from rlm_core.analysis.insight import SUB_CALL_KINDS, coverage, where_is
+from rlm_core.analysis.lint import lint
+from rlm_core.engine.spans import merge_spans
+from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node
 from ui import cost_panels, document_view
 

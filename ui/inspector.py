@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 import streamlit as st
 
-from rlm_core import prompts, views
-from rlm_core.provenance import flatten
-from rlm_core.store import TraceStore
+from rlm_core.analysis import views
+from rlm_core.context import flatten
+from rlm_core.engine import prompts
+from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node
 from ui import insight_panels
 from ui.common import cost_text, status_badge
@@ -274,5 +275,10 @@ def _final(
     st.text(f"returned with FINAL_VAR({var!r})" if var else "returned with FINAL(...)")
     st.markdown("**Answer**")
     show_text(node.output, key=f"{node.node_id}_final")
-    _jump("Go to the cell that ended the run", node.meta.get("from_node"), nodes, select,
-          f"from_{node.node_id}")  # fmt: skip
+    _jump(
+        "Go to the cell that ended the run",
+        node.meta.get("from_node"),
+        nodes,
+        select,
+        f"from_{node.node_id}",
+    )

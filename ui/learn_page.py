@@ -10,10 +10,10 @@ from typing import Any
 
 import streamlit as st
 
-from rlm_core import narrate, views
-from rlm_core.graph import vis_payload
-from rlm_core.interop import ImportFormatError, RunExists, import_file
-from rlm_core.store import TraceStore
+from rlm_core.analysis import narrate, views
+from rlm_core.analysis.graph import vis_payload
+from rlm_core.exchange.interop import ImportFormatError, RunExists, import_file
+from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node
 from ui import document_view, insight_panels
 from ui.common import explorer_link, store

@@ -13,12 +13,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from rlm_core.baselines.base import merge_spans
 from rlm_core.config import RLMConfig
-from rlm_core.examples import EXAMPLES
-from rlm_core.ingest import context_chars
-from rlm_core.prompts import truncate
-from rlm_core.strategies import label, run_strategy
+from rlm_core.context import size_of
+from rlm_core.engine.prompts import truncate
+from rlm_core.engine.spans import merge_spans
+from rlm_core.evaluate.examples import EXAMPLES
+from rlm_core.strategies.registry import label, run_strategy
 from rlm_core.types import Node
 from ui.common import explorer_link, status_badge, store
 from ui.run_form import ContextChoice, verdict
@@ -52,7 +52,8 @@ class Pair:
 
 PAIRS = (
     Pair(
-        "rag", "How is this different from RAG?",
+        "rag",
+        "How is this different from RAG?",
         "RAG decides what the model may read *before* anything has been understood: a keyword "
         "ranking (BM25 here) picks k chunks and the rest of the document does not exist for the "
         "model. That is fine when the answer sits in one passage that shares words with the "
@@ -62,30 +63,43 @@ PAIRS = (
         "*read by code* and *seen by a model* below measure how much of the document each run "
         "touched. (The demo sub model only quotes sentences, so it cannot count; a real model's "
         "code would `sum()` over the records it reads.)",
-        "tickets", 20_000, Side("rlm"), Side("rag"),
+        "tickets",
+        20_000,
+        Side("rlm"),
+        Side("rag"),
     ),
     Pair(
-        "summary", "Is repeated summarization the only alternative?",
+        "summary",
+        "Is repeated summarization the only alternative?",
         "Summarizing until it fits (the paper's compaction baseline) reads everything, but it "
         "decides what matters part by part, before it knows which detail the answer needs, and "
         "it pays a model call over every character in every round. A single number in a long "
         "log is exactly what a summary drops first. An RLM never compresses the document: it "
         "stays whole in the REPL, and model calls go only to the slices the code picked. "
         "Compare the sub-calls and tokens of the two runs.",
-        "needle", 300_000, Side("rlm"), Side("summarize"),
+        "needle",
+        300_000,
+        Side("rlm"),
+        Side("summarize"),
     ),
     Pair(
-        "prompt", "Does the root model really never see the prompt?",
+        "prompt",
+        "Does the root model really never see the prompt?",
         "Yes: below are the two root models' first messages, read back from the traces. The "
         "RLM's root gets metadata only (the type and size of the context, and the question); the "
         "document is a variable in the REPL, and the root learns about it only through what its "
         "code prints, which is cut to a fixed length. The Algorithm 2 agent gets the document "
         "itself as its first message: the window is full before it has done anything, and a "
         "document larger than the window cannot be taken in at all.",
-        "needle", 30_000, Side("rlm"), Side("algorithm2"), extra="first_message",
+        "needle",
+        30_000,
+        Side("rlm"),
+        Side("algorithm2"),
+        extra="first_message",
     ),
     Pair(
-        "depth", "Is depth 1 really recursion?",
+        "depth",
+        "Is depth 1 really recursion?",
         "Here *depth* counts levels of child RLMs. At max depth 1 the root's `rlm_query` starts "
         "child RLMs, each with its own REPL over the piece it was handed, and the children's own "
         "`rlm_query` calls become plain sub-model calls; at depth 2 the children start children. "
@@ -96,11 +110,15 @@ PAIRS = (
         "If their answers are wrong, open the deepest sub-model call in the Explorer: at the "
         "deepest level `rlm_query` falls back to a plain sub-model call, which is sent the prompt "
         "but not the `context` the code passed along.",
-        "needle", 100_000, Side("rlm-depth-1", RECURSIVE), Side("rlm-depth-2", RECURSIVE),
+        "needle",
+        100_000,
+        Side("rlm-depth-1", RECURSIVE),
+        Side("rlm-depth-2", RECURSIVE),
         extra="tree",
     ),
     Pair(
-        "codeact", "What is wrong with a CodeAct agent that has a sub-LLM tool?",
+        "codeact",
+        "What is wrong with a CodeAct agent that has a sub-LLM tool?",
         "It looks like an RLM but differs where it counts. The document is in the agent's window, "
         "so a document longer than the window is cut, and once the history fills up it is "
         "compacted away (see the note on the right). Its code runs in a sandbox that cannot see "
@@ -108,9 +126,12 @@ PAIRS = (
         "sub-LLM call is one action the model writes out, so a thousand chunks take a thousand "
         "turns, where an RLM's code makes them in one `llm_query_batched` loop. And its answer is "
         "whatever the Finish action says, not a value the code computed.",
-        "needle", 300_000, Side("rlm"), Side("algorithm2", options={"compact_at_tokens": 16_250}),
+        "needle",
+        300_000,
+        Side("rlm"),
+        Side("algorithm2", options={"compact_at_tokens": 16_250}),
     ),
-)  # fmt: skip
+)
 BY_KEY = {p.key: p for p in PAIRS}
 
 
@@ -124,13 +145,26 @@ def _run_pair(pair: Pair) -> dict[str, Any]:
     def one(side: Side) -> str:
         config = RLMConfig(**side.config)
         meta = {"learn_question": pair.key}
-        return run_strategy(side.strategy, context, question, config, store=trace_store,
-                            run_meta=meta, **side.options).run_id  # fmt: skip
+        return run_strategy(
+            side.strategy,
+            context,
+            question,
+            config,
+            store=trace_store,
+            run_meta=meta,
+            **side.options,
+        ).run_id
 
     with ThreadPoolExecutor(2) as pool:
         ids = list(pool.map(one, (pair.left, pair.right)))
-    choice = ContextChoice(None, example.title, context_chars(context), example.questions,
-                           example.answers(context), example.scoring)  # fmt: skip
+    choice = ContextChoice(
+        None,
+        example.title,
+        size_of(context),
+        example.questions,
+        example.answers(context),
+        example.scoring,
+    )
     return {"runs": ids, "choice": choice, "question": question}
 
 
@@ -159,18 +193,21 @@ def stats(pair: Pair, done: dict[str, Any]) -> pd.DataFrame:
         run, nodes = store().get_run(run_id) or {}, store().nodes(run_id)
         root = store().node(run_id)
         total = int(run.get("context_chars") or 0)
-        lines.append({
-            "strategy": label(side.strategy), "status": status_badge(run.get("status")),
-            "answer": run.get("answer") or "",
-            "check": verdict(done["choice"], done["question"], run.get("answer")) or "—",
-            "model calls": sum(1 for n in nodes if n.kind in ("lm", "llm_query")),
-            "sub-calls": sum(1 for n in nodes if n.kind in ("llm_query", "rlm_query")),
-            "tokens": (run.get("tokens_in") or 0) + (run.get("tokens_out") or 0),
-            "seen by a model": _share(nodes, ("lm", "llm_query"), total),
-            "read by code": _share(nodes, ("code",), total),
-            "note": str((root.meta if root else {}).get("strategy_note") or ""),
-            "trace": explorer_link(run_id),
-        })  # fmt: skip
+        lines.append(
+            {
+                "strategy": label(side.strategy),
+                "status": status_badge(run.get("status")),
+                "answer": run.get("answer") or "",
+                "check": verdict(done["choice"], done["question"], run.get("answer")) or "—",
+                "model calls": sum(1 for n in nodes if n.kind in ("lm", "llm_query")),
+                "sub-calls": sum(1 for n in nodes if n.kind in ("llm_query", "rlm_query")),
+                "tokens": (run.get("tokens_in") or 0) + (run.get("tokens_out") or 0),
+                "seen by a model": _share(nodes, ("lm", "llm_query"), total),
+                "read by code": _share(nodes, ("code",), total),
+                "note": str((root.meta if root else {}).get("strategy_note") or ""),
+                "trace": explorer_link(run_id),
+            }
+        )
     return pd.DataFrame(lines)
 
 
@@ -218,9 +255,12 @@ def render() -> None:
         "pick the question (a few seconds) and kept for this session."
     )
     key = st.radio(
-        "Question", [p.key for p in PAIRS], index=None, key="learn_question",
+        "Question",
+        [p.key for p in PAIRS],
+        index=None,
+        key="learn_question",
         format_func=lambda k: BY_KEY[k].title,
-    )  # fmt: skip
+    )
     if key is None:
         st.caption("Pick a question: its two runs start then (the page stays fast until you do).")
         return
@@ -230,9 +270,10 @@ def render() -> None:
     if done is None:
         return
     st.dataframe(
-        stats(pair, done), hide_index=True,
+        stats(pair, done),
+        hide_index=True,
         column_config={"trace": st.column_config.LinkColumn("trace", display_text="open")},
-    )  # fmt: skip
+    )
     columns = st.columns(2)
     for column, side, run_id in zip(columns, (pair.left, pair.right), done["runs"], strict=True):
         with column:

@@ -6,7 +6,7 @@ import time
 
 import streamlit as st
 
-from rlm_core.graph import vis_payload
+from rlm_core.analysis.graph import vis_payload
 from rlm_core.types import Node
 from ui.common import cost_text, esc, manager, status_badge, store
 from ui.graph_component import graph
@@ -82,6 +82,8 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
         f"cost {cost_text(run['cost_usd'])} · {duration:.1f} s · run {run_id}"
     )
     st.page_link(
-        "pages/1_Explorer.py", label="Open this run in the Explorer", icon="🔎",
+        "pages/1_Explorer.py",
+        label="Open this run in the Explorer",
+        icon="🔎",
         query_params={"run": run_id},
-    )  # fmt: skip
+    )

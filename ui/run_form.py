@@ -7,12 +7,13 @@ from typing import Any
 
 import streamlit as st
 
-from rlm_core import local_model
 from rlm_core.config import RLMConfig
-from rlm_core.demo import DEMO_MODELS
-from rlm_core.examples import EXAMPLES
-from rlm_core.ingest import Context, Data, IngestError, context_chars, context_from_files
-from rlm_core.scoring import score
+from rlm_core.context import size_of
+from rlm_core.evaluate.examples import EXAMPLES
+from rlm_core.evaluate.scoring import score
+from rlm_core.ingest import Context, Data, IngestError, context_from_files
+from rlm_core.models import local as local_model
+from rlm_core.models.scripted import DEMO_MODELS
 from ui.common import CUSTOM, ROOT_PRESETS, SUB_PRESETS
 from ui.settings_page import saved_api_base, saved_models, session_key
 
@@ -57,9 +58,13 @@ def context_picker() -> ContextChoice | None:
         st.caption(example.description)
         value = _example(name)
         return ContextChoice(
-            value, example.title, context_chars(value), example.questions,
-            example.answers(value), example.scoring,
-        )  # fmt: skip
+            value,
+            example.title,
+            size_of(value),
+            example.questions,
+            example.answers(value),
+            example.scoring,
+        )
     if source in ("Upload files", "Upload a folder"):
         folder = source == "Upload a folder"
         files = st.file_uploader(
@@ -193,5 +198,4 @@ def _local_ready(*models: str) -> bool:
         if not local_model.model_path(model).is_file():
             st.error(f"No model file at {local_model.model_path(model)}.")
             return False
-        local_model.ensure_registered()
     return True

@@ -6,8 +6,8 @@ from dataclasses import replace
 
 import streamlit as st
 
-from rlm_core.models import check_model
-from rlm_core.types import ModelError
+from rlm_core.errors import ModelError
+from rlm_core.models.resolve import check_model
 from ui import cost_panels, live, strategies_panel
 from ui.common import manager
 from ui.run_form import config_form, context_picker, size_line

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rlm_core.config import RLMConfig
-from rlm_core.rlm import RLM
-from rlm_core.store import TraceStore
+from rlm_core.engine.rlm import RLM
+from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import RunResult, new_id
 
 

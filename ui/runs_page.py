@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitPageNotFoundError
 
-from rlm_core.store import TraceStore
+from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import TERMINAL_STATUSES
 from ui import transfer
 from ui.common import cost_text, esc, explorer_link, status_badge, store, when

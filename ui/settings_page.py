@@ -16,9 +16,9 @@ from typing import Any
 
 import streamlit as st
 
-from rlm_core import local_model
-from rlm_core.models import LiteLLMClient, check_model
-from rlm_core.types import ModelError
+from rlm_core.errors import ModelError
+from rlm_core.models import local as local_model
+from rlm_core.models.resolve import check_model, model_for
 
 PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "OpenAI": ("OPENAI_API_KEY", ("openai/gpt-5-mini", "openai/gpt-5-nano", "openai/gpt-4o-mini")),
@@ -54,13 +54,14 @@ def check_connection(
 ) -> Probe:
     """One tiny call to the model: its latency, or the reason it failed in one line."""
     try:
-        if local_model.is_local(model):
-            local_model.ensure_registered()
-            local_model.load(model)
         check_model(model, api_base=api_base, api_key=api_key)
-        client = LiteLLMClient(api_base=api_base, api_key=api_key, retries=0, timeout_s=timeout_s)
+        if local_model.is_local(model):
+            local_model.load(model)
+        client = model_for(
+            model, api_base=api_base, api_key=api_key, retries=0, timeout_s=timeout_s
+        )
         started = time.monotonic()
-        done = client.complete(model, PING, max_output_tokens=8)
+        done = client.complete(PING, max_output_tokens=8)
     except ModelError as exc:
         return Probe(False, str(exc))
     latency = time.monotonic() - started

@@ -13,10 +13,11 @@ import pandas as pd
 import streamlit as st
 
 from rlm_core.config import RLMConfig
-from rlm_core.models import check_model
-from rlm_core.store import TraceStore
-from rlm_core.strategies import STRATEGIES, label, run_strategy
-from rlm_core.types import ModelError, RunResult, new_id
+from rlm_core.errors import ModelError
+from rlm_core.models.resolve import check_model
+from rlm_core.store.trace_store import TraceStore
+from rlm_core.strategies.registry import STRATEGIES, label, run_strategy
+from rlm_core.types import RunResult, new_id
 from ui.common import cost_text, explorer_link, manager, status_badge, store
 from ui.run_form import ContextChoice, verdict
 
@@ -34,11 +35,17 @@ class Comparison:
 
 
 def _run(
-    name: str, context: Any, question: str, config: RLMConfig, trace_store: TraceStore,
-    run_id: str, cancel: threading.Event,
-) -> RunResult:  # fmt: skip
-    return run_strategy(name, context, question, config, store=trace_store, cancel=cancel,
-                        run_id=run_id)  # fmt: skip
+    name: str,
+    context: Any,
+    question: str,
+    config: RLMConfig,
+    trace_store: TraceStore,
+    run_id: str,
+    cancel: threading.Event,
+) -> RunResult:
+    return run_strategy(
+        name, context, question, config, store=trace_store, cancel=cancel, run_id=run_id
+    )
 
 
 def start(choice: ContextChoice, question: str, config: RLMConfig, names: list[str]) -> None:
@@ -108,9 +115,10 @@ def table(comparison: Comparison) -> None:
             [{k: v for k, v in ln.items() if not k.startswith("_")} for ln in lines]
         )
         st.dataframe(
-            shown, hide_index=True,
+            shown,
+            hide_index=True,
             column_config={"trace": st.column_config.LinkColumn("trace", display_text="open")},
-        )  # fmt: skip
+        )
         for line in lines:
             if line["_cut"]:
                 # only our own label and a number go into this markdown
@@ -137,9 +145,12 @@ def render(choice: ContextChoice | None, question: str, config: RLMConfig | None
             "ablations — using the models and limits above. They run at the same time."
         )
         names = st.multiselect(
-            "Strategies", list(STRATEGIES), default=DEFAULT, key="cmp_strategies",
+            "Strategies",
+            list(STRATEGIES),
+            default=DEFAULT,
+            key="cmp_strategies",
             format_func=lambda n: f"{label(n)} — {STRATEGIES[n]}",
-        )  # fmt: skip
+        )
         ready = choice is not None and bool(question) and config is not None and bool(names)
         clicked = st.button("Compare", disabled=not ready, key="cmp_button")
     if clicked:

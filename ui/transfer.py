@@ -13,7 +13,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from rlm_core.interop import (
+from rlm_core.exchange.interop import (
     ImportReport,
     RunExists,
     export_html,
@@ -21,7 +21,7 @@ from rlm_core.interop import (
     export_otel,
     import_file,
 )
-from rlm_core.store import TraceStore
+from rlm_core.store.trace_store import TraceStore
 from ui.common import store
 from ui.fork_panel import explorer_button, safe_id
 
@@ -90,8 +90,9 @@ def import_expander() -> None:
             "A JSONL export of this app, one of its journals, or an `rlms` RLMLogger log. "
             "Lines that cannot be read are listed; the rest is imported."
         )
-        upload = st.file_uploader("Trace file", type=["jsonl", "json", "txt", "log"],
-                                  key="import_file")  # fmt: skip
+        upload = st.file_uploader(
+            "Trace file", type=["jsonl", "json", "txt", "log"], key="import_file"
+        )
         replace = st.checkbox("Replace the run if it is already stored", key="import_replace")
         if upload is None:  # the report belongs to the file shown; removing it clears both
             st.session_state.pop(REPORT, None)

@@ -23,10 +23,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
+from rlm_core.errors import LimitExceeded, RunCancelled
 from rlm_core.repl import isolation
-from rlm_core.types import CellResult, LimitExceeded, RunCancelled
+from rlm_core.types import CellResult
 
 CallHandler = Callable[[str, dict[str, Any]], Any]
 WORKER_PATH = str(Path(__file__).with_name("worker.py"))
@@ -302,6 +303,25 @@ def _cell_result(frame: dict[str, Any], generation: int = 1) -> CellResult:
             for name, keys in (assignments if isinstance(assignments, dict) else {}).items()
         },
     )
+
+
+class Repl(Protocol):
+    """A persistent Python namespace that runs cells: the Sandbox, or a test's in-process fake."""
+
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout_s: float,
+        deadline: float | None = None,
+        cancel: threading.Event | None = None,
+    ) -> CellResult: ...
+
+    def close(self) -> None: ...
+
+
+ReplFactory = Callable[[ContextRef, CallHandler], Repl]
+"""Makes the REPL of one RLM: its context and the handler of its sub-calls."""
 
 
 class Sandbox:

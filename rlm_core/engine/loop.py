@@ -1,0 +1,161 @@
+"""The RLM loop (Algorithm 1 of the paper), readable top to bottom.
+
+One RLM (the root, or a child started by `rlm_query`) with its own REPL: the root model writes
+code, the REPL runs it, the truncated output goes back, until FINAL. Recording is the
+Recorder's job (recorder.py), sub-calls are SubCalls' (subcalls.py); this file only sequences.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rlm_core.engine import prompts
+from rlm_core.engine.parsing import TextFinal, code_blocks, text_final
+from rlm_core.engine.recorder import Recorder
+from rlm_core.engine.subcalls import SubCalls
+from rlm_core.errors import LimitExceeded
+from rlm_core.models.facts import context_window
+from rlm_core.repl.sandbox import Repl
+from rlm_core.types import Node
+
+PARTIAL_ANSWER_NAMES = ("answer", "final_answer", "result")
+
+
+class RLMLoop:
+    """Algorithm 1 over one Recorder. `note` is added to the system prompt and `subcalls=False`
+    disables the sub-call functions (the ablation without sub-calls)."""
+
+    def __init__(self, rec: Recorder, *, note: str = "", subcalls: bool = True) -> None:
+        self.rec, self.note = rec, note
+        self.calls = SubCalls(rec, self._child, allowed=subcalls)
+
+    def run(self) -> str | None:
+        """Run to FINAL and return the answer; limits and cancellation raise."""
+        rec = self.rec
+        repl = rec.run.repl(rec.context_ref, self.calls.handle)
+        try:
+            return rec.recorded(lambda: self._loop(repl), lambda: self._partial_answer(repl))
+        finally:
+            repl.close()
+
+    def _loop(self, repl: Repl) -> str | None:
+        rec, cfg = self.rec, self.rec.run.config
+        name = rec.node.meta["prompt"]
+        window = context_window(cfg.sub_model, load=True)
+        system = prompts.system_prompt(cfg.max_output_chars, window, name) + self.note
+        messages = prompts.opening(rec.context, rec.question, system, name)
+        small = name == prompts.SMALL_PROMPT_NAME
+        sent, searched_in_vain = 0, False
+        previous_blocks: list[str] = []
+        for iteration in range(1, cfg.max_iterations + 1):
+            rec.iterations = iteration
+            response = self._ask_root(messages, sent, iteration)
+            sent = len(messages)
+            blocks = code_blocks(response)
+            if not blocks:
+                tag = text_final(response)
+                # A small model answers right after a search that found nothing with a made-up
+                # value; that answer is refused (and recorded) so it searches again. Answers
+                # naming variables or expressions come from the REPL, not from thin air.
+                guess = searched_in_vain and tag is not None and tag.literal
+                if tag is not None and not guess:
+                    return self._text_final(repl, tag, iteration)
+                if guess:
+                    rec.node.meta.setdefault("refused_guesses", []).append(iteration)
+                why = prompts.GUESS_REFUSED if guess else prompts.NO_CODE_FEEDBACK
+                messages += [
+                    {"role": "assistant", "content": response},
+                    {"role": "user", "content": self._feedback([], why)},
+                ]
+                continue
+            views = []
+            for index, code in enumerate(blocks, 1):
+                result, node = rec.cell(repl, code, iteration, index)
+                if result.final is not None:
+                    final = result.final
+                    sources = rec.nodes_of(final.get("sources", []))
+                    return rec.final(final["value"], final.get("var"), node, sources)
+                views.append(node.model_view or "")
+            shown = [prompts.cell_feedback(i, view) for i, view in enumerate(views, 1)]
+            notes = []
+            searched_in_vain = small and prompts.found_nothing(views)
+            if searched_in_vain:
+                notes.append(prompts.FOUND_NOTHING)
+            if text_final(response):
+                notes.append(prompts.IGNORED_TEXT_FINAL)
+                rec.node.meta.setdefault("ignored_text_finals", []).append(iteration)
+            if blocks == previous_blocks:
+                notes.append(prompts.REPEATED_CODE)  # small models loop on one cell otherwise
+            previous_blocks = blocks
+            messages += [
+                {"role": "assistant", "content": response},
+                {"role": "user", "content": self._feedback(shown, "\n".join(notes))},
+            ]
+            rec.progress()
+        # Out of turns: one last question, then the run ends as a limit with what it said.
+        messages.append({"role": "user", "content": prompts.LAST_CHANCE})
+        response = self._ask_root(messages, sent, cfg.max_iterations + 1)
+        tag = text_final(response)
+        partial = tag.value if tag and tag.value is not None else response.strip() or None
+        if tag and tag.var:
+            partial = self._quiet_value(repl, tag.var) or partial
+        raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
+
+    def _ask_root(self, messages: list[dict[str, str]], sent: int, iteration: int) -> str:
+        meta = {"iteration": iteration, "messages_before": sent}
+        text, _ = self.rec.ask("lm", self.rec.model, messages, sent=sent, meta=meta)
+        return text
+
+    def _feedback(self, shown: list[str], extra: str) -> str:
+        rec = self.rec
+        variables = list(rec.last_variables)
+        return prompts.turn_feedback(shown, rec.question, variables, extra, rec.node.meta["prompt"])
+
+    def _text_final(self, repl: Repl, tag: TextFinal, iteration: int) -> str:
+        """A FINAL written as text: an expression or a variable name is looked up in the REPL,
+        as a cell of its own; a literal (or an expression the REPL cannot evaluate) is the
+        answer as written."""
+        rec = self.rec
+        if tag.expression or tag.var is not None:
+            code = f"FINAL_VAR({tag.var!r})" if tag.var else f"FINAL({tag.value})"
+            result, node = rec.cell(repl, code, iteration, 0)
+            node.meta["from_text_tag"] = True
+            if result.final is not None:
+                sources = rec.nodes_of(result.final.get("sources", []))
+                return rec.final(result.final["value"], tag.var, node, sources)
+            if tag.var is not None:
+                missing = f"(FINAL_VAR named a variable that does not exist: {tag.var})"
+                return rec.final(missing, tag.var, node, [])
+        # no REPL value to follow: the results the text repeats verbatim are its sources
+        value = tag.value or ""
+        found = [
+            n.node_id for n in rec.sub_nodes if len(out := n.output or "") >= 8 and out in value
+        ]
+        return rec.final(value, None, None, found)
+
+    def _quiet_value(self, repl: Repl, name: str) -> str | None:
+        """A variable's value read without tracing (used only to salvage a partial answer)."""
+        try:
+            result = repl.execute(f"print({name})", timeout_s=5)
+        except Exception:  # a partial answer is a courtesy: a broken REPL must not hide the stop
+            return None
+        return result.stdout.strip() or None if not result.error else None
+
+    def _partial_answer(self, repl: Repl) -> str | None:
+        for name in PARTIAL_ANSWER_NAMES:
+            if name in self.rec.last_variables:
+                value = self._quiet_value(repl, name)
+                if value:
+                    return value
+        return self.rec.last_response.strip() or None
+
+    def _child(self, context: Any, question: str, node: Node) -> tuple[str | None, str]:
+        """A child RLM at depth + 1 under `node`: its own REPL, its own root model."""
+        parent = self.rec
+        child = Recorder(parent.run, context, question, depth=parent.depth + 1, parent=node.node_id)
+        try:
+            return RLMLoop(child).run(), child.node.node_id
+        except LimitExceeded as exc:
+            if exc.limit != "max_iterations":
+                raise
+            return exc.partial_answer, child.node.node_id

@@ -1,0 +1,287 @@
+"""What the root model reads: the system prompt, the metadata-only first message, and the
+per-turn feedback. The context itself never appears here, only its shape."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlm_core.context import parts, size_of
+from rlm_core.types import CellResult
+
+PROMPT_NAME = "rlm-v1"
+
+SYSTEM_PROMPT = """\
+You answer a question about a context that is far too large to read directly. The context is \
+loaded in a persistent Python REPL as the variable `context`; you only see its size and shape. \
+You work by writing Python code that the REPL runs for you.
+
+Write code in fenced blocks that start with ```repl (```python also works). Every block runs, in \
+order, in the same namespace, so variables persist between turns. After your turn you get back \
+each block's printed output (long output is cut to {max_output_chars} characters, with a note \
+saying how much more there was) and the names of your variables. You never see the context \
+unless your code prints parts of it.
+
+Functions available in the REPL:
+- `llm_query(prompt, model=None) -> str`: ask a language model (the sub model) one question. \
+It can read roughly {sub_window} of text, so give it slices, not the whole context.
+- `llm_query_batched(prompts, model=None) -> list[str]`: many independent llm_query calls run \
+concurrently; much faster than a loop.
+- `rlm_query(prompt, context=None) -> str`: hand a sub-problem to a child recursive model that \
+gets its own REPL with `context` set to the object you pass (or to the prompt).
+- `rlm_query_batched(prompts, contexts=None) -> list[str]`: several child models at once.
+- `SHOW_VARS() -> str`: your variables with their types and sizes.
+- `FINAL(value)`: finish and answer with `value`.
+- `FINAL_VAR(name)`: finish and answer with the value of the variable called `name` (a string).
+
+How to work well:
+1. Probe first: print the type, the length and a short sample (for example `context[:1000]`).
+2. Narrow down with code: regular expressions (`re.finditer`), keyword search, splitting on \
+headings, lines or records. Print counts and positions, not megabytes.
+3. Cut the relevant text into chunks that fit the sub model and ask about each chunk with \
+`llm_query_batched`; put the question and the chunk in each prompt.
+4. Build the answer in variables: collect sub-answers in a list, combine or count them with \
+code, check them if unsure.
+5. Finish by running `FINAL_VAR("answer")` or `FINAL(answer)` in a code block, only after your \
+code has actually looked at the context. Do not guess an answer before you have read the output.
+"""
+
+FEEDBACK_TAIL = """\
+Question: {question}
+Keep working with code. When the output above contains the answer, end with a ```repl block \
+that calls FINAL(...) or FINAL_VAR("variable_name")."""
+
+NO_CODE_FEEDBACK = """\
+Your reply had no ```repl code block, so nothing ran. Write code that reads `context` \
+to find the answer."""
+
+IGNORED_TEXT_FINAL = """\
+Note: a FINAL tag written as text next to code is ignored; only FINAL run inside code (or a \
+reply with no code at all) ends the task. Check the output above, then call FINAL in code."""
+
+LAST_CHANCE = """\
+You have no turns left. Answer now with your best answer: one line with FINAL and the answer \
+itself inside the parentheses, and no code block."""
+
+
+SMALL_PROMPT_NAME = "rlm-small-v2"
+SMALL_SYSTEM_PROMPT = """\
+You answer a question about a long text stored in the Python variable `context`. You cannot \
+see it. Each turn, write one ```repl block of Python code; you then see what it printed (at \
+most {max_output_chars} characters). First print a sample to see how the text is written, then \
+search it (re.finditer, printing the text around each match) or count in it (re.findall, \
+collections.Counter) with patterns that fit what you saw. `llm_query(prompt)` asks a helper \
+model about a piece of text that you put into the prompt. When the printed output contains the \
+answer, reply with one line: FINAL(the answer). Answer only from printed output; never guess."""
+
+SMALL_MODEL_PREFIXES = ("local/", "ollama/", "ollama_chat/")
+"""Models that get the short prompt when RLMConfig.prompt is "auto": a 1.5B model followed the
+long prompt's examples literally and answered without looking (LOCAL_MODEL.md)."""
+
+REPEATED_CODE = """\
+You ran exactly the same code as in your previous turn; its output is above. Try a different \
+search, or answer with FINAL(...) if the output already contains the answer."""
+
+
+FOUND_NOTHING = """\
+Your code found nothing, so the output does not contain the answer. Search for each word of \
+the question on its own, or print a sample of `context` to see how it is written."""
+
+GUESS_REFUSED = """\
+Your last search found nothing, so that answer is a guess and was not accepted. Search for \
+each word of the question on its own."""
+
+_NOTHING = {"", "0", "[]", "{}", "()", "None", "Counter()"}
+
+
+def found_nothing(views: list[str]) -> bool:
+    """Every block printed nothing or an empty result. A 1.5B model then made up an answer (a
+    search for the question's exact words had missed), unless told the search had failed."""
+    return all(view.strip() in _NOTHING for view in views)
+
+
+def prompt_name(choice: str, root_model: str) -> str:
+    """The prompt variant for a root model: "full", "small", or "auto" (by the model's name)."""
+    if choice == "auto":
+        return SMALL_PROMPT_NAME if root_model.startswith(SMALL_MODEL_PREFIXES) else PROMPT_NAME
+    return SMALL_PROMPT_NAME if choice == "small" else PROMPT_NAME
+
+
+def system_prompt(
+    max_output_chars: int, sub_window_tokens: int | None, name: str = PROMPT_NAME
+) -> str:
+    if name == SMALL_PROMPT_NAME:
+        return SMALL_SYSTEM_PROMPT.format(max_output_chars=f"{max_output_chars:,}")
+    window = f"{sub_window_tokens:,} tokens" if sub_window_tokens else "a few thousand tokens"
+    return SYSTEM_PROMPT.format(max_output_chars=f"{max_output_chars:,}", sub_window=window)
+
+
+def describe_context(context: Any) -> str:
+    """Type, total length and part lengths: everything the root learns about the context."""
+    total = size_of(context)
+    if isinstance(context, str):
+        return f"type str, {total:,} characters"
+    sizes = [(name, len(text)) for name, text in parts(context)]
+    if isinstance(context, dict):
+        return (
+            f"type dict with {len(sizes)} keys, {total:,} characters in all; "
+            f"characters per key: {_preview_sizes(dict(sizes))}"
+        )
+    if isinstance(context, list):
+        listed = ", ".join(f"{n:,}" for _, n in sizes[:50])
+        more = f", ... ({len(sizes) - 50} more)" if len(sizes) > 50 else ""
+        return (
+            f"type list with {len(sizes)} items, {total:,} characters in all; "
+            f"characters per item: [{listed}{more}]"
+        )
+    return f"type {type(context).__name__}"
+
+
+def _preview_sizes(sizes: dict[str, int]) -> str:
+    items = list(sizes.items())
+    shown = ", ".join(f"{k!r}: {n:,}" for k, n in items[:50])
+    return "{" + shown + (f", ... ({len(items) - 50} more)" if len(items) > 50 else "") + "}"
+
+
+SMALL_FEEDBACK_TAIL = """\
+Question: {question}
+When the output above contains the answer, reply FINAL(the answer). Otherwise write another \
+```repl block."""
+
+
+@dataclass(frozen=True)
+class WorkedExample:
+    question: str
+    context_chars: int
+    steps: tuple[tuple[str, str, tuple[str, ...]], ...]
+    """Per turn: the code, what it printed, the REPL's variables after it."""
+    answer: str
+
+
+WORKED_EXAMPLES = (
+    WorkedExample(
+        "How many orders were shipped to Norway?",
+        2_310_554,
+        (
+            (
+                "print(context[:300])",
+                "order 000001 | country: Sweden | 2 chairs, paid by card\n"
+                "order 000002 | country: Norway | 1 table, paid by invoice\n"
+                "order 000003 | country: Sweden | 4 lamps, paid by card\n"
+                "order 000004 | country: Denmark | 1 sofa, paid by card\n"
+                "order 000005 | country: Finland | 2 rugs, paid",
+                (),
+            ),
+            (
+                "import re\nfrom collections import Counter\n"
+                'print(Counter(re.findall(r"country: (\\w+)", context)))',
+                "Counter({'Sweden': 10412, 'Norway': 5937, 'Denmark': 3310, 'Finland': 1204})",
+                ("Counter",),
+            ),
+        ),
+        "5937",
+    ),
+    WorkedExample(
+        "Which port does the backup server listen on?",
+        734_020,
+        (
+            (
+                'import re\nfor m in re.finditer(r"port of the backup server", context, '
+                "re.IGNORECASE):\n    print(context[max(0, m.start() - 300): m.end() + 300])",
+                "",
+                (),
+            ),
+            (
+                'import re\nfor word in ["port", "backup", "server", "listen"]:\n'
+                "    for m in list(re.finditer(word, context, re.IGNORECASE))[:3]:\n"
+                '        print(word, "->", context[max(0, m.start() - 150): m.end() + 150])',
+                "backup -> ...were moved to the new rack. Since the migration the backup server "
+                "takes connections on 7441, from the office network only. The old...\n"
+                "server -> ...the mail server was restarted twice on Monday; the logs are...\n"
+                "server -> ...since the migration the backup server takes connections on 7441...",
+                ("word", "m"),
+            ),
+        ),
+        "7441",
+    ),
+)
+
+
+def worked_example(example: WorkedExample) -> list[dict[str, str]]:
+    """One solved exchange in exactly the format of a real one. Small models see these before
+    their question: a 1.5B model imitates a conversation far more reliably than it follows
+    instructions (without them it wrote empty or language-less fences, or no code at all)."""
+    shape = f"type str, {example.context_chars:,} characters"
+    messages = [{"role": "user", "content": first_message(None, example.question, shape)}]
+    for code, printed, variables in example.steps:
+        note = FOUND_NOTHING if found_nothing([printed]) else ""
+        feedback = turn_feedback(
+            [cell_feedback(1, printed)], example.question, list(variables), note, SMALL_PROMPT_NAME
+        )
+        messages += [
+            {"role": "assistant", "content": f"```repl\n{code}\n```"},
+            {"role": "user", "content": feedback},
+        ]
+    return [*messages, {"role": "assistant", "content": f"FINAL({example.answer})"}]
+
+
+def worked_example_positions(name: str) -> range:
+    """Where the worked examples sit in a root's message list (empty for the full prompt)."""
+    count = len(_examples(name))
+    return range(1, 1 + count)
+
+
+def _examples(name: str) -> list[dict[str, str]]:
+    examples = WORKED_EXAMPLES if name == SMALL_PROMPT_NAME else ()
+    return [m for e in examples for m in worked_example(e)]
+
+
+def opening(context: Any, question: str, system: str, name: str) -> list[dict[str, str]]:
+    """The messages of a root's first turn: system prompt, worked example (small), question."""
+    first = {"role": "user", "content": first_message(context, question)}
+    return [{"role": "system", "content": system}, *_examples(name), first]
+
+
+def first_message(context: Any, question: str, shape: str | None = None) -> str:
+    """`shape` stands in for describing `context` (the worked examples have no real one)."""
+    return (
+        f"The context is loaded in the REPL as `context`: {shape or describe_context(context)}.\n\n"
+        f"Question: {question}\n\n"
+        "You have not looked at the context yet. Start by probing it with code."
+    )
+
+
+def cell_feedback(index: int, shown: str) -> str:
+    return f"Output of code block {index}:\n{shown if shown.strip() else '(no output)'}"
+
+
+def truncate(text: str, limit: int) -> str:
+    """Cut text to `limit` chars with an explicit marker of how much was dropped."""
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n... [+{len(text) - limit:,} more chars]"
+
+
+def model_view(result: CellResult, limit: int) -> str:
+    """The text of one cell's result that the root model is shown."""
+    parts = [result.stdout]
+    if result.stderr:
+        parts.append(result.stderr)
+    if result.error and result.error not in result.stderr:
+        parts.append(result.error)
+    text = "\n".join(p.rstrip("\n") for p in parts if p)
+    return truncate(text, limit)
+
+
+def turn_feedback(
+    blocks: list[str],
+    question: str,
+    variables: list[str],
+    extra: str = "",
+    name: str = PROMPT_NAME,
+) -> str:
+    names = ", ".join(variables) if variables else "(none yet)"
+    body = "\n\n".join(blocks)
+    note = f"\n\n{extra}" if extra else ""
+    tail = SMALL_FEEDBACK_TAIL if name == SMALL_PROMPT_NAME else FEEDBACK_TAIL
+    return f"{body}\n\nREPL variables: {names}{note}\n\n" + tail.format(question=question)

@@ -1,0 +1,395 @@
+"""Evaluation: example tasks x sizes x models, each answered by the RLM, by the plain model
+with the whole context (when it fits the window) or by another strategy of strategies.py, scored
+against the known answer and saved in the `eval_results` table. `python -m rlm_core eval` and the
+Evaluate page both use `Evaluator`.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlm_core.config import RLMConfig
+from rlm_core.context import labelled_text, size_of
+from rlm_core.engine.rlm import RLM
+from rlm_core.evaluate.examples import EXAMPLES, Example
+from rlm_core.evaluate.scoring import score
+from rlm_core.models import local as local_model
+from rlm_core.models.resolve import check_model
+from rlm_core.store.trace_store import TraceStore
+from rlm_core.strategies.registry import LABELS, STRATEGIES, USES_SUB_MODEL, run_strategy
+from rlm_core.strategies.single import does_not_fit
+from rlm_core.types import new_id
+
+DEFAULT_METHODS = ("rlm", "base")
+# the other strategies make the grid of the paper's Table 1 (strategy x task, score and cost)
+METHODS = (*DEFAULT_METHODS, *(s for s in STRATEGIES if s != "rlm"))
+METHOD_LABELS = {**LABELS, "rlm": "RLM", "base": "plain model"}
+DID_NOT_FIT = "did not fit"
+MIN_SIZE, MAX_SIZE = 1_000, 100_000_000
+Progress = Callable[[int, int, str], None]
+
+
+def default_sub(root: str) -> str:
+    return "demo/sub" if root.startswith("demo/") else root
+
+
+@dataclass(frozen=True)
+class EvalPlan:
+    tasks: tuple[str, ...]
+    sizes: tuple[int, ...]
+    models: tuple[tuple[str, str], ...]
+    """(root model, sub model) pairs; the plain baseline uses the root model."""
+    config: RLMConfig = field(default_factory=RLMConfig)
+    """Limits, API base and key shared by every run."""
+    methods: tuple[str, ...] = DEFAULT_METHODS
+
+    def __post_init__(self) -> None:
+        unknown = [t for t in self.tasks if t not in EXAMPLES]
+        if unknown or not self.tasks:
+            raise ValueError(f"unknown or no tasks {unknown}; known: {', '.join(EXAMPLES)}")
+        if not self.sizes or any(not MIN_SIZE <= s <= MAX_SIZE for s in self.sizes):
+            raise ValueError(f"sizes must be between {MIN_SIZE:,} and {MAX_SIZE:,} characters")
+        if not self.models or any(not root or not sub for root, sub in self.models):
+            raise ValueError("give at least one model")
+        if not self.methods or set(self.methods) - set(METHODS):
+            raise ValueError(f"methods must be among {', '.join(METHODS)}")
+
+    @property
+    def total(self) -> int:
+        questions = sum(len(EXAMPLES[t].questions) for t in self.tasks)
+        return questions * len(self.sizes) * len(self.models) * len(self.methods)
+
+
+@dataclass
+class EvalRow:
+    eval_id: str
+    task: str
+    family: str
+    size: int
+    context_chars: int
+    question: str
+    expected: str
+    scorer: str
+    method: str
+    model: str
+    sub_model: str | None
+    status: str
+    answer: str | None = None
+    score: float | None = None
+    """None when the plain model was not called because the context did not fit."""
+    cost_usd: float | None = None
+    wall_s: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    run_id: str | None = None
+    error: str | None = None
+    created_at: float = field(default_factory=time.time)
+    row_id: str = field(default_factory=new_id)
+
+
+COLUMNS = [f.name for f in dataclasses.fields(EvalRow)]
+
+
+class Evaluator:
+    """Runs a plan in order, saving each row as it is scored; safe to run in a worker thread."""
+
+    def __init__(
+        self,
+        plan: EvalPlan,
+        store: TraceStore | None,
+        *,
+        eval_id: str | None = None,
+        cancel: threading.Event | None = None,
+        on_progress: Progress | None = None,
+        on_row: Callable[[EvalRow], None] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.store = store
+        self.eval_id = eval_id or new_id()
+        self.cancel = cancel or threading.Event()
+        self.on_progress = on_progress or (lambda done, total, label: None)
+        self.on_row = on_row or (lambda row: None)
+        self.count = 0
+
+    def run(self) -> list[EvalRow]:
+        plan, rows = self.plan, list[EvalRow]()
+        for name in plan.tasks:
+            example = EXAMPLES[name]
+            for size in plan.sizes:
+                if self.cancel.is_set():
+                    return rows
+                self.on_progress(self.count, plan.total, f"building {name} at {size:,} chars")
+                # built once per task and size, for every model and method
+                context = example.build(size)
+                rows += self._task(name, example, size, context)
+        self.on_progress(self.count, plan.total, "done")
+        return rows
+
+    def _task(self, name: str, example: Example, size: int, context: Any) -> list[EvalRow]:
+        rows: list[EvalRow] = []
+        chars, expected = size_of(context), example.answers(context)
+        for root, sub in self.plan.models:
+            for index, question in enumerate(example.questions):
+                for method in self.plan.methods:
+                    if self.cancel.is_set():
+                        return rows
+                    label = f"{name} · {size:,} chars · {root} · {METHOD_LABELS[method]}"
+                    self.on_progress(self.count, self.plan.total, label)
+                    row = EvalRow(
+                        eval_id=self.eval_id,
+                        task=name,
+                        family=example.family,
+                        size=size,
+                        context_chars=chars,
+                        question=question,
+                        expected=expected[index],
+                        scorer=example.scorer(index),
+                        method=method,
+                        model=root,
+                        sub_model=sub if method in USES_SUB_MODEL else None,
+                        status="running",
+                    )
+                    if method == "base":
+                        self._base(row, context)
+                    else:
+                        self._rlm(row, context)
+                    if row.status != DID_NOT_FIT:
+                        row.score = score(row.scorer, row.answer, row.expected)
+                    self._save(row)
+                    rows.append(row)
+        return rows
+
+    def _rlm(self, row: EvalRow, context: Any, strategy: str | None = None) -> None:
+        """The RLM, or any strategy of strategies.py: each leaves a run tree behind."""
+        strategy = strategy or row.method
+        config = self.plan.config.with_(root_model=row.model, sub_model=row.sub_model or row.model)
+        meta = {"eval_id": self.eval_id, "task": row.task, "size": row.size}
+        try:
+            if strategy == "rlm":
+                rlm = RLM(config=config, store=self.store)
+                result = rlm.run(context, row.question, cancel=self.cancel, run_meta=meta)
+            else:
+                result = run_strategy(
+                    strategy,
+                    context,
+                    row.question,
+                    config,
+                    store=self.store,
+                    cancel=self.cancel,
+                    run_meta=meta,
+                )
+        except Exception as exc:  # the engine failing must not end the whole evaluation
+            row.status, row.error = "error", f"{type(exc).__name__}: {exc}"
+            return
+        row.status, row.answer, row.run_id = result.status, result.answer, result.run_id
+        row.cost_usd, row.wall_s, row.error = result.cost_usd, result.wall_s, result.error
+        row.tokens_in, row.tokens_out = result.tokens_in, result.tokens_out
+
+    def _base(self, row: EvalRow, context: Any) -> None:
+        """The plain model with the whole context, as in the paper: a row that cannot fit its
+        window is "did not fit" (nothing is sent); one that fits runs the `plain` strategy."""
+        why = does_not_fit(row.model, labelled_text(context), row.question)
+        if why is not None:
+            row.status, row.error = DID_NOT_FIT, why
+            return
+        self._rlm(row, context, "plain")
+        if row.status == "error" and "too long for the context window" in (row.error or ""):
+            row.status = DID_NOT_FIT
+
+    def _save(self, row: EvalRow) -> None:
+        if self.store is not None:
+            save_row(self.store, row)
+        self.count += 1
+        self.on_row(row)
+
+
+# ---- storage and reports -----------------------------------------------------------------
+
+
+def save_row(store: TraceStore, row: EvalRow) -> None:
+    values = [getattr(row, c) for c in COLUMNS]
+    store.cursor().execute(
+        f"INSERT OR REPLACE INTO eval_results ({', '.join(COLUMNS)}) "
+        f"VALUES ({', '.join('?' * len(COLUMNS))})",
+        values,
+    )
+
+
+def load_rows(store: TraceStore, eval_id: str | None = None) -> list[EvalRow]:
+    where, params = ("WHERE eval_id = ?", [eval_id]) if eval_id else ("", [])
+    cur = store.cursor().execute(
+        f"SELECT {', '.join(COLUMNS)} FROM eval_results {where} ORDER BY row_id", params
+    )
+    return [EvalRow(**dict(zip(COLUMNS, r, strict=True))) for r in cur.fetchall()]
+
+
+def list_evals(store: TraceStore) -> list[dict[str, Any]]:
+    """One summary per evaluation, newest first."""
+    cur = store.cursor().execute(
+        "SELECT eval_id, min(created_at), count(*), string_agg(DISTINCT model, ', '), "
+        "string_agg(DISTINCT task, ', ') FROM eval_results GROUP BY eval_id "
+        "ORDER BY min(created_at) DESC"
+    )
+    keys = ("eval_id", "created_at", "rows", "models", "tasks")
+    return [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+
+
+def summary(rows: Iterable[EvalRow]) -> list[dict[str, Any]]:
+    """Per task, size, model and method: mean score, total cost (None if any is unknown), time."""
+    groups: dict[tuple[str, int, str, str], list[EvalRow]] = {}
+    for row in rows:
+        groups.setdefault((row.task, row.size, row.model, row.method), []).append(row)
+    out = []
+    for (task, size, model, method), group in groups.items():
+        called = [r for r in group if r.status != DID_NOT_FIT]
+        scores = [r.score for r in called if r.score is not None]
+        costs = [r.cost_usd for r in called]
+        out.append(
+            {
+                "task": task,
+                "size": size,
+                "context_chars": group[0].context_chars,
+                "model": model,
+                "method": METHOD_LABELS.get(method, method),
+                "questions": len(group),
+                "score": sum(scores) / len(scores) if scores else None,
+                "did_not_fit": len(group) - len(called),
+                "errors": sum(1 for r in called if r.status == "error"),
+                "cost_usd": None
+                if not costs or any(c is None for c in costs)
+                else sum(c for c in costs if c is not None),
+                "wall_s": sum(r.wall_s or 0.0 for r in called) / len(called) if called else None,
+            }
+        )
+    return sorted(out, key=lambda r: (r["task"], r["size"], r["model"], r["method"]))
+
+
+def rows_csv(rows: Iterable[EvalRow]) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in COLUMNS])
+    return buffer.getvalue()
+
+
+def preflight(models: Iterable[str], config: RLMConfig) -> None:
+    """Raise ModelError before anything runs for a model that cannot be routed or loaded."""
+    for model in dict.fromkeys(models):
+        check_model(model, api_base=config.api_base, api_key=config.api_key)
+        if local_model.is_local(model):
+            local_model.load(model)
+
+
+# ---- command line (wired into `python -m rlm_core` by cli.py) ----------------------------
+
+
+def add_eval_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "eval", help="score RLM vs the plain model on generated tasks with known answers"
+    )
+    tasks = ", ".join(EXAMPLES)
+    p.add_argument(
+        "--task",
+        action="append",
+        choices=list(EXAMPLES),
+        metavar="TASK",
+        help=f"repeatable; one of {tasks} (default: needle)",
+    )
+    p.add_argument(
+        "--size",
+        action="append",
+        type=int,
+        metavar="CHARS",
+        help="context characters, repeatable (default: 10000 and 100000)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="M",
+        help="root model, repeatable; also the baseline (demo/root)",
+    )
+    p.add_argument(
+        "--sub-model",
+        help="sub model of every RLM (default: demo/sub for demo models, else the root model)",
+    )
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=METHODS,
+        help="repeatable: rlm, base or a strategy (default: rlm and base)",
+    )
+    p.add_argument("--api-base")
+    p.add_argument("--max-iterations", type=int, default=RLMConfig.max_iterations)
+    p.add_argument("--max-llm-calls", type=int)
+    p.add_argument("--max-cost-usd", type=float)
+    p.add_argument("--timeout-s", type=float, help="wall-clock limit of each RLM run")
+    p.add_argument("--traces-dir")
+    p.add_argument("--csv", metavar="FILE", help="also write every row as CSV")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+
+
+def cmd_eval(args: Any) -> int:
+    """Run an evaluation from the command line; bad input raises ValueError/ModelError."""
+    import json
+    import sys
+    from pathlib import Path
+
+    from rlm_core.store.trace_store import StoreBusy
+
+    models = args.model or ["demo/root"]
+    config = RLMConfig(
+        api_base=args.api_base,
+        max_iterations=args.max_iterations,
+        max_llm_calls=args.max_llm_calls,
+        max_cost_usd=args.max_cost_usd,
+        timeout_s=args.timeout_s,
+    )
+    plan = EvalPlan(
+        tasks=tuple(args.task or ["needle"]),
+        sizes=tuple(args.size or [10_000, 100_000]),
+        models=tuple((m, args.sub_model or default_sub(m)) for m in models),
+        config=config,
+        methods=tuple(dict.fromkeys(args.method or DEFAULT_METHODS)),
+    )
+    preflight([m for pair in plan.models for m in pair], config)
+    store: TraceStore | None
+    try:
+        store = TraceStore(args.traces_dir)
+    except StoreBusy as exc:
+        store = None
+        print(f"note: {exc} Rows are printed, not saved.", file=sys.stderr)
+
+    def progress(done: int, total: int, label: str) -> None:
+        print(f"[{done}/{total}] {label}", file=sys.stderr)
+
+    try:
+        evaluator = Evaluator(plan, store, on_progress=progress)
+        rows = evaluator.run()
+    finally:
+        if store is not None:
+            store.close()
+    if args.csv:
+        Path(args.csv).write_text(rows_csv(rows), encoding="utf-8")
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows], ensure_ascii=False))
+    else:
+        print(f"eval {evaluator.eval_id}")
+        for s in summary(rows):
+            shown = "did not fit" if s["score"] is None else f"{s['score']:.2f}"
+            cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
+            if s["did_not_fit"] == s["questions"]:
+                cost = "-"  # nothing was called
+            wall = "-" if s["wall_s"] is None else f"{s['wall_s']:.1f} s"
+            print(
+                f"{s['task']:<12} {s['context_chars']:>12,} {s['model']:<20} "
+                f"{s['method']:<12} score {shown:<12} cost {cost:<10} {wall}"
+            )
+    return 0

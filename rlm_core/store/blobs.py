@@ -1,0 +1,28 @@
+"""Content-addressed blobs: big texts (contexts, long prompts) stored once, by their sha256.
+
+Written without the database, so a CLI run beside the app still stores its blobs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+
+def blob_path(blob_dir: Path, sha: str) -> Path:
+    return blob_dir / sha[:2] / sha
+
+
+def write_blob(blob_dir: Path, data: bytes) -> str:
+    """Store bytes once under their sha256 (works without the database: a CLI run beside the app
+    still writes its blobs)."""
+    sha = hashlib.sha256(data).hexdigest()
+    path = blob_path(blob_dir, sha)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{sha}.tmp{os.getpid()}.{threading.get_ident()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)  # atomic: a reader never sees half a blob
+    return sha

@@ -1,0 +1,1 @@
+"""Developer scripts: the test command and re-recording the Learn examples."""
