@@ -1,20 +1,80 @@
-"""`python -m rlm_core run|runs|show|export|import`: the engine from a terminal; one-line errors."""
+"""`python -m rlm_core run|runs|show|export|import|replay|eval`: the engine from a terminal.
+
+Every RLMConfig field is a flag of `run` (and the limits and model settings of `eval`), built
+from the field's metadata. Commands that call no model import nothing that calls models.
+Errors are one line on stderr and a non-zero exit.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlm_core.config import RLMConfig
+from rlm_core.config import RLMConfig, Setting, settings
 from rlm_core.errors import ModelError
-from rlm_core.evaluate.evaluator import add_eval_parser, cmd_eval
-from rlm_core.ingest import IngestError, load_context
+from rlm_core.ingest import IngestError
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import RunResult
+
+EVAL_SETTINGS = (
+    "api_base",
+    "prompt",
+    "temperature",
+    "max_iterations",
+    "max_depth",
+    "max_llm_calls",
+    "max_tokens",
+    "max_cost_usd",
+    "timeout_s",
+    "cell_timeout_s",
+)
+"""The settings `eval` takes as flags (its models are chosen with --model / --sub-model)."""
+
+
+def _add_settings(p: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """One flag per config field; unset flags leave the field's default (shown in --help)."""
+    for s in settings():
+        if s.secret or (names is not None and s.name not in names):
+            continue  # keys come from the provider's environment variable, never a flag
+        default = "none" if s.default is None else s.default
+        p.add_argument(
+            s.flag,
+            type=_parse(s),
+            choices=s.choices or None,
+            metavar=_metavar(s),
+            help=f"{s.help} (default: {default})",
+        )
+
+
+def _parse(s: Setting) -> Any:
+    def parse(text: str) -> Any:
+        if s.optional and text.lower() in ("none", ""):
+            return None
+        return s.type(text)
+
+    parse.__name__ = s.type.__name__  # argparse names the type in its error message
+    return parse
+
+
+def _metavar(s: Setting) -> str | None:
+    if s.choices:
+        return None
+    return {int: "N", float: "X"}.get(s.type, "TEXT")
+
+
+def _config(args: argparse.Namespace, **fixed: Any) -> RLMConfig:
+    """The config the flags say; a field whose flag was not given keeps its default."""
+    given = {
+        s.name: getattr(args, s.name)
+        for s in settings()
+        if hasattr(args, s.name) and getattr(args, s.name) is not None
+    }
+    return RLMConfig(**{**given, **fixed})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -24,16 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an RLM over one or more files")
     run.add_argument("--context", action="append", required=True, metavar="PATH")
     run.add_argument("--query", required=True)
-    run.add_argument("--root-model", default="demo/root")
-    run.add_argument("--sub-model", default="demo/sub")
-    run.add_argument("--api-base")
-    run.add_argument("--max-iterations", type=int, default=RLMConfig.max_iterations)
-    run.add_argument("--max-depth", type=int, default=RLMConfig.max_depth)
-    run.add_argument("--max-llm-calls", type=int)
-    run.add_argument("--max-tokens", type=int)
-    run.add_argument("--max-cost-usd", type=float)
-    run.add_argument("--timeout-s", type=float)
-    run.add_argument("--cell-timeout-s", type=float, default=RLMConfig.cell_timeout_s)
+    _add_settings(run)
     run.add_argument("--traces-dir")
     run.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -57,21 +108,27 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("--replace", action="store_true", help="overwrite a run with the same id")
     imp.add_argument("--traces-dir")
 
-    add_eval_parser(sub)
-
     replay = sub.add_parser("replay", help="run a stored run again from its recorded responses")
     replay.add_argument("run_id")
     replay.add_argument("--traces-dir")
     replay.add_argument("--json", action="store_true")
+
+    _eval_parser(sub)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands = {
+        "run": cmd_run,
+        "runs": cmd_runs,
+        "show": cmd_show,
+        "export": cmd_export,
+        "import": cmd_import,
+        "replay": cmd_replay,
+        "eval": cmd_eval,
+    }
     try:
-        commands = {"run": cmd_run, "runs": cmd_runs, "show": cmd_show}
-        commands.update({"export": cmd_export, "import": cmd_import, "replay": cmd_replay})
-        commands["eval"] = cmd_eval
         return commands[args.command](args)
     except (IngestError, ModelError, StoreBusy, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -82,24 +139,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    # the engine is imported by the commands that run models only
     from rlm_core.engine.rlm import RLM
+    from rlm_core.ingest import load_context
     from rlm_core.models.resolve import check_model
 
     context = load_context([Path(p) for p in args.context])
-    config = RLMConfig(
-        root_model=args.root_model,
-        sub_model=args.sub_model,
-        api_base=args.api_base,
-        max_iterations=args.max_iterations,
-        max_depth=args.max_depth,
-        max_llm_calls=args.max_llm_calls,
-        max_tokens=args.max_tokens,
-        max_cost_usd=args.max_cost_usd,
-        timeout_s=args.timeout_s,
-        cell_timeout_s=args.cell_timeout_s,
-    )
-    for model in {config.root_model, config.sub_model}:
-        check_model(model, api_base=config.api_base)
+    config = _config(args)
+    for model in dict.fromkeys([config.root_model, config.sub_model, config.child_root_model]):
+        if model:
+            check_model(model, api_base=config.api_base)
     rlm = RLM(config=config, traces_dir=args.traces_dir)
     result = rlm.run(context.value, args.query)
     if rlm.trace_note:
@@ -128,19 +177,15 @@ def report(result: RunResult, as_json: bool) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from rlm_core.engine.replay import replay_run
 
-    store = _open(args)
+    store = TraceStore(args.traces_dir)
     try:
         return report(replay_run(store, args.run_id), args.json)
     finally:
         store.close()
 
 
-def _open(args: argparse.Namespace) -> TraceStore:
-    return TraceStore(args.traces_dir)
-
-
 def cmd_runs(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = TraceStore(args.traces_dir)
     try:
         runs = store.list_runs()
     finally:
@@ -156,7 +201,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     return 0
 
 
-NODE_FIELDS = [
+NODE_FIELDS = (
     "node_id",
     "parent_id",
     "kind",
@@ -174,11 +219,11 @@ NODE_FIELDS = [
     "tokens_in",
     "tokens_out",
     "cost_usd",
-]
+)
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    store = _open(args)
+    store = TraceStore(args.traces_dir)
     try:
         run = store.get_run(args.run_id)
         if run is None:
@@ -203,7 +248,7 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from rlm_core.exchange import interop
 
-    store = _open(args)
+    store = TraceStore(args.traces_dir)
     try:
         if args.format == "jsonl":
             text = interop.export_jsonl(store, args.run_id)
@@ -226,7 +271,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 
     if not Path(args.file).is_file():
         raise ValueError(f"no such file: {args.file}")
-    store = _open(args)
+    store = TraceStore(args.traces_dir)
     try:
         report = interop.import_file(store, Path(args.file), replace=args.replace)
     finally:
@@ -235,4 +280,108 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stderr)
     for why in report.skipped:
         print(f"  skipped {why}", file=sys.stderr)
+    return 0
+
+
+# ---- eval ------------------------------------------------------------------------------------
+
+
+def _eval_parser(sub: Any) -> None:
+    from rlm_core.evaluate.evaluator import METHODS
+    from rlm_core.evaluate.examples import EXAMPLES
+
+    p = sub.add_parser("eval", help="score RLM vs the plain model on tasks with known answers")
+    p.add_argument(
+        "--task",
+        action="append",
+        choices=list(EXAMPLES),
+        metavar="TASK",
+        help=f"repeatable; one of {', '.join(EXAMPLES)} (default: needle)",
+    )
+    p.add_argument(
+        "--size",
+        action="append",
+        type=int,
+        metavar="CHARS",
+        help="context characters, repeatable (default: 10000 and 100000)",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        metavar="M",
+        help="root model, repeatable; also the baseline (default: demo/root)",
+    )
+    p.add_argument(
+        "--sub-model",
+        metavar="M",
+        help="sub model of every RLM (default: demo/sub for demo models, else the root model)",
+    )
+    p.add_argument(
+        "--child-root-model", metavar="M", help="root model of child RLMs (default: the sub model)"
+    )
+    p.add_argument(
+        "--method",
+        action="append",
+        choices=METHODS,
+        help="repeatable: rlm, base or a strategy (default: rlm and base)",
+    )
+    _add_settings(p, EVAL_SETTINGS)
+    p.add_argument("--traces-dir")
+    p.add_argument("--csv", metavar="FILE", help="also write every row as CSV")
+    p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rlm_core.evaluate.evaluator import (
+        DEFAULT_METHODS,
+        EvalPlan,
+        Evaluator,
+        default_sub,
+        preflight,
+        rows_csv,
+        summary,
+    )
+
+    models = args.model or ["demo/root"]
+    config = _config(args, child_root_model=args.child_root_model)
+    plan = EvalPlan(
+        tasks=tuple(args.task or ["needle"]),
+        sizes=tuple(args.size or [10_000, 100_000]),
+        models=tuple((m, args.sub_model or default_sub(m)) for m in models),
+        config=config,
+        methods=tuple(dict.fromkeys(args.method or DEFAULT_METHODS)),
+    )
+    preflight([m for pair in plan.models for m in pair], config)
+    store: TraceStore | None
+    try:
+        store = TraceStore(args.traces_dir)
+    except StoreBusy as exc:
+        store = None
+        print(f"note: {exc} Rows are printed, not saved.", file=sys.stderr)
+
+    def progress(done: int, total: int, label: str) -> None:
+        print(f"[{done}/{total}] {label}", file=sys.stderr)
+
+    try:
+        evaluator = Evaluator(plan, store, on_progress=progress)
+        rows = evaluator.run()
+    finally:
+        if store is not None:
+            store.close()
+    if args.csv:
+        Path(args.csv).write_text(rows_csv(rows), encoding="utf-8")
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows], ensure_ascii=False))
+        return 0
+    print(f"eval {evaluator.eval_id}")
+    for s in summary(rows):
+        shown = "did not fit" if s["score"] is None else f"{s['score']:.2f}"
+        cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
+        if s["did_not_fit"] == s["questions"]:
+            cost = "-"  # nothing was called
+        wall = "-" if s["wall_s"] is None else f"{s['wall_s']:.1f} s"
+        print(
+            f"{s['task']:<12} {s['context_chars']:>12,} {s['model']:<20} "
+            f"{s['method']:<12} score {shown:<12} cost {cost:<10} {wall}"
+        )
     return 0

@@ -1,69 +1,169 @@
 """RLMConfig: every knob of a run in one frozen dataclass (limits, models, sandbox).
 
-API keys are accepted here so a run can use them, but `to_public_dict` never includes them:
-that is the only form of the config that is written to traces, logs or exports.
+Each field carries its help text, its bounds and its group as metadata: the CLI flags, the
+limit forms of the Run, Evaluate and Fork pages and the README's table are all built from it,
+so there is one set of defaults. API keys are accepted so a run can use them, but
+`to_public_dict` never includes them: that is the only form of the config written to traces,
+logs or exports.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+import dataclasses
+import types
+import typing
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Literal
 
 MAX_DEPTH_ALLOWED = 5
+Group = Literal["model", "limit", "engine"]
+PROMPTS = ("auto", "full", "small")
+
+
+def setting(
+    default: Any,
+    help: str,
+    group: Group,
+    *,
+    label: str = "",
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    secret: bool = False,
+) -> Any:
+    """A field with what every front end needs to offer it: help, bounds, a label."""
+    meta = {
+        "help": help,
+        "group": group,
+        "label": label,
+        "low": low,
+        "high": high,
+        "choices": choices,
+        "secret": secret,
+    }
+    return dataclasses.field(default=default, repr=not secret, metadata=meta)
 
 
 @dataclass(frozen=True)
 class RLMConfig:
-    root_model: str = "demo/root"
-    """litellm model string of the root model (writes REPL code)."""
-    sub_model: str = "demo/sub"
-    """litellm model string answering `llm_query` calls."""
-    child_root_model: str | None = None
-    """Root model of child RLMs started by `rlm_query`; None means the sub model."""
-    api_base: str | None = None
-    """Base URL for OpenAI-compatible servers (vLLM, llama.cpp, LM Studio, Ollama)."""
-    api_key: str | None = field(default=None, repr=False)
-    """Key for the provider; kept in memory only, never persisted."""
-    max_iterations: int = 30
-    """Root turns per RLM before it is asked once more for a final answer."""
-    max_depth: int = 1
-    """Deepest recursion level at which `rlm_query` still starts a child RLM (0-5)."""
-    max_llm_calls: int | None = None
-    """All model calls in the whole run tree (root, sub and child calls)."""
-    max_tokens: int | None = None
-    """Input plus output tokens over the whole run tree."""
-    max_cost_usd: float | None = None
-    """Spend over the whole run tree; calls of unknown cost cannot count towards it."""
-    timeout_s: float | None = None
-    """Wall-clock limit for the whole run."""
-    cell_timeout_s: float = 60.0
-    """Compute time one code cell may take (time waiting for models is not counted)."""
-    max_output_chars: int = 20_000
-    """Characters of each cell's output shown to the root model; the rest is marked as cut."""
-    concurrency: int = 16
-    """Sub-calls running at once for the batched functions."""
-    worker_memory_mb: int | None = None
-    """Address-space limit of the REPL worker; None sizes it from the context (4x + 1 GB)."""
-    retries: int = 3
-    """Retries of a model call after rate limits, timeouts and server errors."""
-    request_timeout_s: float = 600.0
-    """Timeout of one model request."""
-    temperature: float | None = None
-    """Sampling temperature passed to the models; None leaves the provider default."""
-    prompt: str = "auto"
-    """Root system prompt: "full", "small" (short, for small local models) or "auto" (by name)."""
+    root_model: str = setting("demo/root", "model that writes the REPL code", "model")
+    sub_model: str = setting("demo/sub", "model behind `llm_query`", "model")
+    child_root_model: str | None = setting(
+        None, "root model of child RLMs (`None`: the sub model)", "model"
+    )
+    api_base: str | None = setting(None, "base URL of an OpenAI-compatible server", "model")
+    api_key: str | None = setting(
+        None, "key for the provider, in memory only", "model", secret=True
+    )
+    prompt: str = setting(
+        "auto",
+        "root system prompt: `full`, `small` (short, for small local models), or "
+        "`auto`: `small` for `local/`, `ollama/`, `ollama_chat/` models; the run node records "
+        "which",
+        "model",
+        choices=PROMPTS,
+    )
+    temperature: float | None = setting(
+        None, "sampling temperature (`None`: provider default)", "model", low=0.0, high=2.0
+    )
+    max_iterations: int = setting(
+        30,
+        "root turns per RLM; then it is asked once more for an answer",
+        "limit",
+        label="Max iterations",
+        low=1,
+        high=1000,
+    )
+    max_depth: int = setting(
+        1,
+        "deepest level that may still start a child RLM (0–5); deeper `rlm_query` falls "
+        "back to `llm_query`",
+        "limit",
+        label="Max depth",
+        low=0,
+        high=MAX_DEPTH_ALLOWED,
+    )
+    max_llm_calls: int | None = setting(
+        None,
+        "model calls in the whole run tree",
+        "limit",
+        label="Max model calls",
+        low=1,
+        high=10_000_000,
+    )
+    max_tokens: int | None = setting(
+        None,
+        "input + output tokens in the whole run tree",
+        "limit",
+        label="Max tokens",
+        low=1,
+        high=10**12,
+    )
+    max_cost_usd: float | None = setting(
+        None,
+        "spend in the whole run tree (calls of unknown price cannot count)",
+        "limit",
+        label="Max cost in USD",
+        low=0.0001,
+        high=100_000.0,
+    )
+    timeout_s: float | None = setting(
+        None,
+        "wall clock of the whole run",
+        "limit",
+        label="Run timeout in s",
+        low=0.1,
+        high=7 * 86_400.0,
+    )
+    cell_timeout_s: float = setting(
+        60.0,
+        "compute time of one code cell (time waiting for models is not counted)",
+        "limit",
+        label="Cell timeout in s",
+        low=0.1,
+        high=86_400.0,
+    )
+    max_output_chars: int = setting(
+        20_000,
+        "output of each cell shown to the root, with a `+N more chars` marker",
+        "engine",
+        low=100,
+        high=10_000_000,
+    )
+    concurrency: int = setting(
+        16, "sub-calls running at once in the batched functions", "engine", low=1, high=1024
+    )
+    worker_memory_mb: int | None = setting(
+        None,
+        "address-space limit of the REPL worker (`None`: 4× context + 1 GB)",
+        "engine",
+        low=64,
+        high=1_048_576,
+    )
+    retries: int = setting(
+        3,
+        "retries after rate limits, timeouts and server errors (with backoff)",
+        "engine",
+        low=0,
+        high=20,
+    )
+    request_timeout_s: float = setting(
+        600.0, "timeout of one model request", "engine", low=1.0, high=86_400.0
+    )
 
     def __post_init__(self) -> None:
-        if not 0 <= self.max_depth <= MAX_DEPTH_ALLOWED:
-            raise ValueError(f"max_depth must be between 0 and {MAX_DEPTH_ALLOWED}")
-        if self.max_iterations < 1:
-            raise ValueError("max_iterations must be at least 1")
-        if self.concurrency < 1:
-            raise ValueError("concurrency must be at least 1")
-        if self.prompt not in ("auto", "full", "small"):
-            raise ValueError('prompt must be "auto", "full" or "small"')
-        if self.cell_timeout_s <= 0:
-            raise ValueError("cell_timeout_s must be positive")
+        for spec in settings():
+            value = getattr(self, spec.name)
+            if value is None:
+                if not spec.optional:
+                    raise ValueError(f"{spec.name} must be set")
+                continue
+            if spec.choices and value not in spec.choices:
+                raise ValueError(f"{spec.name} must be one of {', '.join(spec.choices)}")
+            if spec.low is not None and value < spec.low:
+                raise ValueError(f"{spec.name} must be at least {spec.low:g}")
+            if spec.high is not None and value > spec.high:
+                raise ValueError(f"{spec.name} must be at most {spec.high:g}")
 
     def with_(self, **changes: Any) -> RLMConfig:
         return replace(self, **changes)
@@ -72,3 +172,70 @@ class RLMConfig:
         data = asdict(self)
         data.pop("api_key")
         return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RLMConfig:
+        """A config from a stored one (a run node's `config`): unknown keys are left out."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of RLMConfig, as a front end offers it."""
+
+    name: str
+    type: type
+    """int, float or str (the type inside `X | None`)."""
+    optional: bool
+    """None is allowed (and means: no limit / the default behaviour)."""
+    default: Any
+    help: str
+    group: Group
+    label: str
+    low: float | None
+    high: float | None
+    choices: tuple[str, ...]
+    secret: bool
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+def settings(group: Group | None = None) -> list[Setting]:
+    """RLMConfig's fields in order, with their metadata; `group` keeps one kind."""
+    hints = typing.get_type_hints(RLMConfig)
+    out = []
+    for f in dataclasses.fields(RLMConfig):
+        hint = hints[f.name]
+        args = typing.get_args(hint) if isinstance(hint, types.UnionType) else ()
+        base = next((a for a in args if a is not type(None)), hint)
+        m = f.metadata
+        out.append(
+            Setting(
+                f.name,
+                base,
+                type(None) in args,
+                f.default,
+                m["help"],
+                m["group"],
+                m["label"] or f.name.replace("_", " ").capitalize(),
+                m["low"],
+                m["high"],
+                m["choices"],
+                m["secret"],
+            )
+        )
+    return [s for s in out if group is None or s.group == group]
+
+
+def readme_table() -> str:
+    """The README's configuration table, from the fields' metadata (a test keeps them equal)."""
+    rows = ["| field | default | meaning |", "|---|---|---|"]
+    for s in settings():
+        default = "none" if s.default is None and s.group == "limit" else f"`{s.default}`"
+        if isinstance(s.default, int | float) and not isinstance(s.default, bool):
+            default = f"{s.default:g}" if isinstance(s.default, float) else str(s.default)
+        rows.append(f"| `{s.name}` | {default} | {s.help} |")
+    return "\n".join(rows)
