@@ -10,7 +10,8 @@ import threading
 import traceback
 from typing import Any
 
-from rlm_core.repl.sandbox import CallHandler, ContextRef
+from rlm_core.repl.process import ContextRef
+from rlm_core.repl.sandbox import CallHandler
 from rlm_core.types import CellResult
 
 

@@ -3,7 +3,6 @@ evaluator with demo models and the fake OpenAI-compatible server."""
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import io
@@ -17,14 +16,13 @@ import pytest
 from fake_openai import FakeOpenAIServer, FakeReply
 
 from rlm_core import TraceStore
+from rlm_core.cli import main
 from rlm_core.config import RLMConfig
 from rlm_core.context import size_of
 from rlm_core.evaluate.evaluator import (
     DID_NOT_FIT,
     EvalPlan,
     Evaluator,
-    add_eval_parser,
-    cmd_eval,
     list_evals,
     load_rows,
     rows_csv,
@@ -201,13 +199,9 @@ def test_plan_validation() -> None:
 
 
 def test_eval_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    parser = argparse.ArgumentParser()
-    add_eval_parser(parser.add_subparsers(dest="command"))
     out_csv = tmp_path / "e.csv"
-    args = parser.parse_args(
-        ["eval", "--task", "needle_logs", "--size", "10000", "--csv", str(out_csv), "--json"]
-    )
-    assert cmd_eval(args) == 0
+    argv = ["eval", "--task", "needle_logs", "--size", "10000", "--csv", str(out_csv), "--json"]
+    assert main(argv) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {(r["method"], r["score"]) for r in rows} == {("rlm", 1.0), ("base", 1.0)}
     assert len(out_csv.read_text().splitlines()) == 3

@@ -3,7 +3,6 @@ process, no HTTP and no litellm. The end-to-end tests (test_engine.py) cover the
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from fake_repl import FakeRepl
@@ -39,18 +38,15 @@ def test_loop_sequences_root_turns_cells_subcalls_and_final(traces_dir: Any) -> 
             block("answer = llm_query('What is it? ' + part)\nFINAL_VAR('answer')"),
         ]
     )
-    started = time.perf_counter()
     result = RLM("fake/root", "fake/sub", models=models, repl=FakeRepl).run(
         "The answer is forty-two. " * 40, "What is the answer?"
     )
-    elapsed = time.perf_counter() - started
     assert result.status == "ok" and result.answer == "forty-two"
     assert result.iterations == 2 and result.llm_calls == 3
     first = models.seen[0]
     assert first[0]["role"] == "system" and "The answer is" not in str(first)  # metadata only
     second = models.seen[1][-1]["content"]
     assert "Output of code block 1:\n1000" in second and "part" in second
-    assert elapsed < 5  # no process, no network: the loop's own cost (generous for CI load)
 
 
 def test_loop_out_of_turns_asks_once_more_then_ends_as_a_limit(traces_dir: Any) -> None:

@@ -19,7 +19,8 @@ from rlm_core.config import RLMConfig
 from rlm_core.engine.spans import ContextIndex
 from rlm_core.errors import LimitExceeded, RunCancelled
 from rlm_core.models.model import Model, Role
-from rlm_core.repl.sandbox import ContextRef, ReplFactory
+from rlm_core.repl.process import ContextRef
+from rlm_core.repl.sandbox import ReplFactory
 from rlm_core.store.blobs import blob_path, write_blob
 from rlm_core.trace import Tracer
 from rlm_core.types import Completion

@@ -13,7 +13,8 @@ from typing import Any
 from rlm_core.context import text_of
 from rlm_core.engine.recorder import Recorder
 from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, status_of
-from rlm_core.repl.sandbox import SUB_CALLS, SubCallError
+from rlm_core.repl.sandbox import SubCallError
+from rlm_core.repl.wire import SUB_CALLS
 from rlm_core.types import Node, new_id
 
 ChildRLM = Callable[[Any, str, Node], tuple[str | None, str]]

@@ -6,33 +6,25 @@ world-readable files and use the network. Messages are length-prefixed JSON, nev
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import json
 import os
 import queue
 import shutil
-import signal
-import struct
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, Protocol
 
 from rlm_core.errors import LimitExceeded, RunCancelled
 from rlm_core.repl import isolation
+from rlm_core.repl.process import ContextRef, WorkerProcess, exit_text
+from rlm_core.repl.wire import SUB_CALLS
 from rlm_core.types import CellResult
 
 CallHandler = Callable[[str, dict[str, Any]], Any]
-WORKER_PATH = str(Path(__file__).with_name("worker.py"))
-SUB_CALLS = ("llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched")
-MAX_FRAME = 512 * 2**20
 INTERRUPT_GRACE_S = 2.0
 POLL_S = 0.05
 RESTARTED = "the REPL was restarted, all variables are lost; `context` is available again."
@@ -40,202 +32,6 @@ RESTARTED = "the REPL was restarted, all variables are lost; `context` is availa
 
 class SubCallError(Exception):
     """Raised by a handler for a failure model code should see: it becomes RuntimeError(msg)."""
-
-
-@dataclass(frozen=True)
-class ContextRef:
-    """Where the worker loads `context` from: UTF-8 text as a str, or a JSON document."""
-
-    path: str
-    kind: Literal["text", "json"]
-
-
-class _CallClock:
-    """Total time during which at least one sub-call was outstanding."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._outstanding = 0
-        self._paused = 0.0
-        self._since = 0.0
-
-    def started(self) -> None:
-        with self._lock:
-            if self._outstanding == 0:
-                self._since = time.monotonic()
-            self._outstanding += 1
-
-    def finished(self) -> None:
-        with self._lock:
-            self._outstanding -= 1
-            if self._outstanding == 0:
-                self._paused += time.monotonic() - self._since
-
-    def paused(self) -> float:
-        with self._lock:
-            ongoing = time.monotonic() - self._since if self._outstanding else 0.0
-            return self._paused + ongoing
-
-
-Event = tuple[str, dict[str, Any]]
-
-
-class _Worker:
-    """One worker process and its pipes; frames other than sub-calls are queued on `events`."""
-
-    def __init__(
-        self,
-        context: ContextRef,
-        *,
-        memory_mb: int,
-        max_capture_chars: int,
-        tmp_dir: str,
-        on_call: Callable[[_Worker, dict[str, Any]], None],
-        generation: int = 1,
-        uid: int | None = None,
-    ) -> None:
-        self.generation = generation
-        self.uid = uid
-        """Counts restarts: a new worker numbers its calls from 1 again."""
-        self.events: queue.Queue[Event] = queue.Queue()
-        self.clock = _CallClock()
-        self.ready = False
-        self._on_call = on_call
-        self._send_lock = threading.Lock()
-        self.log_path = os.path.join(tmp_dir, "worker.log")
-        work_dir = os.path.join(tmp_dir, "work")
-        to_worker, self._to_fd = os.pipe()
-        self._from_fd, from_worker = os.pipe()
-        argv = [sys.executable, "-I", WORKER_PATH, str(to_worker), str(from_worker)]
-        argv += [os.path.abspath(context.path), context.kind, str(max_capture_chars)]
-        argv += [str(memory_mb), "-" if uid is None else str(uid)]
-        try:
-            with open(self.log_path, "ab") as log:
-                # rlimits are set by the worker itself: preexec_fn is unsafe in a threaded parent
-                self.proc = subprocess.Popen(
-                    argv,
-                    pass_fds=(to_worker, from_worker),
-                    start_new_session=True,
-                    env=_worker_env(work_dir),
-                    cwd=work_dir,
-                    stdin=subprocess.DEVNULL,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                )
-        finally:
-            os.close(to_worker)
-            os.close(from_worker)
-        self._reader = threading.Thread(target=self._read_loop, daemon=True, name="rlm-repl-reader")
-        self._reader.start()
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def send(self, frame: dict[str, Any]) -> bool:
-        """Write one frame; False if the worker is gone."""
-        data = json.dumps(frame).encode()
-        with self._send_lock:
-            if self._to_fd < 0:
-                return False
-            view = memoryview(struct.pack(">I", len(data)) + data)
-            try:
-                while view:
-                    view = view[os.write(self._to_fd, view) :]
-            except OSError:
-                return False
-        return True
-
-    def interrupt(self) -> None:
-        # os.kill, not Popen.send_signal: that polls and may reap, freeing the pid for reuse
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(self.proc.pid, signal.SIGINT)
-
-    def kill(self) -> int:
-        """Kill the whole process group (model code may have forked) and return the exit code."""
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.uid is not None:
-            isolation.kill_uid(self.uid)  # also what left the group (setsid) or was reparented
-        code = self.proc.wait()
-        with self._send_lock:
-            if self._to_fd >= 0:
-                os.close(self._to_fd)
-                self._to_fd = -1
-        self._reader.join(timeout=1.0)
-        # A setsid'd grandchild may still hold the pipe; then the reader keeps the fd.
-        if not self._reader.is_alive():
-            os.close(self._from_fd)
-        return code
-
-    def kill_strays(self) -> None:
-        """Kill what the worker started (forks, subprocesses) but keep the worker itself."""
-        for _ in range(50):
-            found = (
-                isolation.processes_of(self.uid)
-                if self.uid is not None
-                else isolation.group_of(self.proc.pid)
-            )
-            strays = [pid for pid in found if pid != self.proc.pid]
-            if not strays:
-                return
-            for pid in strays:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            time.sleep(0.01)
-
-    def log_tail(self, chars: int = 2000) -> str:
-        try:
-            with open(self.log_path, "rb") as f:
-                return f.read()[-chars:].decode("utf-8", "replace")
-        except OSError:
-            return ""
-
-    def _read_loop(self) -> None:
-        # buffered reads come back short only at EOF; closefd=False because kill() owns the fd
-        with open(self._from_fd, "rb", closefd=False) as stream:
-            try:
-                while (frame := _read_frame(stream)) is not None:
-                    if frame.get("type") == "call":
-                        self._on_call(self, frame)
-                    else:
-                        self.events.put((str(frame.get("type")), frame))
-                self.events.put(("eof", {}))
-            except Exception as exc:  # garbage on the pipe: reported, the cell ends as a crash
-                self.events.put(("bad", {"error": f"{type(exc).__name__}: {exc}"}))
-
-
-def _read_frame(stream: BinaryIO) -> dict[str, Any] | None:
-    head = stream.read(4)
-    if len(head) < 4:
-        return None
-    (size,) = struct.unpack(">I", head)
-    if size > MAX_FRAME:
-        raise ValueError(f"frame of {size} bytes is too large")
-    body = stream.read(size)
-    if len(body) < size:
-        return None
-    frame = json.loads(body)
-    if not isinstance(frame, dict):
-        raise ValueError("frame is not a JSON object")
-    return frame
-
-
-def _worker_env(home: str) -> dict[str, str]:
-    """Everything the worker may see of the environment: no keys, no provider settings."""
-    env = dict(HOME=home, TMPDIR=home, LANG="C.UTF-8", LC_ALL="C.UTF-8", PYTHONIOENCODING="utf-8")
-    return env | {"PATH": os.environ.get("PATH", os.defpath)}
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        try:
-            name = signal.Signals(-code).name
-        except ValueError:
-            name = f"signal {-code}"
-        hint = " (often: out of memory)" if name == "SIGKILL" else ""
-        return f"killed by {name}{hint}"
-    return f"code {code}"
 
 
 def _stop_message(
@@ -404,8 +200,8 @@ class Sandbox:
         self._pool.shutdown(wait=False, cancel_futures=True)
         shutil.rmtree(self._tmp_dir, ignore_errors=True)
 
-    def _spawn(self) -> _Worker:
-        return _Worker(
+    def _spawn(self) -> WorkerProcess:
+        return WorkerProcess(
             self._context,
             memory_mb=self._memory_mb,
             max_capture_chars=self._max_capture_chars,
@@ -448,7 +244,13 @@ class Sandbox:
                 return self._crashed(worker, sent, frame.get("error"))
 
     def _stop(
-        self, worker: _Worker, cell_id: int, sent: bool, reason: str, elapsed: float, limit: float
+        self,
+        worker: WorkerProcess,
+        cell_id: int,
+        sent: bool,
+        reason: str,
+        elapsed: float,
+        limit: float,
     ) -> CellResult:
         """Interrupt the cell with SIGINT; if it will not stop, kill and restart the worker."""
         frame = None
@@ -468,7 +270,9 @@ class Sandbox:
         result.error = _stop_message(reason, outcome, limit, elapsed, result.error)
         return result
 
-    def _await_done(self, worker: _Worker, cell_id: int, wait_s: float) -> dict[str, Any] | None:
+    def _await_done(
+        self, worker: WorkerProcess, cell_id: int, wait_s: float
+    ) -> dict[str, Any] | None:
         until = time.monotonic() + wait_s
         while (left := until - time.monotonic()) > 0:
             try:
@@ -481,14 +285,14 @@ class Sandbox:
                 return None
         return None
 
-    def _crashed(self, worker: _Worker, sent: bool, problem: str | None) -> CellResult:
+    def _crashed(self, worker: WorkerProcess, sent: bool, problem: str | None) -> CellResult:
         code = self._restart()
         if not sent:
             raise RuntimeError(
-                f"the REPL worker failed to start ({_exit_text(code)}): {worker.log_tail()}"
+                f"the REPL worker failed to start ({exit_text(code)}): {worker.log_tail()}"
             )
         # after a malformed message the exit code is our own SIGKILL: not worth reporting
-        what = f"exited ({_exit_text(code)})"
+        what = f"exited ({exit_text(code)})"
         if problem:
             what = f"sent a malformed message ({problem})"
         return CellResult(
@@ -501,7 +305,7 @@ class Sandbox:
         self._worker = self._spawn()
         return code
 
-    def _on_call(self, worker: _Worker, frame: dict[str, Any]) -> None:
+    def _on_call(self, worker: WorkerProcess, frame: dict[str, Any]) -> None:
         """Runs on a worker's reader thread: hand the call to the pool so calls overlap."""
         fn, args, call_id = frame.get("fn"), frame.get("args"), frame.get("id")
         if fn not in SUB_CALLS or not isinstance(args, dict) or self._closed:
@@ -513,7 +317,7 @@ class Sandbox:
         except RuntimeError:  # the pool was shut down by close() meanwhile
             worker.clock.finished()
 
-    def _serve(self, worker: _Worker, call_id: Any, fn: str, args: dict[str, Any]) -> None:
+    def _serve(self, worker: WorkerProcess, call_id: Any, fn: str, args: dict[str, Any]) -> None:
         reply: dict[str, Any] = {"type": "reply", "id": call_id}
         if self._call_ids:
             args = args | {"_call_id": f"{worker.generation}.{call_id}"}
