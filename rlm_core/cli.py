@@ -17,7 +17,7 @@ from typing import Any
 
 from rlm_core.config import RLMConfig, Setting, settings
 from rlm_core.errors import ModelError
-from rlm_core.ingest import IngestError
+from rlm_core.readers import IngestError
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import RunResult
 
@@ -246,16 +246,18 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from rlm_core.exchange import interop
+    from rlm_core.exchange.html import export_html
+    from rlm_core.exchange.jsonl import export_jsonl
+    from rlm_core.exchange.otel import export_otel
 
     store = TraceStore(args.traces_dir)
     try:
         if args.format == "jsonl":
-            text = interop.export_jsonl(store, args.run_id)
+            text = export_jsonl(store, args.run_id)
         elif args.format == "html":
-            text = interop.export_html(store, args.run_id)
+            text = export_html(store, args.run_id)
         else:
-            text = json.dumps(interop.export_otel(store, args.run_id), indent=1) + "\n"
+            text = json.dumps(export_otel(store, args.run_id), indent=1) + "\n"
     finally:
         store.close()
     if not args.output:
@@ -267,13 +269,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from rlm_core.exchange import interop
+    from rlm_core.exchange.jsonl import import_file
 
     if not Path(args.file).is_file():
         raise ValueError(f"no such file: {args.file}")
     store = TraceStore(args.traces_dir)
     try:
-        report = interop.import_file(store, Path(args.file), replace=args.replace)
+        report = import_file(store, Path(args.file), replace=args.replace)
     finally:
         store.close()
     print(report.run_id)

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from rlm_core import RLM, TraceStore
 from rlm_core.analysis.narrate import EXAMPLE_CHARS, EXAMPLES, LEARN_DIR, QUESTION
 from rlm_core.evaluate.examples import needle_document
-from rlm_core.exchange.interop import export_jsonl
+from rlm_core.exchange.jsonl import export_jsonl
 
 
 def record(out_dir: Path = LEARN_DIR) -> list[Path]:

@@ -12,8 +12,11 @@ import pytest
 from conftest import FakeOpenAIServer, by_model, repl
 
 from rlm_core import RLM, TraceStore
-from rlm_core.exchange.interop import export_html, export_jsonl, export_otel
-from rlm_core.ingest import IngestError, load_context
+from rlm_core.exchange.html import export_html
+from rlm_core.exchange.jsonl import export_jsonl
+from rlm_core.exchange.otel import export_otel
+from rlm_core.ingest import load_context
+from rlm_core.readers import IngestError
 
 KEY = "sk-sweep-KNOWN-FAKE-KEY-31337"
 INJECTION = (

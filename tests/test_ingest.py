@@ -12,9 +12,10 @@ import pytest
 from conftest import ROOT
 from streamlit.testing.v1 import AppTest
 
-from rlm_core import ingest
+from rlm_core import readers
 from rlm_core.context import text_of
-from rlm_core.ingest import IngestError, context_from_files, file_text, file_value, load_context
+from rlm_core.ingest import context_from_files, load_context
+from rlm_core.readers import IngestError, file_text, file_value
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 
@@ -153,7 +154,7 @@ def test_broken_or_large_csv_and_json_stay_text(monkeypatch: pytest.MonkeyPatch)
     assert value == '{"a": 1,,}' and "not valid JSON" in str(note)
     value, note = file_value("t.csv", b"a,b\n1,2,3\n4\n")
     assert isinstance(value, str) and "differing numbers of fields" in str(note)
-    monkeypatch.setattr(ingest, "STRUCTURED_MAX_BYTES", 10)
+    monkeypatch.setattr(readers, "STRUCTURED_MAX_BYTES", 10)
     value, note = file_value("d.json", b'{"a": [1, 2, 3, 4]}')
     assert isinstance(value, str) and "kept as text" in str(note)
 
@@ -221,7 +222,7 @@ def test_a_folder_becomes_a_dict_of_relative_paths(tmp_path: Path) -> None:
 
 
 def test_big_files_stream_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ingest, "CHUNK", 1000)
+    monkeypatch.setattr(readers, "CHUNK", 1000)
     path = tmp_path / "big.txt"
     text = "Zeile mit Umlauten äöü und mehr.\n" * 2000
     path.write_text(text, encoding="utf-8")

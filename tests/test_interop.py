@@ -14,14 +14,10 @@ import pytest
 from browser import Guard, launch, needs_chromium
 
 from rlm_core import RLM, TraceStore
-from rlm_core.exchange.interop import (
-    ImportFormatError,
-    RunExists,
-    export_html,
-    export_jsonl,
-    export_otel,
-    import_file,
-)
+from rlm_core.exchange.html import export_html
+from rlm_core.exchange.jsonl import export_jsonl, import_file
+from rlm_core.exchange.otel import export_otel
+from rlm_core.exchange.rlms import ImportFormatError, RunExists
 from rlm_core.types import Node, new_id
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,7 +14,7 @@ from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
 from rlm_core.analysis.narrate import EXAMPLES, LEARN_DIR, code_patterns, example_run_id, narrate
-from rlm_core.exchange.interop import FORMAT
+from rlm_core.exchange.jsonl import FORMAT
 from rlm_core.types import Node
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def test_walkthrough_from_start_to_summary(traces_dir: Path) -> None:
 
 
 def test_record_writes_importable_exports(tmp_path: Path) -> None:
-    from rlm_core.exchange.interop import import_file
+    from rlm_core.exchange.jsonl import import_file
     from scripts.record_learn import record
 
     paths = record(tmp_path / "learn")

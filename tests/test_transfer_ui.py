@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
 from rlm_core.engine.replay import fork_run
-from rlm_core.exchange.interop import export_jsonl
+from rlm_core.exchange.jsonl import export_jsonl
 from ui import transfer
 
 ROOT = Path(__file__).resolve().parents[1]

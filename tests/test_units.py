@@ -17,8 +17,9 @@ from rlm_core.engine.parsing import code_blocks, text_final
 from rlm_core.engine.scripted import root_reply
 from rlm_core.engine.spans import ContextIndex
 from rlm_core.evaluate.examples import EXAMPLES, LABELS, NEEDLE, label_counts, needle_document
-from rlm_core.ingest import IngestError, context_from_files, file_text, html_text
+from rlm_core.ingest import context_from_files
 from rlm_core.models import scripted
+from rlm_core.readers import IngestError, file_text, html_text
 
 
 def test_code_blocks_accept_repl_and_python_in_order_and_ignore_other_languages() -> None:

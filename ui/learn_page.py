@@ -12,7 +12,8 @@ import streamlit as st
 
 from rlm_core.analysis import narrate, views
 from rlm_core.analysis.graph import vis_payload
-from rlm_core.exchange.interop import ImportFormatError, RunExists, import_file
+from rlm_core.exchange.jsonl import import_file
+from rlm_core.exchange.rlms import ImportFormatError, RunExists
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node
 from ui import document_view, insight_panels

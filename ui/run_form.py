@@ -11,9 +11,10 @@ from rlm_core.config import RLMConfig
 from rlm_core.context import size_of
 from rlm_core.evaluate.examples import EXAMPLES
 from rlm_core.evaluate.scoring import score
-from rlm_core.ingest import Context, Data, IngestError, context_from_files
+from rlm_core.ingest import Context, context_from_files
 from rlm_core.models import local as local_model
 from rlm_core.models.scripted import DEMO_MODELS
+from rlm_core.readers import Data, IngestError
 from ui.common import CUSTOM, ROOT_PRESETS, SUB_PRESETS
 from ui.settings_page import saved_api_base, saved_models, session_key
 

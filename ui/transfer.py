@@ -13,14 +13,10 @@ from pathlib import Path
 
 import streamlit as st
 
-from rlm_core.exchange.interop import (
-    ImportReport,
-    RunExists,
-    export_html,
-    export_jsonl,
-    export_otel,
-    import_file,
-)
+from rlm_core.exchange.html import export_html
+from rlm_core.exchange.jsonl import export_jsonl, import_file
+from rlm_core.exchange.otel import export_otel
+from rlm_core.exchange.rlms import ImportReport, RunExists
 from rlm_core.store.trace_store import TraceStore
 from ui.common import store
 from ui.fork_panel import explorer_button, safe_id
