@@ -20,6 +20,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 from fake_openai import FakeOpenAIServer, FakeReply, by_model  # noqa: E402
 
 from rlm_core import RLM, TraceStore  # noqa: E402
+from rlm_core.meta import undeclared  # noqa: E402
+from rlm_core.store.journal import read_journal  # noqa: E402
 from rlm_core.types import RunResult  # noqa: E402
 
 if TYPE_CHECKING:
@@ -29,10 +31,17 @@ EXPLORER = str(ROOT / "pages" / "1_Explorer.py")
 
 
 @pytest.fixture(autouse=True)
-def traces_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def traces_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Each test's own traces folder. Afterwards every node the test's runs journaled must carry
+    only the meta keys rlm_core/meta.py declares for its kind (the README table is made from
+    them), so the whole suite keeps the documented node metadata true."""
     path = tmp_path / "traces"
     monkeypatch.setenv("RLM_TRACES_DIR", str(path))
-    return path
+    yield path
+    for journal in sorted((path / "journal").glob("*.jsonl")):
+        _, nodes, _ = read_journal(journal)
+        odd = {f"{n.kind}.{key}" for n in nodes for key in undeclared(n)}
+        assert not odd, f"meta keys not declared in rlm_core/meta.py: {sorted(odd)}"
 
 
 def repl(code: str, text: str = "") -> str:
