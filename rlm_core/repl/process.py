@@ -76,8 +76,9 @@ class WorkerProcess:
         uid: int | None = None,
     ) -> None:
         self.generation = generation
-        self.uid = uid
         """Counts restarts: a new worker numbers its calls from 1 again."""
+        self.uid = uid
+        """The worker's own uid when the app runs as root (None: it runs as the app's user)."""
         self.events: queue.Queue[Event] = queue.Queue()
         self.clock = CallClock()
         self.ready = False
