@@ -145,8 +145,8 @@ def test_walkthrough_from_start_to_summary(traces_dir: Path) -> None:
 
 
 def test_record_writes_importable_exports(tmp_path: Path) -> None:
-    from scripts.record_learn import record
     from rlm_core.exchange.interop import import_file
+    from scripts.record_learn import record
 
     paths = record(tmp_path / "learn")
     assert [p.name for p in paths] == list(EXAMPLES)
