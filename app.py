@@ -7,7 +7,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import run_page
+from ui.run import page as run_page
 
 st.set_page_config(page_title="RLM Tracer", page_icon="🌳", layout="wide")
 

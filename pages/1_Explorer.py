@@ -10,7 +10,7 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from ui.explorer import main  # noqa: E402
+from ui.explorer.page import render  # noqa: E402
 
 st.set_page_config(page_title="Explorer · RLM Tracer", page_icon="🔎", layout="wide")
-main()
+render()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from ui import runs_page
+from ui.runs import page
 
 st.set_page_config(page_title="Runs · RLM Tracer", page_icon="📜", layout="wide")
 st.title("Runs")
-runs_page.render()
+page.render()

@@ -10,9 +10,8 @@ _ROOT = str(Path(__file__).resolve().parents[1])
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from ui import learn_questions  # noqa: E402
-from ui.learn_page import render  # noqa: E402
+from ui.learn import page, questions  # noqa: E402
 
 st.set_page_config(page_title="Learn · RLM Tracer", page_icon="🎓", layout="wide")
-render()
-learn_questions.render()
+page.render()
+questions.render()

@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from ui import compare_page
+from ui.runs import compare
 
 st.set_page_config(page_title="Compare · RLM Tracer", page_icon="⚖️", layout="wide")
 st.title("Compare runs")
-compare_page.render()
+compare.render()

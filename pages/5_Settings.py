@@ -2,8 +2,8 @@
 
 import streamlit as st
 
-from ui import settings_page
+from ui.settings import page
 
 st.set_page_config(page_title="Settings · RLM Tracer", page_icon="⚙️", layout="wide")
 st.title("Settings")
-settings_page.render()
+page.render()

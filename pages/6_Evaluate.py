@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from ui import evaluate_page
+from ui.evaluate import page
 
 st.set_page_config(page_title="Evaluate · RLM Tracer", page_icon="📈", layout="wide")
 st.title("Evaluate")
@@ -11,4 +11,4 @@ st.caption(
     "twice: as an RLM, and as a plain model given the whole context (when it fits its window; "
     "otherwise 'did not fit', as in the paper)."
 )
-evaluate_page.render()
+page.render()

@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
 from rlm_core.evaluate.evaluator import DID_NOT_FIT, EvalPlan, EvalRow, save_row
-from ui.evaluate_page import chart, details, side_by_side
+from ui.evaluate.page import chart, details, side_by_side
 
 pytestmark = pytest.mark.usefixtures("fresh_app")
 PAGE = str(ROOT / "pages" / "6_Evaluate.py")

@@ -1,5 +1,5 @@
 """Concurrency: two runs at once in one process (as two browser sessions start them through the
-RunManager) while a third session browses, all on the one cached store, against a fake server
+app's job runner) while a third session browses, all on the one cached store, against a fake server
 with latency. No lock errors, no lost nodes, reads stay fast. (A CLI run while the app holds the
 database is tests/test_cli.py's journal test.)"""
 
@@ -13,7 +13,8 @@ from conftest import ROOT
 
 from rlm_core import TraceStore
 from rlm_core.config import RLMConfig
-from ui.runs import RunManager
+from ui.jobs import JobRunner
+from ui.run.live import start_run
 
 sys.path.insert(0, str(ROOT / "bench"))
 from bench_faults import soak, soak_server
@@ -37,9 +38,9 @@ def test_two_writers_and_a_reader_for_a_while(traces_dir: Path) -> None:
     assert result.p95_read_s < READ_BOUND_S, result.p95_read_s
 
 
-def test_run_manager_runs_side_by_side_and_a_reader_never_blocks(traces_dir: Path) -> None:
+def test_job_runner_runs_side_by_side_and_a_reader_never_blocks(traces_dir: Path) -> None:
     store = TraceStore(traces_dir)
-    manager = RunManager(store)
+    runner = JobRunner()
     try:
         with soak_server() as server:
             config = RLMConfig(
@@ -49,16 +50,16 @@ def test_run_manager_runs_side_by_side_and_a_reader_never_blocks(traces_dir: Pat
                 api_key="sk-conc",
                 retries=0,
             )
-            ids = [manager.start("context. " * 3000, f"q{i}?", config) for i in range(2)]
+            ids = [start_run(runner, store, "context. " * 3000, f"q{i}?", config) for i in range(2)]
             slowest = 0.0
-            while manager.active():
+            while runner.active():
                 t = time.perf_counter()
                 for run in store.list_runs():
                     store.nodes(run["run_id"])
                 slowest = max(slowest, time.perf_counter() - t)
                 time.sleep(0.02)
         for run_id in ids:
-            live = manager.get(run_id)
+            live = runner.get(run_id)
             assert live is not None and live.crash is None
             assert live.result is not None and live.result.status == "ok", live.result
             row = store.get_run(run_id)

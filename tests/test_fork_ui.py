@@ -52,14 +52,17 @@ def test_fork_panel_runs_a_fork_in_the_background(traces_dir: Path, fresh_app: N
         at.run()
     assert not at.exception
     assert any("fork finished" in s.value for s in at.success)
-    link = next(m.value for m in at.markdown if m.value.startswith("[Open the fork "))
-    fork_id = link.split("run=")[1].rstrip(")")
+    # run alone the Explorer page is not registered: links to it fall back to link buttons
+    link = next(
+        b.proto for b in at.get("link_button") if b.proto.label.startswith("Open the fork ")
+    )
+    fork_id = link.url.split("run=")[1]
 
     at = explorer_page(run=fork_id)
     assert not at.exception
-    assert f"[Forked from run {run_id} at node {lm.node_id}]" in "\n".join(
-        m.value for m in at.markdown
-    )
+    assert f"Forked from run {run_id} at node {lm.node_id}" in [
+        b.proto.label for b in at.get("link_button")
+    ]
     shown = {n["id"]: n for n in payload(at)["nodes"]}
     fork_point = [n for n in shown.values() if n["shadow"]["enabled"]]
     assert len(fork_point) == 1 and fork_point[0]["shadow"]["color"] == FORK_COLOUR

@@ -20,8 +20,8 @@ from rlm_core.analysis.graph import dataflow_edges, vis_payload
 from rlm_core.analysis.insight import coverage
 from rlm_core.types import Node
 from ui import document_view
-from ui.cost_panels import pack_rows
-from ui.insight_panels import MAX_SEGMENTS, PANELS, coverage_bins, touching
+from ui.explorer.cost_panels import pack_rows
+from ui.explorer.panels import MAX_SEGMENTS, PANELS, coverage_bins, touching
 
 ROOT = Path(__file__).resolve().parents[1]
 NEEDLE = "The secret code is 4471."

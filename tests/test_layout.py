@@ -1,6 +1,6 @@
 """The floor plan holds: no import cycle (imports inside functions count too), every module
-imports only from its own floor or below, modules stay small, and the README's layout section
-names every module there is."""
+imports only from its own floor or below (ui above all of rlm_core; a ui page family only from
+ui's shared modules), modules stay small, and the README's layout section names every module."""
 
 from __future__ import annotations
 
@@ -136,6 +136,22 @@ def test_every_module_imports_only_from_its_floor_or_below() -> None:
     assert upward == []
 
 
+def family(name: str) -> str | None:
+    """A ui page family (ui/<family>/...), or None for rlm_core and ui's shared modules."""
+    parts = name.split(".")
+    return parts[1] if parts[0] == "ui" and len(parts) > 2 else None
+
+
+def test_ui_page_families_import_only_shared_modules_and_those_no_family() -> None:
+    crossing = [
+        f"{name} -> {target}"
+        for name, targets in graph().items()
+        for target in targets
+        if family(target) is not None and family(target) != family(name)
+    ]
+    assert crossing == []
+
+
 def test_the_engine_never_imports_streamlit() -> None:
     offenders = [
         name
@@ -153,3 +169,29 @@ def test_modules_stay_under_the_line_cap() -> None:
         if (n := len(path.read_text().splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+def readme_layout() -> set[str]:
+    """Module paths the README's layout section names: a line starting with `dir/` sets the
+    folder, a line starting with file names (comma-separated) names files in it."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    block = readme.split("## Layout", 1)[1].split("```\n", 2)[1]
+    folder, named = "", set()
+    for line in block.splitlines():
+        head = line.split("  ")[0].strip() if line.startswith("  ") else line.split()[0]
+        if not line.startswith(" ") and head.endswith("/"):
+            folder = head
+        elif line.startswith("  "):
+            names = line.strip().split("  ")[0]
+            named.update(folder + n.strip() for n in names.split(",") if n.strip().endswith(".py"))
+    return named
+
+
+def test_readme_layout_names_every_module() -> None:
+    actual = {
+        str(path.relative_to(ROOT))
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        if path.name != "__init__.py"
+    }
+    assert readme_layout() == actual

@@ -16,7 +16,7 @@ from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, Node, TraceStore
 from rlm_core.types import new_id
-from ui import runs_page
+from ui.runs import page as runs_page
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Runs.py")
 XSS = "What is <script>alert(1)</script>?"

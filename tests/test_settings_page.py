@@ -26,7 +26,7 @@ from rlm_core.evaluate.evaluator import DID_NOT_FIT, EvalPlan, Evaluator
 from rlm_core.models import local as local_model
 from rlm_core.models.facts import context_window
 from rlm_core.models.resolve import model_for
-from ui.settings_page import check_connection, ollama_models, server_models
+from ui.settings.page import check_connection, ollama_models, server_models
 
 PAGE = str(ROOT / "pages" / "5_Settings.py")
 

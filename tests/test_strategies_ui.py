@@ -1,4 +1,4 @@
-"""Strategies in the app under AppTest: the Run page's side-by-side comparison, strategies as
+"""Strategies in the app under AppTest: the Run page's strategies side by side, strategies as
 methods of the Evaluate grid, and the Learn page's Questions section."""
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from streamlit.testing.v1 import AppTest
 pytestmark = pytest.mark.usefixtures("fresh_app")
 
 
-def comparison_done(at: AppTest) -> bool:
+def side_by_side_done(at: AppTest) -> bool:
     frames = at.dataframe
     return bool(frames) and not frames[0].value["status"].str.contains("running").any()
 
 
-def test_compare_strategies_side_by_side_on_the_run_page() -> None:
+def test_strategies_side_by_side_on_the_run_page() -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
     assert not at.exception
-    at.multiselect(key="cmp_strategies").set_value(["plain", "rag", "rlm-no-subcalls"]).run()
-    at.button(key="cmp_button").click().run()
+    at.multiselect(key="strategies_pick").set_value(["plain", "rag", "rlm-no-subcalls"]).run()
+    at.button(key="strategies_button").click().run()
     assert not at.exception and not at.error
-    at = poll(at, comparison_done, "the comparison did not finish")
+    at = poll(at, side_by_side_done, "the strategies did not finish")
     assert not at.exception
     table = at.dataframe[0].value.set_index("strategy")
     assert list(table.index) == ["plain (cut to fit)", "RAG (BM25)", "RLM, no sub-calls"]
@@ -34,10 +34,10 @@ def test_compare_strategies_side_by_side_on_the_run_page() -> None:
     assert any("did not fit the window and were cut" in w.value for w in at.warning)
 
 
-def test_compare_needs_a_strategy() -> None:
+def test_side_by_side_needs_a_strategy() -> None:
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60).run()
-    at.multiselect(key="cmp_strategies").set_value([]).run()
-    assert at.button(key="cmp_button").disabled
+    at.multiselect(key="strategies_pick").set_value([]).run()
+    assert at.button(key="strategies_button").disabled
 
 
 def test_strategies_are_a_dimension_of_the_evaluate_grid() -> None:
@@ -58,9 +58,9 @@ def test_strategies_are_a_dimension_of_the_evaluate_grid() -> None:
 
 
 def learn_script() -> None:
-    from ui import learn_questions
+    from ui.learn import questions
 
-    learn_questions.render()
+    questions.render()
 
 
 def test_learn_questions_run_each_pair_and_show_the_traces() -> None:

@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 from rlm_core import RLM, TraceStore
 from rlm_core.engine.replay import fork_run
 from rlm_core.exchange.jsonl import export_jsonl
-from ui import transfer
+from ui.explorer import export
+from ui.runs import import_trace
 
 ROOT = Path(__file__).resolve().parents[1]
 CONTEXT = "Filler. " * 300 + "The secret code is 4471. " + "More. " * 300
@@ -51,7 +52,7 @@ def test_import_on_the_runs_page(exported: tuple[str, str], fresh_app: None) -> 
     at = upload(at, "run.jsonl", text.encode())
     assert any("Imported" in s.value for s in at.success)
     assert any(f"imported run {run_id}" in t.value for t in at.text)
-    assert any(f"/Explorer?run={run_id}" in m.value for m in at.markdown)
+    assert any(f"/Explorer?run={run_id}" in b.proto.url for b in at.get("link_button"))
     listed = at.dataframe[0].value
     assert isinstance(listed, pd.DataFrame) and list(listed["ID"]) == [run_id]
 
@@ -84,9 +85,9 @@ def test_export_buttons_build_each_format_on_demand(
     run_id, text = exported
     store = TraceStore(traces_dir)
     try:
-        report = transfer.import_upload(store, "run.jsonl", text.encode(), replace=False)
+        report = import_trace.import_upload(store, "run.jsonl", text.encode(), replace=False)
         assert report.run_id == run_id
-        built = {fmt: transfer.export_data(store, run_id, fmt)() for fmt in transfer.FORMATS}
+        built = {fmt: export.export_data(store, run_id, fmt)() for fmt in export.FORMATS}
     finally:
         store.close()
     assert json.loads(built["JSONL"].decode().splitlines()[0])["run_id"] == run_id

@@ -1,32 +1,17 @@
-"""What every page shares: the one store of this server process, live runs, formatting."""
+"""What every page shares: the one store of this server process, what pages read through it
+beyond its rows (a node's full texts, the run's context as one string), and formatting."""
 
 from __future__ import annotations
 
-import html
 import time
 from typing import Any
 
 import streamlit as st
 
+from rlm_core.context import flatten
 from rlm_core.store.trace_store import StoreBusy, TraceStore
-from ui.runs import RunManager
+from rlm_core.types import Node
 
-ROOT_PRESETS = [
-    "demo/root",
-    "demo/recursive",
-    "openai/gpt-5-mini",
-    "openai/gpt-4o-mini",
-    "anthropic/claude-sonnet-4-5",
-    "ollama_chat/qwen2.5-coder",
-]
-SUB_PRESETS = [
-    "demo/sub",
-    "openai/gpt-5-nano",
-    "openai/gpt-4o-mini",
-    "anthropic/claude-haiku-4-5",
-    "ollama_chat/qwen2.5-coder",
-]
-CUSTOM = "Other (type a litellm model name)…"
 JOURNAL_SYNC_S = 3.0
 
 
@@ -54,9 +39,53 @@ def store() -> TraceStore:
     return s
 
 
-@st.cache_resource
-def manager() -> RunManager:
-    return RunManager(store())
+# ---- reads beyond the store's rows ---------------------------------------------------------
+
+
+def full_node(s: TraceStore, preview: Node) -> Node:
+    """The node with its big texts read back; the preview (and a notice) if a blob is gone."""
+    try:
+        node = s.node(preview.node_id)
+    except (OSError, ValueError):
+        node = None
+    if node is None:
+        st.error("Some stored text of this node could not be read; showing the stored preview.")
+        return preview
+    return node
+
+
+def root_of(nodes: list[Node]) -> Node | None:
+    """The run node at the top of a run's tree."""
+    return next((n for n in nodes if n.kind == "run" and n.depth == 0), None)
+
+
+@st.cache_resource(max_entries=2, show_spinner=False)
+def _flat_context(
+    _store: TraceStore, traces_dir: str, run_id: str, sha: str | None
+) -> tuple[str, list[tuple[str, int]]]:
+    """The run's context as one string plus part offsets; read once, a context can be 100 MB."""
+    context = _store.context(run_id)
+    if context is None:
+        raise FileNotFoundError(run_id)
+    return flatten(context)
+
+
+def flat_context(s: TraceStore, run: dict[str, Any]) -> tuple[str, list[tuple[str, int]]] | None:
+    """(the run's context as one string, where each part of a dict context starts), or None when
+    the stored context cannot be read."""
+    try:
+        return _flat_context(s, str(s.dir), str(run["run_id"]), run.get("context_sha"))
+    except (OSError, ValueError):
+        return None
+
+
+def context_text(s: TraceStore, run: dict[str, Any]) -> str | None:
+    """The run's context as one string (cached), or None when it cannot be read."""
+    flat = flat_context(s, run)
+    return flat[0] if flat is not None else None
+
+
+# ---- formatting ----------------------------------------------------------------------------
 
 
 def cost_text(cost: float | None) -> str:
@@ -67,23 +96,3 @@ def cost_text(cost: float | None) -> str:
 
 def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "—"
-
-
-def esc(text: Any) -> str:
-    """Escape untrusted text (documents, model output) before it goes into markdown/HTML."""
-    return html.escape(str(text), quote=True)
-
-
-def explorer_link(run_id: str, node_id: str | None = None) -> str:
-    query = f"run={run_id}" + (f"&node={node_id}" if node_id else "")
-    return f"/Explorer?{query}"
-
-
-def status_badge(status: str | None) -> str:
-    return {
-        "ok": "✅ ok",
-        "error": "❌ error",
-        "limit": "⚠️ limit",
-        "interrupted": "⏹️ interrupted",
-        "running": "⏳ running",
-    }.get(status or "", status or "?")

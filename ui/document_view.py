@@ -1,12 +1,11 @@
 """A window of the context with ranges highlighted: a few thousand characters around one range,
 never the whole document, with previous/next range navigation.
 
-The text is untrusted: every piece goes through html.escape and the only markup is our own <mark>.
+The text is untrusted: every piece goes through `safe.esc` and the only markup is our own <mark>.
 """
 
 from __future__ import annotations
 
-import html
 import itertools
 from collections.abc import Sequence
 
@@ -15,6 +14,7 @@ import streamlit as st
 from rlm_core.analysis.insight import SUB_CALL_KINDS, subtree
 from rlm_core.engine.spans import merge_spans
 from rlm_core.types import Node
+from ui.safe import esc
 
 RADIUS = 2_000
 """Characters shown either side of a range."""
@@ -94,7 +94,7 @@ def window_html(text: str, lo: int, hi: int, marks: Sequence[Mark]) -> str:
     points = sorted(cuts)
     out = []
     for a, b in itertools.pairwise(points):
-        piece = html.escape(text[a:b], quote=True)
+        piece = esc(text[a:b])
         cls = next((c for s, e, c in reversed(marks) if s <= a and b <= e), None)
         if cls in _STYLE:
             out.append(f'<mark class="rlm-mark rlm-{cls}" style="{_STYLE[cls]}">{piece}</mark>')

@@ -1,11 +1,9 @@
-"""The Run page's "Compare strategies": the chosen strategies answer the same question about the
-same context at once (background threads that never call st.*), and a table puts their answers,
-correctness, tokens, cost and time side by side, each row one click from its trace."""
+"""The Run page's "Strategies side by side": the chosen strategies answer the same question about
+the same context at once (background jobs), and a table puts their answers, correctness, tokens,
+cost and time side by side, each row one click from its trace."""
 
 from __future__ import annotations
 
-import functools
-import threading
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -13,20 +11,20 @@ import pandas as pd
 import streamlit as st
 
 from rlm_core.config import RLMConfig
-from rlm_core.errors import ModelError
-from rlm_core.models.resolve import check_model
-from rlm_core.store.trace_store import TraceStore
 from rlm_core.strategies.registry import STRATEGIES, label, run_strategy
 from rlm_core.types import RunResult, new_id
-from ui.common import cost_text, explorer_link, manager, status_badge, store
-from ui.run_form import ContextChoice, verdict
+from ui.common import cost_text, store
+from ui.context_choice import ContextChoice, verdict
+from ui.jobs import Job, jobs
+from ui.run.form import check_models
+from ui.widgets import explorer_link, status_badge
 
-KEY = "strategy_compare"
+KEY = "strategies_side_by_side"
 DEFAULT = ["rlm", "plain", "rag"]
 
 
 @dataclass
-class Comparison:
+class SideBySide:
     question: str
     choice: ContextChoice
     """Without its value: the verdict needs only the questions and answers."""
@@ -34,39 +32,33 @@ class Comparison:
     """(strategy, run id) in the order chosen."""
 
 
-def _run(
-    name: str,
-    context: Any,
-    question: str,
-    config: RLMConfig,
-    trace_store: TraceStore,
-    run_id: str,
-    cancel: threading.Event,
-) -> RunResult:
-    return run_strategy(
-        name, context, question, config, store=trace_store, cancel=cancel, run_id=run_id
-    )
-
-
 def start(choice: ContextChoice, question: str, config: RLMConfig, names: list[str]) -> None:
-    try:
-        for model in {config.root_model, config.sub_model}:
-            check_model(model, api_base=config.api_base, api_key=config.api_key)
-    except ModelError as exc:
-        st.error(str(exc))
+    if not check_models(config):
         return
+    trace_store = store()  # looked up here: the jobs' threads must not call st.*
     runs = []
     for name in names:
         run_id = new_id()
-        work = functools.partial(_run, name, choice.value, question, config, store(), run_id)
-        manager().start_task(run_id, work)
+
+        def work(job: Job[RunResult], name: str = name, run_id: str = run_id) -> RunResult:
+            return run_strategy(
+                name,
+                choice.value,
+                question,
+                config,
+                store=trace_store,
+                cancel=job.cancel,
+                run_id=run_id,
+            )
+
+        jobs().start(run_id, work, what=label(name))
         runs.append((name, run_id))
-    st.session_state[KEY] = Comparison(question, replace(choice, value=None), runs)
+    st.session_state[KEY] = SideBySide(question, replace(choice, value=None), runs)
 
 
-def row(comparison: Comparison, name: str, run_id: str) -> dict[str, Any]:
+def row(shown: SideBySide, name: str, run_id: str) -> dict[str, Any]:
     """One strategy's line; reads the live result when there is one, else the stored run."""
-    live = manager().get(run_id)
+    live = jobs().get(run_id)
     running = live is not None and live.running
     result = live.result if live is not None else None
     run = store().get_run(run_id)
@@ -85,7 +77,7 @@ def row(comparison: Comparison, name: str, run_id: str) -> dict[str, Any]:
         status = "running"
     elif live is not None and live.crash:
         status = "error"
-    judged = None if running else verdict(comparison.choice, comparison.question, answer)
+    judged = None if running else verdict(shown.choice, shown.question, answer)
     return {
         "strategy": label(name),
         "status": status_badge(status),
@@ -102,20 +94,18 @@ def row(comparison: Comparison, name: str, run_id: str) -> dict[str, Any]:
     }
 
 
-def table(comparison: Comparison) -> None:
-    running = any(
-        (live := manager().get(r)) is not None and live.running for _, r in comparison.runs
-    )
+def table(shown: SideBySide) -> None:
+    running = any((live := jobs().get(r)) is not None and live.running for _, r in shown.runs)
 
     @st.fragment(run_every=1.0 if running else None)
     def panel() -> None:
-        lines = [row(comparison, name, run_id) for name, run_id in comparison.runs]
+        lines = [row(shown, name, run_id) for name, run_id in shown.runs]
         still = any(line["_running"] for line in lines)
-        shown = pd.DataFrame(
+        frame = pd.DataFrame(
             [{k: v for k, v in ln.items() if not k.startswith("_")} for ln in lines]
         )
         st.dataframe(
-            shown,
+            frame,
             hide_index=True,
             column_config={"trace": st.column_config.LinkColumn("trace", display_text="open")},
         )
@@ -126,9 +116,9 @@ def table(comparison: Comparison) -> None:
                     f"{line['strategy']}: {line['_cut']:,} characters of the context did not fit "
                     "the window and were cut; that answer was given without them."
                 )
-        if still and st.button("Stop all", key="cmp_stop"):
-            for _, run_id in comparison.runs:
-                manager().stop(run_id)
+        if still and st.button("Stop all", key="strategies_stop"):
+            for _, run_id in shown.runs:
+                jobs().stop(run_id)
             st.toast("Stopping the strategies…")
         if not still and running:  # they just ended: one full rerun leaves live mode
             st.rerun()
@@ -137,26 +127,27 @@ def table(comparison: Comparison) -> None:
 
 
 def render(choice: ContextChoice | None, question: str, config: RLMConfig | None) -> None:
-    """The multiselect, the Compare button, and the side-by-side table of the last comparison."""
-    with st.expander("Compare strategies", expanded=KEY in st.session_state):
+    """The multiselect, the Run side by side button, and the table of the last such run."""
+    with st.expander("Strategies side by side", expanded=KEY in st.session_state):
         st.caption(
             "Answer the same question with other strategies — the plain model with the context "
             "stuffed into its window, RAG, summarizing until it fits, the Algorithm 2 agent, RLM "
-            "ablations — using the models and limits above. They run at the same time."
+            "ablations — using the models and limits above. They run at the same time. "
+            "(To compare two finished runs step by step, use the Compare page.)"
         )
         names = st.multiselect(
             "Strategies",
             list(STRATEGIES),
             default=DEFAULT,
-            key="cmp_strategies",
+            key="strategies_pick",
             format_func=lambda n: f"{label(n)} — {STRATEGIES[n]}",
         )
         ready = choice is not None and bool(question) and config is not None and bool(names)
-        clicked = st.button("Compare", disabled=not ready, key="cmp_button")
+        clicked = st.button("Run side by side", disabled=not ready, key="strategies_button")
     if clicked:
         assert choice is not None and config is not None
         start(choice, question, config, names)
-    comparison = st.session_state.get(KEY)
-    if isinstance(comparison, Comparison):
+    shown = st.session_state.get(KEY)
+    if isinstance(shown, SideBySide):
         st.subheader("Strategies side by side")
-        table(comparison)
+        table(shown)

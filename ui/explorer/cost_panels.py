@@ -1,10 +1,9 @@
-"""Time and money: the run timeline (Gantt), budget use and run summary, the rollup of one
-node's subtree, and the cost estimate shown on the Run page before a run.
-"""
+"""Time and money in the Explorer: the run timeline (Gantt), budget use and run summary, and
+the rollup of one node's subtree."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import altair as alt
@@ -13,8 +12,8 @@ import streamlit as st
 from rlm_core.analysis import insight
 from rlm_core.types import Node
 from ui.common import cost_text
+from ui.widgets import Select, node_buttons
 
-Select = Callable[[str], None]
 MAX_BARS = 5_000
 ROWS_PER_DEPTH = 24
 """Parallel rows drawn per depth; a wider batch wraps onto them (bars then overlap)."""
@@ -150,8 +149,6 @@ def budget_panel(nodes: Sequence[Node], select: Select) -> None:
         hide_index=True,
         column_config={"share": st.column_config.ProgressColumn("share", min_value=0, max_value=1)},
     )
-    from ui.insight_panels import node_buttons  # late: that module imports this one
-
     for r in (r for r in limits if r["fired"]):
         st.warning(f"The limit {r['limit']} fired here:")
         node_buttons(r["node_ids"], nodes, select, key=f"budget_{r['limit']}")
@@ -187,27 +184,3 @@ def rollup_lines(r: insight.Rollup) -> list[str]:
             f"wall time {r.wall_s:.2f} s · not spent in children {r.self_wall_s or 0:.2f} s"
         )
     return lines
-
-
-@st.cache_data(show_spinner="Looking up prices…", max_entries=32)
-def _estimate(root: str, sub: str, chars: int) -> dict[str, Any]:
-    return insight.estimate(root, sub, chars)
-
-
-def estimate(root: str, sub: str, chars: int) -> None:
-    """Before a run: cost of one root iteration and of one sub-model pass over the context."""
-    e = _estimate(root, sub, chars)
-    with st.container(border=True):
-        st.caption("Cost estimate before running (rough: typical prompt sizes, list prices)")
-        per_turn = e["root_tokens_per_iteration"]
-        st.text(
-            f"root model, per iteration: {cost_text(e['root_usd_per_iteration'])} "
-            f"(~{per_turn['in']:,} in / {per_turn['out']:,} out tokens)\n"
-            f"sub model, one full pass over the context: {cost_text(e['sub_full_pass_usd'])} "
-            f"({e['sub_chunks']:,} chunk(s) of ~{e['sub_chunk_tokens']:,} tokens)"
-            + (
-                f"\nno price known for: {', '.join(e['unknown_prices'])}"
-                if e["unknown_prices"]
-                else ""
-            )
-        )

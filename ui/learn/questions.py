@@ -20,8 +20,9 @@ from rlm_core.engine.spans import merge_spans
 from rlm_core.evaluate.examples import EXAMPLES
 from rlm_core.strategies.registry import label, run_strategy
 from rlm_core.types import Node
-from ui.common import explorer_link, status_badge, store
-from ui.run_form import ContextChoice, verdict
+from ui.common import store
+from ui.context_choice import ContextChoice, verdict
+from ui.widgets import explorer_link, status_badge
 
 CACHE = "learn_question_runs"
 _log = logging.getLogger(__name__)

@@ -1,81 +1,34 @@
-"""Export a run from the Explorer (JSONL, HTML, OTel JSON, built only when downloaded) and import
-a trace file on the Runs page. File contents and error texts are shown with st.text only.
+"""Import a trace file on the Runs page: our JSONL export, one of our journals, or an `rlms`
+RLMLogger log. File contents and error texts are shown with st.text only.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import streamlit as st
 
-from rlm_core.exchange.html import export_html
-from rlm_core.exchange.jsonl import export_jsonl, import_file
-from rlm_core.exchange.otel import export_otel
+from rlm_core.exchange.jsonl import import_file
 from rlm_core.exchange.rlms import ImportReport, RunExists
 from rlm_core.store.trace_store import TraceStore
 from ui.common import store
-from ui.fork_panel import explorer_button, safe_id
+from ui.safe import file_name, safe_id
+from ui.widgets import explorer_button
 
 log = logging.getLogger(__name__)
 
-FORMATS: dict[str, tuple[str, str, str]] = {
-    # label: (file suffix, mime type, what it is)
-    "JSONL": (".jsonl", "application/jsonl", "lossless; re-import gives the identical trace"),
-    "HTML": (".html", "text/html", "the graph with an inspector, opens offline"),
-    "OTel JSON": (".otel.json", "application/json", "OpenTelemetry spans, GenAI attributes"),
-}
 REPORT = "import_report"
 MAX_SKIPPED_SHOWN = 200
-
-
-def export_data(s: TraceStore, run_id: str, fmt: str) -> Callable[[], bytes]:
-    """The file of one format, built when the browser asks for it: Streamlit calls this on a
-    thread of its own, so it gets the store passed in and calls no st.* itself."""
-
-    def build() -> bytes:
-        if fmt == "JSONL":
-            return export_jsonl(s, run_id).encode("utf-8")
-        if fmt == "HTML":
-            return export_html(s, run_id).encode("utf-8")
-        return json.dumps(export_otel(s, run_id), ensure_ascii=False).encode("utf-8")
-
-    return build
-
-
-def export_buttons(s: TraceStore, run_id: str) -> None:
-    name = safe_id(run_id) or "run"
-    cols = st.columns([1, 1, 1, 3], vertical_alignment="center")
-    for col, (fmt, (suffix, mime, what)) in zip(cols, FORMATS.items(), strict=False):
-        col.download_button(
-            f"⬇ {fmt}",
-            data=export_data(s, run_id, fmt),
-            file_name=f"{name}{suffix}",
-            mime=mime,
-            key=f"export_{fmt}",
-            help=f"Download this run as {fmt}: {what}",
-            on_click="ignore",
-        )
-    cols[-1].caption("Export this run (built when you click).")
-
-
-# ---- import ----------------------------------------------------------------------------------
-
-
-def _file_name(name: str) -> str:
-    # only the base name, and only plain characters: it becomes a path in a private temp dir
-    return re.sub(r"[^\w.-]", "_", Path(name).name)[:100] or "trace.jsonl"
 
 
 def import_upload(s: TraceStore, name: str, data: bytes, *, replace: bool) -> ImportReport:
     """Import uploaded bytes through a temp file: import_file reads a str as a path unless it
     looks like file content, so upload content must never be passed to it as a str."""
     with tempfile.TemporaryDirectory(prefix="rlm-import-") as tmp:
-        path = Path(tmp) / _file_name(name)
+        # only a plain base name: it becomes a path in this private folder
+        path = Path(tmp) / file_name(name, "trace.jsonl")
         path.write_bytes(data)
         return import_file(s, path, replace=replace)
 

@@ -5,19 +5,18 @@ nodes (`/Compare?a=<run>&b=<run>`). Run and node texts go to st.code and datafra
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 from urllib.parse import urlencode
 
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from rlm_core.analysis import views
 from rlm_core.analysis.compare import FIELDS, Comparison, Pair, compare_runs, summary, value
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node
-from ui.common import cost_text, status_badge, store, when
-from ui.fork_panel import explorer_button, root_of
+from ui.common import cost_text, root_of, store, when
+from ui.safe import word
+from ui.widgets import explorer_button, page_link, status_badge
 
 COMPARE_PAGE = "pages/4_Compare.py"
 RUN_CHOICES = 500
@@ -28,11 +27,9 @@ KEYS = {"a": "compare_a", "b": "compare_b"}
 
 def compare_link(a: str, b: str) -> None:
     """A link to this page for two runs (used by the Runs page)."""
-    label = "Compare these two runs"
-    try:
-        st.page_link(COMPARE_PAGE, label=label, query_params={"a": a, "b": b}, icon="⚖️")
-    except StreamlitAPIException:  # the page is not registered (a page run on its own)
-        st.link_button(label, "/Compare?" + urlencode({"a": a, "b": b}))
+    params = {"a": a, "b": b}
+    url = "/Compare?" + urlencode(params)
+    page_link(COMPARE_PAGE, "Compare these two runs", url, params, icon="⚖️")
 
 
 # ---- picking the two runs --------------------------------------------------------------------
@@ -135,7 +132,7 @@ def _summary(run_a: dict[str, Any], run_b: dict[str, Any]) -> None:
 
 def _where(pair: Pair) -> str:
     # built from numbers and kind names only, but it goes into markdown: keep it that way
-    return re.sub(r"[^\w ·›↔?-]", "", pair.where)
+    return word(pair.where, limit=500)
 
 
 def field_text(node: Node | None, field: str) -> str:
@@ -161,7 +158,7 @@ def _divergence(cmp: Comparison) -> None:
     if pair is None:
         st.success("No divergence: every aligned step did the same (tokens and time may differ).")
         return
-    kind = re.sub(r"\W", "", pair.kind)
+    kind = word(pair.kind)
     if pair.matched:
         what = "differs in " + ", ".join(pair.differences)
     else:

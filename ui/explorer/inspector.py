@@ -6,49 +6,22 @@ only, never into markdown or labels. Long texts are cut for display and offered 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from typing import Any, Literal
+from typing import Any
 
 import streamlit as st
 
 from rlm_core.analysis import views
-from rlm_core.context import flatten
+from rlm_core.analysis.insight import SUB_CALL_KINDS
 from rlm_core.engine import prompts
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node
-from ui import insight_panels
-from ui.common import cost_text, status_badge
+from ui.common import cost_text, flat_context, full_node
+from ui.explorer import cost_panels
+from ui.safe import word
+from ui.widgets import Select, node_buttons, show_text, status_badge
 
-TEXT_LIMIT = 200_000
-"""Characters shown inline per text; beyond this the browser slows down, so offer a download."""
 SLICE_MARGIN = 300
 MAX_SLICES = 5
-CODE_HEIGHT = 420
-
-Select = Callable[[str], None]
-
-
-def safe_word(text: Any) -> str:
-    """Letters, digits and a few marks only: for our own short names placed in widget labels."""
-    return re.sub(r"[^\w .:/@-]", "", str(text))[:60] or "?"
-
-
-def show_text(
-    text: str | None, *, key: str, language: str | None = None, empty: str = "(empty)"
-) -> None:
-    """A bounded code block with a download of the full text when it had to be cut."""
-    full = text or ""
-    part = views.clip(full, TEXT_LIMIT)
-    if part.clipped:
-        st.caption(f"showing first {len(part.text):,} of {part.total:,} chars")
-    tall = part.text.count("\n") > 20 or len(part.text) > 3000
-    height: int | Literal["content"] = CODE_HEIGHT if tall else "content"
-    st.code(part.text or empty, language=language, wrap_lines=True, height=height)
-    if part.clipped:
-        st.download_button(
-            "Download the full text", data=full, file_name=f"{key}.txt", key=f"dl_{key}"
-        )
 
 
 def _stats_line(node: Node) -> str:
@@ -63,18 +36,6 @@ def _stats_line(node: Node) -> str:
     )
 
 
-def full_node(store: TraceStore, preview: Node) -> Node:
-    """The node with its big texts read back; the preview (and a notice) if a blob is gone."""
-    try:
-        node = store.node(preview.node_id)
-    except (OSError, ValueError):
-        node = None
-    if node is None:
-        st.error("Some stored text of this node could not be read; showing the stored preview.")
-        return preview
-    return node
-
-
 def show_node(
     store: TraceStore, run: dict[str, Any], nodes: list[Node], preview: Node, select: Select
 ) -> None:
@@ -84,7 +45,7 @@ def show_node(
     st.subheader(views.node_label(node, views.step_index(order, node.node_id) + 1))
     st.text(_stats_line(node))
     st.text(f"node id {node.node_id}")
-    insight_panels.node_facts(nodes, node, select)
+    _node_facts(nodes, node, select)
     if node.error:
         st.error("This node ended with an error:")
         show_text(node.error, key=f"{node.node_id}_error")
@@ -100,6 +61,36 @@ def show_node(
         st.info("This kind of node has nothing more to show.")
         return
     shown(store, run, nodes, node, select)
+
+
+def _node_facts(nodes: list[Node], node: Node, select: Select) -> None:
+    """Rollup of the node's subtree and, for a sub-call, where its answer went."""
+    if node.kind in SUB_CALL_KINDS:
+        _where_used(nodes, node, select)
+    cost_panels.node_rollup(nodes, node)
+
+
+def _where_used(nodes: list[Node], node: Node, select: Select) -> None:
+    st.markdown("**Where its answer went**")
+    finals = [
+        f for f in nodes if f.kind == "final" and node.node_id in (f.meta.get("sources") or [])
+    ]
+    cells = [
+        c.node_id
+        for c in nodes
+        if c.kind == "code"
+        and any(node.node_id in ids for ids in (c.meta.get("assignments") or {}).values())
+    ]
+    used = node.meta.get("used_by")
+    if isinstance(used, list) and used:
+        st.text("into the variable(s): " + ", ".join(word(v) for v in used))
+    elif used == [] and not finals:
+        st.warning("Dropped: its answer never reached a variable or the final answer.")
+    elif used is None and node.status == "ok":
+        st.caption("Not recorded for this call (an older or imported trace).")
+    if finals:
+        st.text("and into the final answer")
+    node_buttons([*cells, *(f.node_id for f in finals)], nodes, select, key=f"used_{node.node_id}")
 
 
 def _jump(label: str, target: str | None, nodes: list[Node], select: Select, key: str) -> None:
@@ -132,7 +123,7 @@ def _lm(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, s
     session = next((n for n in nodes if n.node_id == node.parent_id), None)
     examples = prompts.worked_example_positions(str((session or node).meta.get("prompt")))
     for i, message in enumerate(messages):
-        role = safe_word(message.get("role", "?"))
+        role = word(message.get("role", "?"))
         text = views.message_text(message)
         label = f"{i + 1}. {role} · {len(text):,} chars"
         if i in examples:
@@ -184,26 +175,8 @@ def _code(
 # ---- sub-calls -----------------------------------------------------------------------------
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def _flat_context(
-    _store: TraceStore, traces_dir: str, run_id: str, sha: str | None
-) -> tuple[str, list[tuple[str, int]]]:
-    """The run's context as one string plus part offsets; read once, a context can be 100 MB."""
-    context = _store.context(run_id)
-    if context is None:
-        raise FileNotFoundError(run_id)
-    return flatten(context)
-
-
-def _context(store: TraceStore, run: dict[str, Any]) -> tuple[str, list[tuple[str, int]]] | None:
-    try:
-        return _flat_context(store, str(store.dir), str(run["run_id"]), run.get("context_sha"))
-    except (OSError, ValueError):
-        return None
-
-
 def _positions(store: TraceStore, run: dict[str, Any], node: Node) -> None:
-    flat = _context(store, run)
+    flat = flat_context(store, run)
     if flat is None:
         st.info("The stored context of this run is not available, so positions cannot be shown.")
         return
@@ -228,7 +201,7 @@ def _sub_call(
 ) -> None:
     if node.meta.get("batch") is not None:
         idx, size = node.meta.get("batch_index"), node.meta.get("batch_size")
-        st.caption(f"item {safe_word(idx)} of a batch of {safe_word(size)} calls run concurrently")
+        st.caption(f"item {word(idx)} of a batch of {word(size)} calls run concurrently")
     if node.meta.get("fallback_from"):
         st.caption("asked rlm_query at the maximum depth, so it became one sub-model call")
     st.markdown("**Slice of the document it saw**")

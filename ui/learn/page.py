@@ -5,7 +5,6 @@ narration naming the pattern in use, the growing graph with its data flow, and t
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any
 
 import streamlit as st
@@ -16,10 +15,10 @@ from rlm_core.exchange.jsonl import import_file
 from rlm_core.exchange.rlms import ImportFormatError, RunExists
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node
-from ui import document_view, insight_panels
-from ui.common import explorer_link, store
+from ui import document_view
+from ui.common import context_text, full_node, store
 from ui.graph_component import graph
-from ui.inspector import full_node, show_text
+from ui.widgets import explorer_link, show_text
 
 _log = logging.getLogger(__name__)
 EXAMPLE_KEY = "learn_example"
@@ -58,10 +57,6 @@ a huge one. And every step is a piece of code you can inspect: which text was re
 and which answer flowed into the result. When a run gets it wrong, the trace shows where: the
 Explorer's *Coverage* and *Where is X?* panels show which parts no model ever saw.
 """
-
-
-def _word(value: object) -> str:
-    return re.sub(r"\W", "", str(value))[:60]
 
 
 def bundled(s: TraceStore) -> dict[str, str]:
@@ -153,7 +148,7 @@ def _controls(key: str, i: int, count: int) -> None:
 def _step(s: TraceStore, run: dict[str, Any], nodes: list[Node], order: list[str], i: int) -> None:
     by_id = {n.node_id: n for n in nodes}
     node = full_node(s, by_id[order[i]])
-    text = insight_panels.context_text(s, run)
+    text = context_text(s, run)
     total = len(text) if text is not None else int(run.get("context_chars") or 0)
     step = narrate.narrate(node, nodes, total)
     st.subheader(step.title)
@@ -176,7 +171,8 @@ def _step(s: TraceStore, run: dict[str, Any], nodes: list[Node], order: list[str
         if target != i and 0 <= target < len(order):
             st.session_state[_step_key(str(run.get("run_id")))] = target
             st.rerun()
-        st.markdown(f"[Open this run in the Explorer]({explorer_link(_word(run.get('run_id')))})")
+        # the link's ids are URL-encoded: it stays one link whatever the run is called
+        st.markdown(f"[Open this run in the Explorer]({explorer_link(str(run.get('run_id')))})")
     with right:
         _holds(node)
         st.caption("The document, with this step's slice highlighted")

@@ -2,45 +2,30 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
 from rlm_core.config import RLMConfig
 from rlm_core.context import size_of
+from rlm_core.errors import ModelError
 from rlm_core.evaluate.examples import EXAMPLES
-from rlm_core.evaluate.scoring import score
 from rlm_core.ingest import Context, context_from_files
 from rlm_core.models import local as local_model
-from rlm_core.models.scripted import DEMO_MODELS
+from rlm_core.models.resolve import check_model
 from rlm_core.readers import Data, IngestError
-from ui.common import CUSTOM, ROOT_PRESETS, SUB_PRESETS
-from ui.settings_page import saved_api_base, saved_models, session_key
+from ui.config_inputs import choice_input, limit_inputs, setting
+from ui.context_choice import ContextChoice
+from ui.model_picker import (
+    ROOT_PRESETS,
+    SUB_PRESETS,
+    model_picker,
+    saved_api_base,
+    session_key,
+)
 
 SOURCES = ("Example document", "Upload files", "Upload a folder", "Paste text")
 MAX_UPLOAD_MB = 1024
-
-
-@dataclass
-class ContextChoice:
-    value: Any
-    label: str
-    chars: int
-    questions: tuple[str, ...] = ()
-    answers: tuple[str, ...] = ()
-    scoring: tuple[str, ...] = ()
-
-
-def verdict(choice: ContextChoice, question: str, answer: str | None) -> str | None:
-    """'correct'/'incorrect' (with the score) when the question is one with a known answer."""
-    if question.strip() not in choice.questions:
-        return None
-    index = choice.questions.index(question.strip())
-    kind = choice.scoring[index] if index < len(choice.scoring) else "exact"
-    points = score(kind, answer, choice.answers[index])
-    word = "correct" if points >= 0.999 else "partly correct" if points > 0 else "incorrect"
-    return f"{word} (score {points:.2f}; expected: {choice.answers[index][:200]})"
 
 
 @st.cache_data(show_spinner="Generating the example document…", max_entries=4)
@@ -121,30 +106,21 @@ def size_line(choice: ContextChoice) -> str:
     return f"{choice.chars:,} characters · about {choice.chars // 4:,} tokens"
 
 
-def _model_picker(label: str, presets: list[str], key: str) -> str:
-    def describe(name: str) -> str:
-        return f"{name} — {DEMO_MODELS[name]} (offline)" if name in DEMO_MODELS else name
-
-    options = list(dict.fromkeys([*presets, *saved_models()]))
-    choice = st.selectbox(label, [*options, CUSTOM], format_func=describe, key=key)
-    if choice == CUSTOM:
-        return st.text_input(
-            f"{label}: litellm model name", key=f"{key}_custom", placeholder="provider/model"
-        ).strip()
-    return str(choice)
-
-
-def _optional(value: float) -> float | None:
-    return value if value > 0 else None
+SAME_AS_SUB = "same as the sub model"
 
 
 def config_form() -> RLMConfig | None:
     """Models, key and limits; returns None (with the reason shown) when the input is unusable."""
     left, right = st.columns(2)
     with left:
-        root = _model_picker("Root model", ROOT_PRESETS, "root_model")
+        root = model_picker("Root model", ROOT_PRESETS, "root_model")
+        spec = setting("child_root_model")
+        child = model_picker(
+            spec.label, [SAME_AS_SUB, *ROOT_PRESETS], "child_root_model", help=spec.help
+        )
     with right:
-        sub = _model_picker("Sub model", SUB_PRESETS, "sub_model")
+        sub = model_picker("Sub model", SUB_PRESETS, "sub_model")
+        prompt = choice_input("prompt", "prompt")
     with st.expander("Provider settings (API base, key)"):
         api_base = st.text_input(
             "API base (for vLLM, llama.cpp server, LM Studio, Ollama)", key="api_base"
@@ -155,37 +131,39 @@ def config_form() -> RLMConfig | None:
             key="api_key",
         )
     with st.expander("Limits"):
-        c1, c2, c3 = st.columns(3)
-        iterations = c1.number_input("Max iterations", 1, 200, 30, key="lim_iter")
-        depth = c2.number_input("Max depth", 0, 5, 1, key="lim_depth")
-        calls = c3.number_input("Max model calls (0 = none)", 0, 100_000, 0, key="lim_calls")
-        tokens = c1.number_input("Max tokens (0 = none)", 0, 100_000_000, 0, key="lim_tokens")
-        cost = c2.number_input("Max cost in USD (0 = none)", 0.0, 10_000.0, 0.0, key="lim_cost")
-        timeout = c3.number_input("Run timeout in s (0 = none)", 0, 86_400, 0, key="lim_time")
-        cell = c1.number_input("Cell timeout in s", 1, 3_600, 60, key="lim_cell")
-    if not root or not sub:
-        st.warning("Type a model name for the root and the sub model.")
+        limits = limit_inputs("lim")
+    child_root = None if child == SAME_AS_SUB else child
+    if not root or not sub or not child:
+        st.warning("Type a model name for each model.")
         return None
-    if not _local_ready(root, sub):
+    if not _local_ready(root, sub, *([child_root] if child_root else [])):
         return None
     try:
         return RLMConfig(
             root_model=root,
             sub_model=sub,
+            child_root_model=child_root,
+            prompt=prompt,
             # empty fields fall back to what the Settings page set up for this session
             api_base=api_base.strip() or saved_api_base(root) or saved_api_base(sub),
             api_key=api_key.strip() or session_key(root) or session_key(sub),
-            max_iterations=int(iterations),
-            max_depth=int(depth),
-            max_llm_calls=int(calls) or None,
-            max_tokens=int(tokens) or None,
-            max_cost_usd=_optional(float(cost)),
-            timeout_s=_optional(float(timeout)),
-            cell_timeout_s=float(cell),
+            **limits,
         )
     except ValueError as exc:
         st.error(str(exc))
         return None
+
+
+def check_models(config: RLMConfig) -> bool:
+    """Whether every model of the config can be called (else the reason is shown)."""
+    models = {config.root_model, config.sub_model, config.child_root_model or config.sub_model}
+    try:
+        for model in models:
+            check_model(model, api_base=config.api_base, api_key=config.api_key)
+    except ModelError as exc:
+        st.error(str(exc))
+        return False
+    return True
 
 
 def _local_ready(*models: str) -> bool:

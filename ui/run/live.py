@@ -3,14 +3,36 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import streamlit as st
 
 from rlm_core.analysis.graph import vis_payload
-from rlm_core.types import Node
-from ui.common import cost_text, esc, manager, status_badge, store
+from rlm_core.config import RLMConfig
+from rlm_core.engine.rlm import RLM
+from rlm_core.store.trace_store import TraceStore
+from rlm_core.types import Node, RunResult, new_id
+from ui.common import cost_text, store
+from ui.context_choice import verdict
 from ui.graph_component import graph
-from ui.run_form import verdict
+from ui.jobs import Job, JobRunner, jobs
+from ui.safe import word
+from ui.widgets import explorer_button, status_badge
+
+
+def start_run(
+    runner: JobRunner, trace_store: TraceStore, context: Any, question: str, config: RLMConfig
+) -> str:
+    """Start an RLM run as a background job whose id is the run's id. Calls no st.*: the store
+    is passed in, since the job's thread must not look it up."""
+    run_id = new_id()
+
+    def run(job: Job[RunResult]) -> RunResult:
+        rlm = RLM(config=config, store=trace_store)
+        return rlm.run(context, question, cancel=job.cancel, run_id=run_id)
+
+    runner.start(run_id, run, what="The run")
+    return run_id
 
 
 def status_line(root: Node, nodes: list[Node]) -> str:
@@ -27,12 +49,12 @@ def status_line(root: Node, nodes: list[Node]) -> str:
 
 
 def render(run_id: str) -> None:
-    live = manager().get(run_id)
+    live = jobs().get(run_id)
     running = live is not None and live.running
 
     @st.fragment(run_every=1.0 if running else None)
     def panel() -> None:
-        live = manager().get(run_id)
+        live = jobs().get(run_id)
         nodes = store().nodes(run_id)
         if not nodes:
             st.info("Starting the run…")
@@ -42,7 +64,7 @@ def render(run_id: str) -> None:
         cols = st.columns([5, 1])
         cols[0].markdown(status_line(root, nodes))
         if still_running and cols[1].button("Stop", key="stop_run", type="secondary"):
-            manager().stop(run_id)
+            jobs().stop(run_id)
             st.toast("Stopping the run…")
         graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=420)
         if not still_running:
@@ -63,11 +85,12 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
     if status == "ok":
         st.success("Answer")
     elif status == "limit":
-        st.warning(f"Stopped by the limit `{esc(run['limit_name'])}`; best partial answer:")
+        st.warning(f"Stopped by the limit `{word(run['limit_name'])}`; best partial answer:")
     elif status == "interrupted":
         st.warning("The run was stopped; partial answer:")
-    else:
-        st.error(f"The run failed: {run['error'] or 'unknown error'}")
+    else:  # the error may quote a provider or the model: plain text, not markdown
+        st.error("The run failed:")
+        st.text(run["error"] or "unknown error")
     if run["answer"]:
         st.text(run["answer"])
     expected = st.session_state.get("expected")
@@ -81,9 +104,4 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
         f"{run['iterations']} iterations · {run['llm_calls']} model calls · {tokens:,} tokens · "
         f"cost {cost_text(run['cost_usd'])} · {duration:.1f} s · run {run_id}"
     )
-    st.page_link(
-        "pages/1_Explorer.py",
-        label="Open this run in the Explorer",
-        icon="🔎",
-        query_params={"run": run_id},
-    )
+    explorer_button("Open this run in the Explorer", run_id)

@@ -1,7 +1,9 @@
 """The Settings page: model presets per provider, keys for this session only, Ollama and
 OpenAI-compatible servers, local GGUF files, and a Test connection button.
 
-Keys typed here live in this browser session's state and are passed to model calls only.
+Keys typed here live in this browser session's state and are passed to model calls only; the
+Run and Evaluate pages and the Fork panel read them, and the models added here, through
+`ui.model_picker`.
 """
 
 from __future__ import annotations
@@ -19,23 +21,11 @@ import streamlit as st
 from rlm_core.errors import ModelError
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model, model_for
+from ui.model_picker import KEYS, PROVIDERS, SAVED, save_model, saved_models
 
-PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "OpenAI": ("OPENAI_API_KEY", ("openai/gpt-5-mini", "openai/gpt-5-nano", "openai/gpt-4o-mini")),
-    "Anthropic": (
-        "ANTHROPIC_API_KEY",
-        ("anthropic/claude-sonnet-4-5", "anthropic/claude-haiku-4-5"),
-    ),
-    "Google Gemini": ("GEMINI_API_KEY", ("gemini/gemini-2.5-flash", "gemini/gemini-2.5-pro")),
-    "OpenRouter": ("OPENROUTER_API_KEY", ("openrouter/openai/gpt-4o-mini",)),
-    "Mistral": ("MISTRAL_API_KEY", ("mistral/mistral-small-latest",)),
-    "Groq": ("GROQ_API_KEY", ("groq/llama-3.3-70b-versatile",)),
-}
 OLLAMA_DEFAULT = "http://localhost:11434"
 SERVER_DEFAULT = "http://127.0.0.1:8000/v1"
 PING = [{"role": "user", "content": "Reply with the single word OK."}]
-SAVED = "settings_models"
-KEYS = "settings_keys"
 HTTP_TIMEOUT_S = 5.0
 
 
@@ -106,38 +96,6 @@ def server_models(api_base: str, api_key: str | None = None) -> list[str]:
     except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError, AttributeError) as e:
         raise _list_error(base, e) from None
     return [f"openai/{n}" for n in sorted(names)]
-
-
-def provider_env(model: str) -> str | None:
-    prefix = model.split("/", 1)[0]
-    for env, models in PROVIDERS.values():
-        if any(m.split("/", 1)[0] == prefix for m in models):
-            return env
-    return None
-
-
-# ---- session state shared with the Run and Evaluate pages --------------------------------
-
-
-def saved_models() -> dict[str, str | None]:
-    """Models added on this page in this session: {model: api_base or None}."""
-    return dict(st.session_state.get(SAVED, {}))
-
-
-def save_model(model: str, api_base: str | None) -> None:
-    models = saved_models()
-    models[model] = api_base or None
-    st.session_state[SAVED] = models
-
-
-def session_key(model: str) -> str | None:
-    """A key typed on this page for the model's provider (never an environment key)."""
-    env = provider_env(model)
-    return st.session_state.get(KEYS, {}).get(env) if env else None
-
-
-def saved_api_base(model: str) -> str | None:
-    return saved_models().get(model)
 
 
 # ---- the page ------------------------------------------------------------------------------

@@ -1,11 +1,10 @@
 """The Explorer's insight panels under the graph (one at a time, so only the open one computes):
-Document, Coverage, Where is X?, Timeline, Budget, Health; plus the inspector's data-flow facts.
+Document, Coverage, Where is X?, Timeline, Budget, Health.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -17,10 +16,13 @@ from rlm_core.analysis.lint import lint
 from rlm_core.engine.spans import merge_spans
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node
-from ui import cost_panels, document_view
+from ui import document_view
+from ui.common import context_text
+from ui.explorer import cost_panels
+from ui.safe import word
+from ui.widgets import Select, node_buttons
 
 _log = logging.getLogger(__name__)
-Select = Callable[[str], None]
 
 PANELS = ("Inspector only", "Document", "Coverage", "Where is X?", "Timeline", "Budget", "Health")
 PANEL_KEY = "explorer_panel"
@@ -29,7 +31,6 @@ NEEDLES_KEY = "insight_needles"
 """The "Where is X?" strings typed in this session: the Health panel checks them as needles."""
 MAX_SEGMENTS = 400
 """Coverage bars drawn at most; more segments are merged into bins."""
-MAX_BUTTONS = 12
 SHOWN_HITS = 10
 STATE_ORDER = {"never": 0, "code": 1, "model": 2}
 STATE_COLOURS = {"model": "#f2b600", "code": "#5b9bd5", "never": "#d9d9d9"}
@@ -37,50 +38,6 @@ STATE_COLOURS = {"model": "#f2b600", "code": "#5b9bd5", "never": "#d9d9d9"}
 
 def dataflow_on() -> bool:
     return bool(st.session_state.get(FLOW_KEY, True))
-
-
-def context_text(store: TraceStore, run: dict[str, Any]) -> str | None:
-    """The run's context as one string (cached; shared with the inspector's slices)."""
-    from ui.inspector import _context  # late: the inspector imports this module
-
-    flat = _context(store, run)
-    return flat[0] if flat is not None else None
-
-
-def _word(value: object) -> str:
-    return re.sub(r"\W", "", str(value))[:40] or "?"
-
-
-def button_label(node: Node | None, node_id: str) -> str:
-    """Our own words only (kind, turn or batch index, id tail): labels are rendered as markdown."""
-    tail = _word(node_id[-6:])
-    if node is None:
-        return f"node …{tail}"
-    it, idx = node.meta.get("iteration"), node.meta.get("batch_index")
-    extra = f"[{idx}]" if isinstance(idx, int) else ""
-    if not extra and isinstance(it, int) and node.kind in ("lm", "code"):
-        extra = f" #{it}"
-    return f"{_word(node.kind)}{extra} d{_word(node.depth)} · …{tail}"
-
-
-def node_buttons(
-    ids: Sequence[str], nodes: Sequence[Node], select: Select, key: str, limit: int = MAX_BUTTONS
-) -> None:
-    """A row of buttons that select nodes (the URL's ?node= follows)."""
-    by_id = {n.node_id: n for n in nodes}
-    unique = [i for i in dict.fromkeys(ids) if i in by_id]
-    if not unique:
-        return
-    cols = st.columns(min(4, len(unique[:limit])))
-    for j, node_id in enumerate(unique[:limit]):
-        cols[j % len(cols)].button(
-            button_label(by_id.get(node_id), node_id),
-            key=f"{key}_{j}_{node_id}",
-            on_click=select,
-            args=(node_id,),
-        )
-    if len(unique) > limit:
-        st.caption(f"{len(unique) - limit} more node(s) not listed")
 
 
 # ---- the panel picker ----------------------------------------------------------------------
@@ -345,39 +302,6 @@ def _health(store: TraceStore, run: dict[str, Any], nodes: list[Node], select: S
         return
     for i, f in enumerate(findings):
         with st.container(border=True):
-            st.markdown(f"**{_SEVERITY.get(f.severity, f.severity)}** · `{_word(f.rule)}`")
+            st.markdown(f"**{_SEVERITY.get(f.severity, f.severity)}** · `{word(f.rule)}`")
             st.text(f.message)  # may quote model errors or typed needles: plain text only
             node_buttons(f.node_ids, nodes, select, key=f"health_{i}")
-
-
-# ---- inside the inspector ------------------------------------------------------------------
-
-
-def node_facts(nodes: list[Node], node: Node, select: Select) -> None:
-    """Rollup of the node's subtree and, for a sub-call, where its answer went."""
-    if node.kind in SUB_CALL_KINDS:
-        where_used(nodes, node, select)
-    cost_panels.node_rollup(nodes, node)
-
-
-def where_used(nodes: list[Node], node: Node, select: Select) -> None:
-    st.markdown("**Where its answer went**")
-    finals = [
-        f for f in nodes if f.kind == "final" and node.node_id in (f.meta.get("sources") or [])
-    ]
-    cells = [
-        c.node_id
-        for c in nodes
-        if c.kind == "code"
-        and any(node.node_id in ids for ids in (c.meta.get("assignments") or {}).values())
-    ]
-    used = node.meta.get("used_by")
-    if isinstance(used, list) and used:
-        st.text("into the variable(s): " + ", ".join(_word(v) for v in used))
-    elif used == [] and not finals:
-        st.warning("Dropped: its answer never reached a variable or the final answer.")
-    elif used is None and node.status == "ok":
-        st.caption("Not recorded for this call (an older or imported trace).")
-    if finals:
-        st.text("and into the final answer")
-    node_buttons([*cells, *(f.node_id for f in finals)], nodes, select, key=f"used_{node.node_id}")

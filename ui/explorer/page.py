@@ -6,23 +6,23 @@ is one fragment that re-reads the store every second while the run is live or a 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 import zlib
 from typing import Any
 
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
 from rlm_core.analysis import views
 from rlm_core.analysis.graph import SizeBy, vis_payload
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node
-from ui import explorer_table, fork_panel, insight_panels, transfer
-from ui.common import cost_text, status_badge, store, when
+from ui.common import cost_text, store, when
+from ui.explorer import export, fork, node_table, panels
+from ui.explorer.inspector import show_node
 from ui.graph_component import graph
-from ui.inspector import safe_word, show_node, show_text
+from ui.safe import word
+from ui.widgets import page_link, show_text, status_badge
 
 _log = logging.getLogger(__name__)
 RUN_KEY = "explorer_run"
@@ -44,7 +44,7 @@ LEGEND = (
 )
 
 
-def main() -> None:
+def render() -> None:
     st.title("Explorer")
     s = _open_store()
     if s is None:
@@ -70,9 +70,7 @@ def _open_store() -> TraceStore | None:
 
 def _empty_state() -> None:
     st.info("No runs yet. Start one on the Run page, then come back here to explore it.")
-    # run on its own (tests, or an app without app.py) there is no page to link: the text says it
-    with contextlib.suppress(StreamlitAPIException):
-        st.page_link("app.py", label="Go to the Run page", icon="▶️")
+    page_link("app.py", "Go to the Run page", "/", icon="▶️")
 
 
 # ---- run and node selection (kept in the URL) ----------------------------------------------
@@ -208,8 +206,8 @@ def _body(run_id: str, timer: float | None) -> None:
     if _timer(run, playing) != timer:
         st.rerun()  # the fragment's timer is set when it is defined: start, change or drop it
     _header(run)
-    fork_panel.origin(nodes)
-    transfer.export_buttons(s, run_id)
+    fork.origin(nodes)
+    export.export_buttons(s, run_id)
     controls = st.container()
     left, right = st.columns([3, 2], gap="medium")
     bottom = st.container()
@@ -217,7 +215,7 @@ def _body(run_id: str, timer: float | None) -> None:
     # drawn out of order: a row picked in the table below changes the selection that the step
     # controls, the graph and the inspector above it must show in this same run
     with bottom:
-        picked = explorer_table.show(run_id, nodes)
+        picked = node_table.show(run_id, nodes)
     if picked and picked in by_id and picked != current:
         select(picked)
         _stop_playing()
@@ -225,13 +223,13 @@ def _body(run_id: str, timer: float | None) -> None:
     with left:
         _graph(run_id, nodes, current, playing)
         st.caption(LEGEND)
-        insight_panels.show(s, run, nodes, by_id[current], select)
+        panels.show(s, run, nodes, by_id[current], select)
     with controls:
         _controls(order, current)
     with right:
         try:
             show_node(s, run, nodes, by_id[current], select)
-            fork_panel.show(s, run, nodes, by_id[current])
+            fork.show(s, run, nodes, by_id[current])
         except Exception:  # odd stored or imported data: a message here, the traceback in the log
             _log.exception("inspector failed for node %s", current)
             st.error("This node could not be shown: its stored data is not in the expected shape.")
@@ -270,7 +268,7 @@ def _graph(run_id: str, nodes: list[Node], current: str, playing: bool) -> None:
     grow = bool(st.session_state.get(GROW_KEY)) or playing
     shown = views.nodes_up_to(nodes, current) if grow else nodes
     size_by: SizeBy = "cost" if st.session_state.get(SIZE_KEY) == "cost" else "tokens"
-    flow = insight_panels.dataflow_on()
+    flow = panels.dataflow_on()
     payload = vis_payload(shown, size_by=size_by, selected=current, dataflow=flow)
     # the returned click/step were already applied by _apply_graph_event
     graph(
@@ -351,7 +349,7 @@ def _header(run: dict[str, Any]) -> None:
     if status == "running":
         st.info("⏳ This run is still running: the graph grows as its nodes arrive.")
     if run.get("limit_name"):
-        st.warning(f"The run stopped at a limit: {safe_word(run['limit_name'])}.")
+        st.warning(f"The run stopped at a limit: {word(run['limit_name'])}.")
     if run.get("error") and status != "ok":
         st.error("The run ended with an error:")
         show_text(run.get("error"), key=f"{run.get('run_id')}_err")

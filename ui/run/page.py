@@ -6,11 +6,10 @@ from dataclasses import replace
 
 import streamlit as st
 
-from rlm_core.errors import ModelError
-from rlm_core.models.resolve import check_model
-from ui import cost_panels, live, strategies_panel
-from ui.common import manager
-from ui.run_form import config_form, context_picker, size_line
+from ui.common import store
+from ui.jobs import jobs
+from ui.run import estimate, live, side_by_side
+from ui.run.form import check_models, config_form, context_picker, size_line
 
 
 def render() -> None:
@@ -32,19 +31,14 @@ def render() -> None:
     ready = choice is not None and bool(question.strip()) and config is not None
     if st.button("Run", type="primary", disabled=not ready, key="run_button"):
         assert choice is not None and config is not None
-        try:
-            for model in {config.root_model, config.sub_model}:
-                check_model(model, api_base=config.api_base, api_key=config.api_key)
-        except ModelError as exc:
-            st.error(str(exc))
-        else:
-            run_id = manager().start(choice.value, question.strip(), config)
+        if check_models(config):
+            run_id = live.start_run(jobs(), store(), choice.value, question.strip(), config)
             st.session_state["current_run"] = run_id
             # what the verdict needs, without keeping a second copy of the document
             st.session_state["expected"] = (run_id, replace(choice, value=None), question)
 
     if ready and choice is not None and config is not None:
-        cost_panels.estimate(config.root_model, config.sub_model, choice.chars)
+        estimate.estimate(config.root_model, config.sub_model, choice.chars)
     if current := st.session_state.get("current_run"):
         live.render(current)
-    strategies_panel.render(choice, question.strip(), config)
+    side_by_side.render(choice, question.strip(), config)

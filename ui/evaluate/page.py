@@ -1,15 +1,11 @@
 """The Evaluate page: pick tasks, sizes and models; RLM and plain model side by side; score vs
 context length (the paper's main figure) from the user's own models; CSV export.
 
-Evaluations run in a background thread that never calls st.*; a fragment polls its progress.
+Evaluations run as background jobs (ui.jobs); a fragment polls their progress.
 Answers and questions are untrusted text: they reach the browser only as dataframe cells.
 """
 
 from __future__ import annotations
-
-import threading
-import traceback
-from dataclasses import dataclass, field
 
 import altair as alt
 import pandas as pd
@@ -21,8 +17,11 @@ from rlm_core.evaluate import evaluator as ev
 from rlm_core.evaluate.examples import EXAMPLES, SIZES
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import new_id
-from ui.common import ROOT_PRESETS, cost_text, explorer_link, store, when
-from ui.settings_page import saved_api_base, saved_models, session_key
+from ui.common import cost_text, store, when
+from ui.config_inputs import limit_inputs
+from ui.jobs import Job, jobs
+from ui.model_picker import ROOT_PRESETS, saved_api_base, saved_models, session_key
+from ui.widgets import explorer_link
 
 SAME_AS_ROOT = "same as the root model (demo/sub for demo models)"
 CURRENT = "current_eval"
@@ -32,54 +31,18 @@ def size_label(chars: int) -> str:
     return f"{chars / 1e6:g} M" if chars >= 1_000_000 else f"{chars / 1e3:g} K"
 
 
-@dataclass
-class EvalJob:
-    eval_id: str
-    plan: ev.EvalPlan
-    thread: threading.Thread | None = None
-    cancel: threading.Event = field(default_factory=threading.Event)
-    done: int = 0
-    label: str = "starting"
-    crash: str | None = None
+def start(plan: ev.EvalPlan, trace_store: TraceStore) -> str:
+    """Run the evaluation as a background job; its job id is the evaluation's id."""
+    eval_id = new_id()
 
-    @property
-    def running(self) -> bool:
-        return self.thread is not None and self.thread.is_alive()
+    def work(job: Job[list[ev.EvalRow]]) -> list[ev.EvalRow]:
+        evaluator = ev.Evaluator(
+            plan, trace_store, eval_id=eval_id, cancel=job.cancel, on_progress=job.report
+        )
+        return evaluator.run()
 
-
-class EvalManager:
-    """Process-wide registry of evaluations started from the browser."""
-
-    def __init__(self) -> None:
-        self.jobs: dict[str, EvalJob] = {}
-
-    def start(self, plan: ev.EvalPlan, trace_store: TraceStore) -> str:
-        job = EvalJob(eval_id=new_id(), plan=plan)
-
-        def progress(done: int, total: int, label: str) -> None:
-            job.done, job.label = done, label
-
-        def work() -> None:
-            try:
-                ev.Evaluator(
-                    plan, trace_store, eval_id=job.eval_id, cancel=job.cancel, on_progress=progress
-                ).run()
-            except Exception as exc:  # the log gets the traceback, the page one line
-                traceback.print_exc()
-                job.crash = f"The evaluation stopped on an internal error: {type(exc).__name__}"
-
-        job.thread = threading.Thread(target=work, name=f"eval-{job.eval_id}", daemon=True)
-        self.jobs[job.eval_id] = job
-        job.thread.start()
-        return job.eval_id
-
-    def get(self, eval_id: str) -> EvalJob | None:
-        return self.jobs.get(eval_id)
-
-
-@st.cache_resource
-def manager() -> EvalManager:
-    return EvalManager()
+    jobs().start(eval_id, work, what="The evaluation")
+    return eval_id
 
 
 # ---- the form ----------------------------------------------------------------------------
@@ -118,23 +81,14 @@ def plan_form() -> ev.EvalPlan | None:
         format_func=lambda m: ev.METHOD_LABELS[m] + (" (whole context)" if m == "base" else ""),
     )
     with st.expander("Limits per RLM run, API base"):
-        c1, c2, c3 = st.columns(3)
-        iterations = c1.number_input("Max iterations", 1, 200, 20, key="ev_iter")
-        timeout = c2.number_input("Timeout in s (0 = none)", 0, 86_400, 600, key="ev_timeout")
-        cost = c3.number_input("Max cost in USD (0 = none)", 0.0, 1_000.0, 0.0, key="ev_cost")
+        limits = limit_inputs("ev")
         api_base = st.text_input("API base (empty: from Settings)", key="ev_api_base").strip()
     if not tasks or not sizes or not roots or not methods:
         st.info("Pick at least one task, size, model and method.")
         return None
     base = api_base or next((b for m in roots if (b := saved_api_base(m))), None)
     try:
-        config = RLMConfig(
-            api_base=base,
-            api_key=session_key(roots[0]),
-            max_iterations=int(iterations),
-            timeout_s=float(timeout) or None,
-            max_cost_usd=float(cost) or None,
-        )
+        config = RLMConfig(api_base=base, api_key=session_key(roots[0]), **limits)
         pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
         return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
     except ValueError as exc:
@@ -146,19 +100,19 @@ def plan_form() -> ev.EvalPlan | None:
 
 
 def progress_panel(eval_id: str) -> None:
-    job = manager().get(eval_id)
+    job = jobs().get(eval_id)
     running = job is not None and job.running
 
     @st.fragment(run_every=1.0 if running else None)
     def panel() -> None:
-        job = manager().get(eval_id)
+        job = jobs().get(eval_id)
         if job is None:
             return
-        total = max(job.plan.total, 1)
+        done, total, label = job.progress or (0, 0, "starting")
         still = job.running
-        st.progress(min(job.done / total, 1.0), text=f"{job.done} of {total} · {job.label}")
+        st.progress(min(done / max(total, 1), 1.0), text=f"{done} of {total} · {label}")
         if still and st.button("Stop", key="ev_stop"):
-            job.cancel.set()
+            jobs().stop(eval_id)
             st.toast("Stopping after the current run…")
         if job.crash:
             st.error(job.crash)
@@ -288,7 +242,7 @@ def render() -> None:
         except ModelError as exc:
             st.error(str(exc))
         else:
-            st.session_state[CURRENT] = manager().start(plan, store())
+            st.session_state[CURRENT] = start(plan, store())
     if eval_id := st.session_state.get(CURRENT):
         progress_panel(eval_id)
     st.subheader("Results")

@@ -14,13 +14,14 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from streamlit.errors import StreamlitPageNotFoundError
 
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import TERMINAL_STATUSES
-from ui import transfer
-from ui.common import cost_text, esc, explorer_link, status_badge, store, when
-from ui.compare_page import compare_link
+from ui.common import cost_text, store, when
+from ui.runs import import_trace
+from ui.runs.compare import compare_link
+from ui.safe import esc
+from ui.widgets import explorer_button, explorer_link, page_link, status_badge
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
 }
 FLASH = "runs_flash"
 CONFIRM_TEXT = "I understand this deletes the run and its trace"
-EXPLORER_PAGE = "pages/1_Explorer.py"
 RUN_PAGE = "app.py"
 
 
@@ -199,7 +199,7 @@ def _delete(run_ids: tuple[str, ...]) -> None:
 
 def render() -> None:
     _show_flash()
-    transfer.import_expander()
+    import_trace.import_expander()
     try:
         s = store()
         everything = s.list_runs(limit=LIMIT)
@@ -238,16 +238,7 @@ def _show_flash() -> None:
 
 def _empty_state() -> None:
     st.info("No runs yet. Start one on the Run page; every run is traced and listed here.")
-    _page_link(RUN_PAGE, "Go to the Run page", "/")
-
-
-def _page_link(page: str, label: str, url: str, query_params: dict[str, str] | None = None) -> None:
-    """In-app navigation when the page is registered; a plain link when it is not (the page
-    file is missing, or this script is not running under the app's entrypoint, as in tests)."""
-    try:
-        st.page_link(page, label=label, query_params=query_params)
-    except StreamlitPageNotFoundError:
-        st.link_button(label, url)
+    page_link(RUN_PAGE, "Go to the Run page", "/")
 
 
 def _controls(runs: list[dict[str, Any]]) -> Filters:
@@ -301,7 +292,7 @@ def _single_actions(run: dict[str, Any]) -> None:
     run_id = run["run_id"]
     st.subheader("Selected run")
     st.text(run["question"] or "(no question)")
-    _page_link(EXPLORER_PAGE, "Open in Explorer", explorer_link(run_id), {"run": run_id})
+    explorer_button("Open in Explorer", run_id)
     name_col, tags_col = st.columns(2)
     with name_col.form(f"rename_form_{run_id}", border=False):
         key = f"rename_{run_id}"

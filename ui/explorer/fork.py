@@ -6,63 +6,34 @@ a forked or replayed run. Node texts only reach the browser as widget values and
 from __future__ import annotations
 
 import logging
-import re
-import threading
 import time
 from typing import Any
 
 import streamlit as st
-from streamlit.errors import StreamlitAPIException
 
+from rlm_core.config import settings
 from rlm_core.engine.replay import ask_again, fork_run
 from rlm_core.errors import ModelError
 from rlm_core.models.resolve import check_model
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node, RunResult, new_id
-from ui.common import explorer_link, manager, status_badge
-from ui.settings_page import session_key
+from ui.common import root_of
+from ui.config_inputs import limit_inputs
+from ui.jobs import Job, jobs
+from ui.model_picker import session_key
+from ui.safe import safe_id
+from ui.widgets import explorer_button, status_badge
 
 log = logging.getLogger(__name__)
 
-EXPLORER_PAGE = "pages/1_Explorer.py"
 TASKS = "fork_tasks"
-"""Session: node id -> (task id, started at) of the forks started from that node."""
+"""Session: node id -> (job id, started at) of the forks started from that node."""
 ANSWERS = "ask_again_answers"
 """Session: node id -> ("ok", text, model) or ("error", message) of the playground."""
 KEY_FIELD = "fork_api_key"
 POLL_S = 1.0
-_SAFE_ID = re.compile(r"[0-9A-Za-z_-]{1,80}")
 USE_TEXT = "Use the text below"
 ASK_LIVE = "Ask the root model again here"
-# (config field, label, is float); for the optional ones 0 means "no limit", as on the Run page
-LIMITS = (
-    ("max_iterations", "Max iterations", False),
-    ("max_llm_calls", "Max model calls (0 = none)", False),
-    ("max_tokens", "Max tokens (0 = none)", False),
-    ("max_cost_usd", "Max cost in USD (0 = none)", True),
-    ("timeout_s", "Run timeout in s (0 = none)", True),
-)
-
-
-def safe_id(value: Any) -> str | None:
-    """The id if it is plain letters, digits, '-' and '_' (our ids are hex): imported traces
-    can carry anything, and an id is the only trace value that goes into a link."""
-    text = str(value) if value is not None else ""
-    return text if _SAFE_ID.fullmatch(text) else None
-
-
-def explorer_button(label: str, run_id: str, node_id: str | None = None) -> None:
-    """An in-app link to the Explorer (keeps the session, hence keys); a plain link when the page
-    is not registered (a page run on its own, as in tests). `label` must be our own words."""
-    params = {"run": run_id, **({"node": node_id} if node_id else {})}
-    try:
-        st.page_link(EXPLORER_PAGE, label=label, query_params=params, icon="🔎")
-    except StreamlitAPIException:
-        st.markdown(f"[{label}]({explorer_link(run_id, node_id)})")
-
-
-def root_of(nodes: list[Node]) -> Node | None:
-    return next((n for n in nodes if n.kind == "run" and n.depth == 0), None)
 
 
 # ---- the header line of a fork or a replay ---------------------------------------------------
@@ -99,9 +70,12 @@ def show(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) 
 
 
 def _config(nodes: list[Node]) -> dict[str, Any]:
+    """The run's recorded config, with the default for a limit it does not record (an older or
+    imported trace): a fork runs with that default, so only another value is a change."""
     root = root_of(nodes)
     config = root.meta.get("config") if root is not None else None
-    return config if isinstance(config, dict) else {}
+    recorded = config if isinstance(config, dict) else {}
+    return {s.name: s.default for s in settings("limit")} | recorded
 
 
 def _fork(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
@@ -148,7 +122,7 @@ def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: 
         api_key = right.text_input(
             "API key (this browser session only; never saved)", type="password", key=KEY_FIELD
         )
-        limits = _limit_inputs(config, node.node_id)
+        limits = limit_inputs(f"fork_{node.node_id}", config)
         submitted = st.form_submit_button("Run fork", type="primary")
     if not submitted:
         return
@@ -171,30 +145,6 @@ def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: 
     _start(store, str(run["run_id"]), node, edit, changes, key)
 
 
-def _limit_inputs(config: dict[str, Any], node_id: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    cols = st.columns(3)  # five narrow columns would wrap every label onto three lines
-    for i, (field, label, is_float) in enumerate(LIMITS):
-        col = cols[i % len(cols)]
-        recorded = config.get(field)
-        if is_float:
-            got = col.number_input(
-                label, min_value=0.0, value=float(recorded or 0.0), key=f"fork_{field}_{node_id}"
-            )
-            out[field] = float(got) if got else None
-        else:
-            low = 1 if field == "max_iterations" else 0
-            got = col.number_input(
-                label,
-                min_value=low,
-                value=int(recorded or low),
-                step=1,
-                key=f"fork_{field}_{node_id}",
-            )
-            out[field] = int(got) if got else None
-    return out
-
-
 def _start(
     store: TraceStore,
     run_id: str,
@@ -205,7 +155,7 @@ def _start(
 ) -> None:
     is_code = node.kind == "code"
 
-    def fork(cancel: threading.Event) -> RunResult:
+    def fork(job: Job[RunResult]) -> RunResult:
         # the key lives in this closure only: fork_run hands it to the model client, not the trace
         return fork_run(
             store,
@@ -215,11 +165,11 @@ def _start(
             code=edit if is_code else None,
             changes=changes,
             api_key=api_key,
-            cancel=cancel,
+            cancel=job.cancel,
         )
 
-    task_id = manager().start_task(f"fork-{new_id()}", fork)
-    st.session_state.setdefault(TASKS, {})[node.node_id] = (task_id, time.time())
+    job = jobs().start(f"fork-{new_id()}", fork, what="The fork")
+    st.session_state.setdefault(TASKS, {})[node.node_id] = (job.job_id, time.time())
 
 
 def find_fork(store: TraceStore, source: str, node_id: str, since: float) -> str | None:
@@ -239,13 +189,13 @@ def find_fork(store: TraceStore, source: str, node_id: str, since: float) -> str
 
 
 def _fork_status(store: TraceStore, source: str, node_id: str, task_id: str, since: float) -> None:
-    live = manager().get(task_id)
+    live = jobs().get(task_id)
     if live is None:
         return  # the server restarted: the fork, if it ran, is in the run list
     timer = POLL_S if live.running else None
 
     def status() -> None:
-        now = manager().get(task_id)
+        now = jobs().get(task_id)
         if now is None:
             return
         if timer is not None and not now.running:

@@ -1,0 +1,1 @@
+"""The Explorer page: graph, step-through, inspector, panels under the graph, fork, export."""

@@ -1,0 +1,1 @@
+"""The Learn page: a guided walkthrough of a recorded run, and questions answered with runs."""

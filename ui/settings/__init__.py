@@ -1,0 +1,1 @@
+"""The Settings page: providers, local servers and GGUF files, Test connection."""
