@@ -96,7 +96,7 @@ def check_store(traces: Path, trial: Trial) -> Trial:
     trial.opened = True
     try:
         run = store.get_run(str(header["run_id"]))
-        trial.run_status = run["status"] if run else None
+        trial.run_status = run.status if run else None
         stored = {n.node_id: n for n in store.nodes(str(header["run_id"]))}
         trial.left_running = [i for i, n in stored.items() if n.status == "running"]
         for node_id, node in latest.items():
@@ -183,7 +183,7 @@ def soak(
                 t = time.perf_counter()
                 runs = store.list_runs(limit=50)
                 if runs:
-                    nodes = store.nodes(runs[0]["run_id"])
+                    nodes = store.nodes(runs[0].run_id)
                     if nodes:
                         store.node(nodes[-1].node_id)
                 with lock:

@@ -191,11 +191,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps(runs, default=str, ensure_ascii=False))
+        print(json.dumps([r.to_dict() for r in runs], default=str, ensure_ascii=False))
         return 0
     for r in runs:
-        question = (r["question"] or "").replace("\n", " ")[:60]
-        print(f"{r['run_id']}  {r['status']:<11}  {r['root_model']:<16}  {question}")
+        question = (r.question or "").replace("\n", " ")[:60]
+        print(f"{r.run_id}  {r.status:<11}  {r.root_model or '':<16}  {question}")
     if not runs:
         print("no runs yet", file=sys.stderr)
     return 0
@@ -235,10 +235,10 @@ def cmd_show(args: argparse.Namespace) -> int:
         {k: getattr(n, k) for k in NODE_FIELDS} for n in nodes if n is not None
     ]
     if args.json:
-        print(json.dumps({"run": run, "nodes": rows}, default=str, ensure_ascii=False))
+        print(json.dumps({"run": run.to_dict(), "nodes": rows}, default=str, ensure_ascii=False))
         return 0
-    print(f"run {run['run_id']} [{run['status']}]: {run['question']}")
-    print(f"answer: {run['answer']}")
+    print(f"run {run.run_id} [{run.status}]: {run.question}")
+    print(f"answer: {run.answer}")
     for row in rows:
         text = (row["code"] or row["output"] or row["error"] or "").replace("\n", " ")[:80]
         print(f"{'  ' * row['depth']}{row['kind']:<9} {row['status']:<11} {text}")

@@ -114,6 +114,40 @@ class CellResult:
 
 
 @dataclass
+class RunSummary:
+    """One row of the runs table: a run as the lists and headers show it (no node texts)."""
+
+    run_id: str
+    created_at: float = 0.0
+    ended_at: float | None = None
+    question: str | None = None
+    root_model: str | None = None
+    sub_model: str | None = None
+    status: str = "running"
+    limit_name: str | None = None
+    answer: str | None = None
+    error: str | None = None
+    iterations: int | None = None
+    llm_calls: int | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    cost_usd: float | None = None
+    """None means unknown, never zero by default."""
+    context_sha: str | None = None
+    context_chars: int | None = None
+    config: dict[str, Any] = field(default_factory=dict)
+    name: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+    @property
+    def tokens(self) -> int:
+        return (self.tokens_in or 0) + (self.tokens_out or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
 class RunResult:
     run_id: str
     answer: str | None

@@ -22,7 +22,7 @@ from fake_openai import FakeOpenAIServer, FakeReply, by_model  # noqa: E402
 from rlm_core import RLM, TraceStore  # noqa: E402
 from rlm_core.meta import undeclared  # noqa: E402
 from rlm_core.store.journal import read_journal  # noqa: E402
-from rlm_core.types import RunResult  # noqa: E402
+from rlm_core.types import RunResult, RunSummary  # noqa: E402
 
 if TYPE_CHECKING:
     from streamlit.testing.v1 import AppTest
@@ -92,7 +92,7 @@ def fake() -> Iterator[Callable[..., tuple[RunResult, FakeOpenAIServer, Scripted
         server.__exit__(None, None, None)
 
 
-def stored(run_id: str) -> tuple[dict[str, Any], list[Any]]:
+def stored(run_id: str) -> tuple[RunSummary, list[Any]]:
     """The run row and its full nodes, read back from the store."""
     store = TraceStore()
     try:

@@ -192,8 +192,8 @@ def test_sigkill_mid_run_keeps_finished_nodes_and_marks_the_run_interrupted(
     store = TraceStore(traces_dir)
     try:
         [run] = store.list_runs()
-        assert run["status"] == "interrupted"
-        nodes = store.nodes(run["run_id"])
+        assert run.status == "interrupted"
+        nodes = store.nodes(run.run_id)
         done = [n for n in nodes if n.kind == "llm_query" and n.status == "ok"]
         # every finished sub-call is there with its data (one may have died in flight)
         assert len(done) >= answered - 3
@@ -215,7 +215,7 @@ def test_a_cli_run_while_the_app_holds_the_database_writes_a_journal_the_app_imp
         assert app_store.get_run(run_id) is None
         assert run_id in app_store.import_journals()
         run = app_store.get_run(run_id)
-        assert run is not None and run["status"] == "ok" and "48213" in run["answer"]
+        assert run is not None and run.status == "ok" and "48213" in (run.answer or "")
         assert any(n.kind == "llm_query" for n in app_store.nodes(run_id))
     finally:
         app_store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 from rlm_core import RLM, TraceStore
 from rlm_core.analysis.compare import align, compare_runs, similarity, span_overlap, summary
 from rlm_core.engine.replay import fork_run
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Compare.py")
 _ids = itertools.count()
@@ -140,18 +141,19 @@ def test_similarity_overlap_alignment_and_summary() -> None:
     assert span_overlap([[0, 10]], [[5, 15]]) == 5 / 15
     assert span_overlap([[0, 10], [5, 20]], [[0, 20]]) == 1.0 and span_overlap([], [[0, 1]]) == 0
     assert align([1, 2, 3], [1, 3], lambda x, y: float(x == y)) == [(1, 1), (2, None), (3, 3)]
-    left = {
-        "answer": "x",
-        "status": "ok",
-        "iterations": 2,
-        "llm_calls": 3,
-        "tokens_in": 10,
-        "tokens_out": 5,
-        "cost_usd": None,
-        "created_at": 0.0,
-        "ended_at": 2.0,
-    }
-    rows = {r["measure"]: r for r in summary(left, {**left, "cost_usd": 0.5, "answer": "y"})}
+    left = RunSummary(
+        "a",
+        answer="x",
+        status="ok",
+        iterations=2,
+        llm_calls=3,
+        tokens_in=10,
+        tokens_out=5,
+        cost_usd=None,
+        created_at=0.0,
+        ended_at=2.0,
+    )
+    rows = {r["measure"]: r for r in summary(left, replace(left, cost_usd=0.5, answer="y"))}
     assert rows["cost (USD)"]["left"] is None and rows["cost (USD)"]["differs"]
     assert rows["tokens"]["left"] == 15 and not rows["tokens"]["differs"]
     assert rows["answer"]["differs"] and rows["time (s)"]["right"] == 2.0

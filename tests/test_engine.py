@@ -197,7 +197,7 @@ def test_unknown_cost_is_none_not_zero(fake: Any) -> None:
     result, _, _ = fake([repl("FINAL(llm_query('x'))")])
     assert result.cost_usd is None
     run, nodes = stored(result.run_id)
-    assert run["cost_usd"] is None
+    assert run.cost_usd is None
     assert all(n.cost_usd is None for n in nodes if n.kind in ("lm", "llm_query"))
 
 
@@ -226,7 +226,7 @@ def test_root_provider_error_ends_the_run_with_a_clear_error(fake: Any) -> None:
     assert result.status == "error"
     assert "openai/root" in result.error and "\n" not in result.error
     run, nodes = stored(result.run_id)
-    assert run["status"] == "error"
+    assert run.status == "error"
     assert all(n.status != "running" for n in nodes)
 
 

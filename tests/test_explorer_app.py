@@ -60,7 +60,7 @@ def demo(_cached_demo: Path, traces_dir: Path) -> tuple[str, list[Node]]:
     shutil.copytree(_cached_demo, traces_dir, dirs_exist_ok=True)
     store = TraceStore(traces_dir)
     try:
-        run_id = store.list_runs()[0]["run_id"]
+        run_id = store.list_runs()[0].run_id
         return run_id, store.nodes(run_id)
     finally:
         store.close()

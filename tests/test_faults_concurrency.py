@@ -55,7 +55,7 @@ def test_job_runner_runs_side_by_side_and_a_reader_never_blocks(traces_dir: Path
             while runner.active():
                 t = time.perf_counter()
                 for run in store.list_runs():
-                    store.nodes(run["run_id"])
+                    store.nodes(run.run_id)
                 slowest = max(slowest, time.perf_counter() - t)
                 time.sleep(0.02)
         for run_id in ids:
@@ -63,7 +63,7 @@ def test_job_runner_runs_side_by_side_and_a_reader_never_blocks(traces_dir: Path
             assert live is not None and live.crash is None
             assert live.result is not None and live.result.status == "ok", live.result
             row = store.get_run(run_id)
-            assert row is not None and row["status"] == "ok"
+            assert row is not None and row.status == "ok"
             assert len([n for n in store.nodes(run_id) if n.kind == "llm_query"]) == 24
         assert slowest < READ_BOUND_S
     finally:

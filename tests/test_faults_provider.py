@@ -14,7 +14,7 @@ from conftest import FakeOpenAIServer, FakeReply, by_model, echo_sub, repl, stor
 from rlm_core import RLM
 from rlm_core.models.litellm_client import LiteLLMClient
 from rlm_core.models.model import Role
-from rlm_core.types import Node, RunResult
+from rlm_core.types import Node, RunResult, RunSummary
 
 Reply = str | FakeReply
 EMPTY_CHOICES = (
@@ -37,7 +37,7 @@ class Sequence:
 
 
 @pytest.fixture
-def run_with() -> Iterator[Callable[..., tuple[RunResult, dict[str, Any], list[Node]]]]:
+def run_with() -> Iterator[Callable[..., tuple[RunResult, RunSummary, list[Node]]]]:
     servers: list[FakeOpenAIServer] = []
 
     def run(
@@ -46,7 +46,7 @@ def run_with() -> Iterator[Callable[..., tuple[RunResult, dict[str, Any], list[N
         retries: int = 2,
         cancel: threading.Event | None = None,
         **config: Any,
-    ) -> tuple[RunResult, dict[str, Any], list[Node]]:
+    ) -> tuple[RunResult, RunSummary, list[Node]]:
         server = FakeOpenAIServer(by_model({"root": root, "sub": sub}))
         servers.append(server)
 
@@ -93,7 +93,7 @@ def test_root_faults_are_retried_and_counted_on_the_node(run_with: Any) -> None:
     errors = lm.meta["retry_errors"]
     assert errors[0].startswith("Rate limited for openai/root (HTTP 429)")
     assert "HTTP 500" in errors[1] and "malformed response" in errors[2]
-    assert run_row["status"] == "ok"
+    assert run_row.status == "ok"
 
 
 def test_bad_200_answers_are_retried(run_with: Any) -> None:
@@ -126,7 +126,7 @@ def test_a_root_whose_retries_run_out_ends_the_run_with_an_error(run_with: Any) 
     result, run_row, nodes = run_with(Sequence([FakeReply("down", status=502)]), retries=1)
     assert result.status == "error"
     assert "The provider returned an error for openai/root after 1 retry" in str(result.error)
-    assert run_row["status"] == "error"
+    assert run_row.status == "error"
     [lm] = of_kind(nodes, "lm")
     assert lm.status == "error" and lm.meta["retries"] == 1
     assert all(n.status != "running" for n in nodes)
@@ -150,7 +150,7 @@ def test_a_long_retry_after_does_not_outlive_the_run_time_limit(run_with: Any) -
     assert result.status == "limit" and result.limit == "timeout_s", result
     [lm] = of_kind(nodes, "lm")
     assert lm.status == "limit" and "no time left to retry" in str(lm.error)
-    assert run_row["status"] == "limit"
+    assert run_row.status == "limit"
 
 
 def test_stop_during_a_retry_wait_interrupts_at_once(run_with: Any) -> None:

@@ -350,7 +350,7 @@ def test_a_run_of_hostile_cells_survives_and_leaks_nothing(
     result, _, _ = fake(replies, context=context, cell_timeout_s=1, max_iterations=12)
     assert result.status == "ok" and result.answer == "survived", result
     run, nodes = stored(result.run_id)
-    assert run["status"] == "ok"
+    assert run.status == "ok"
     codes = [n for n in nodes if n.kind == "code"]
     assert len(codes) == len(HOSTILE_RUN)
     assert codes[2].meta["restarted"] and codes[3].meta["restarted"]

@@ -84,9 +84,9 @@ def test_two_sessions_run_while_a_third_browses(traces_dir: Path, tmp_path: Path
     store = TraceStore(traces_dir)
     try:
         runs = store.list_runs()
-        assert len(runs) == 2 and all(r["status"] == "ok" for r in runs)
+        assert len(runs) == 2 and all(r.status == "ok" for r in runs)
         for run in runs:
-            nodes = store.nodes(run["run_id"])
+            nodes = store.nodes(run.run_id)
             assert sum(n.kind == "llm_query" and n.status == "ok" for n in nodes) == CALLS
     finally:
         store.close()

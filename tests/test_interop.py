@@ -87,8 +87,8 @@ def test_jsonl_round_trip_gives_the_same_trace(
         assert nodes == run["nodes"]
         for node_id, context in run["contexts"].items():
             assert context is not None and store.context(node_id) == context
-        assert [r["run_id"] for r in store.list_runs()] == [rid]
-        assert store.get_run(rid)["question"] == QUESTION  # type: ignore[index]
+        assert [r.run_id for r in store.list_runs()] == [rid]
+        assert store.get_run(rid).question == QUESTION  # type: ignore[union-attr]
     finally:
         store.close()
     if which == "deep":
@@ -436,7 +436,7 @@ def test_rlms_log_becomes_a_run_tree(tmp_path: Path) -> None:
         rid = report.run_id
         nodes = [n for n in (store.node(m.node_id) for m in store.nodes(rid)) if n is not None]
         run = store.get_run(rid)
-        listed = [r["run_id"] for r in store.list_runs()]
+        listed = [r.run_id for r in store.list_runs()]
         context = store.context(rid)
     finally:
         store.close()
@@ -446,8 +446,8 @@ def test_rlms_log_becomes_a_run_tree(tmp_path: Path) -> None:
         "line 7: truncated: the file ends inside this line",
     ]
     assert listed == [rid] and run is not None
-    assert (run["question"], run["answer"], run["status"]) == (QUESTION, "4711", "ok")
-    assert run["root_model"] == "gpt-5" and context == "The secret code is 4711."
+    assert (run.question, run.answer, run.status) == (QUESTION, "4711", "ok")
+    assert run.root_model == "gpt-5" and context == "The secret code is 4711."
     by_kind: dict[str, list[Node]] = {}
     for n in nodes:
         by_kind.setdefault(n.kind, []).append(n)
@@ -487,7 +487,7 @@ def test_rlms_log_without_a_final_answer_is_interrupted(tmp_path: Path) -> None:
     finally:
         store.close()
     assert report.skipped == [] and run is not None
-    assert run["status"] == "interrupted" and run["answer"] is None
+    assert run.status == "interrupted" and run.answer is None
 
 
 # ---- CLI -------------------------------------------------------------------------------------

@@ -176,7 +176,7 @@ def readme_layout() -> set[str]:
     folder, a line starting with file names (comma-separated) names files in it."""
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     block = readme.split("## Layout", 1)[1].split("```\n", 2)[1]
-    folder, named = "", set()
+    folder, named = "", set[str]()
     for line in block.splitlines():
         head = line.split("  ")[0].strip() if line.startswith("  ") else line.split()[0]
         if not line.startswith(" ") and head.endswith("/"):

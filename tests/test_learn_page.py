@@ -155,6 +155,7 @@ def test_record_writes_importable_exports(tmp_path: Path) -> None:
         for p in paths:
             import_file(store, p)
             run_id = example_run_id(p)
-            assert run_id and (store.get_run(run_id) or {}).get("status") == "ok"
+            found = store.get_run(run_id) if run_id else None
+            assert found is not None and found.status == "ok"
     finally:
         store.close()

@@ -19,7 +19,7 @@ def test_max_iterations_asks_once_more_for_a_final_answer(fake: Any) -> None:
     assert len(root.seen) == 3
     assert "no turns left" in root.seen[2][-1]["content"]
     run, _nodes = stored(result.run_id)
-    assert (run["status"], run["limit_name"], run["answer"]) == (
+    assert (run.status, run.limit_name, run.answer) == (
         "limit",
         "max_iterations",
         "probably 2",
@@ -127,5 +127,5 @@ def test_cancel_stops_the_run_as_interrupted() -> None:
     assert result.status == "interrupted"
     assert time.time() - start < 10
     run, nodes = stored(result.run_id)
-    assert run["status"] == "interrupted"
+    assert run.status == "interrupted"
     assert all(n.status != "running" for n in nodes)

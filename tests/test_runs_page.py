@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, Node, TraceStore
-from rlm_core.types import new_id
+from rlm_core.types import RunSummary, new_id
 from ui.runs import page as runs_page
 
 PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "2_Runs.py")
@@ -124,7 +125,7 @@ def select(at: AppTest, rows: list[int]) -> AppTest:
     return at
 
 
-def read_back(run_id: str) -> dict[str, Any] | None:
+def read_back(run_id: str) -> RunSummary | None:
     store = TraceStore()
     try:
         return store.get_run(run_id)
@@ -191,7 +192,7 @@ def test_rename_and_tags_persist(runs: dict[str, str]) -> None:
     assert list(row["Tags"]) == ["demo", "fast"]
     st.cache_resource.clear()  # read back through a fresh store, as after a restart
     saved = read_back(run_id)
-    assert saved is not None and saved["name"] == "baseline" and saved["tags"] == ["demo", "fast"]
+    assert saved is not None and saved.name == "baseline" and saved.tags == ["demo", "fast"]
 
     at = app()
     at.text_input(key="runs_search").input("fast").run()  # tags are searchable
@@ -286,16 +287,16 @@ def test_new_listing_drops_a_stale_selection(runs: dict[str, str]) -> None:
 
 
 def test_formatting_and_sort_helpers() -> None:
-    base = {"status": "ok", "created_at": 100.0, "tokens_in": None, "tokens_out": None}
-    assert runs_page.duration_text({**base, "ended_at": 103.25}) == "3.2 s"
-    assert runs_page.duration_text({**base, "ended_at": 100.0 + 3 * 3600 + 120}) == "3 h 02 min"
-    assert runs_page.duration_text({**base, "status": "running", "ended_at": None}) == "running…"
+    base = RunSummary("r", status="ok", created_at=100.0, tokens_in=None, tokens_out=None)
+    assert runs_page.duration_text(replace(base, ended_at=103.25)) == "3.2 s"
+    assert runs_page.duration_text(replace(base, ended_at=100.0 + 3 * 3600 + 120)) == "3 h 02 min"
+    assert runs_page.duration_text(replace(base, status="running", ended_at=None)) == "running…"
     assert runs_page.tokens(base) is None
     assert runs_page.parse_tags(" a, ,b,a ") == ["a", "b", "a"]  # the store dedupes and sorts
     assert runs_page.one_line("x\n  y" + "z" * 100, 10) == "x yzzzzzz…"
     costs = [
-        {**base, "ended_at": 101.0, "run_id": k, "cost_usd": c}
+        replace(base, ended_at=101.0, run_id=k, cost_usd=c)
         for k, c in [("free", 0.0), ("unknown", None), ("dear", 2.5)]
     ]
     ordered = runs_page.apply_filters(costs, runs_page.Filters("", (), None, "Most expensive"))
-    assert [r["run_id"] for r in ordered] == ["dear", "free", "unknown"]
+    assert [r.run_id for r in ordered] == ["dear", "free", "unknown"]

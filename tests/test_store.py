@@ -115,7 +115,7 @@ def test_journal_alone_is_imported_and_a_dead_writer_marks_the_run_interrupted(
     journal.write_text(json.dumps(header) + "\n" + lines[1])
     store = TraceStore(traces_dir)
     run = store.get_run(run_id)
-    assert run is not None and run["status"] == "interrupted"
+    assert run is not None and run.status == "interrupted"
     nodes = {n.node_id: n for n in store.nodes(run_id)}
     assert nodes[done.node_id].status == "ok" and nodes[done.node_id].output == "answer"
     assert sorted(n.status for n in nodes.values()) == ["interrupted", "interrupted", "ok"]
@@ -147,22 +147,22 @@ def test_search_rename_tags_and_delete(traces_dir: Path) -> None:
         tracer.end(tracer.start(root_node(run_id, question=question)), output="done")
         tracer.close()
         ids.append(run_id)
-    assert [r["run_id"] for r in store.list_runs()] == ids[::-1]
-    assert [r["run_id"] for r in store.list_runs(search="needle")] == [ids[0]]
+    assert [r.run_id for r in store.list_runs()] == ids[::-1]
+    assert [r.run_id for r in store.list_runs(search="needle")] == [ids[0]]
     store.rename_run(ids[1], "labels study")
     store.set_tags(ids[1], ["eval", " eval", "demo", ""])
     run = store.get_run(ids[1])
-    assert run is not None and run["name"] == "labels study" and run["tags"] == ["demo", "eval"]
-    assert [r["run_id"] for r in store.list_runs(search="study")] == [ids[1]]
+    assert run is not None and run.name == "labels study" and run.tags == ["demo", "eval"]
+    assert [r.run_id for r in store.list_runs(search="study")] == [ids[1]]
     # a later write of the run node keeps what the user set by hand
     store.write(root_node(ids[1], question="Count the labels"))
-    assert store.get_run(ids[1])["name"] == "labels study"  # type: ignore[index]
+    assert store.get_run(ids[1]).name == "labels study"  # type: ignore[union-attr]
     store.delete_run(ids[0])
     assert store.get_run(ids[0]) is None
     assert not store.journal_path(ids[0]).exists()
     store.close()
     store = TraceStore(traces_dir)
-    assert [r["run_id"] for r in store.list_runs()] == [ids[1]]
+    assert [r.run_id for r in store.list_runs()] == [ids[1]]
     store.close()
 
 
@@ -173,10 +173,10 @@ def test_list_runs_filters_by_status_and_model(traces_dir: Path, status: str) ->
     node = root_node(run_id)
     node.status = status  # type: ignore[assignment]
     store.write(node)
-    assert [r["run_id"] for r in store.list_runs(status=status, model="demo/root")] == [run_id]
+    assert [r.run_id for r in store.list_runs(status=status, model="demo/root")] == [run_id]
     assert store.list_runs(status="error") == []
     assert store.list_runs(model="openai/x") == []
-    assert json.loads(store.get_run(run_id)["config"]) == {}  # type: ignore[index]
+    assert store.get_run(run_id).config == {}  # type: ignore[union-attr]
     store.close()
 
 

@@ -64,8 +64,8 @@ def test_every_strategy_runs_on_demo_models_and_writes_a_run_tree(name: str) -> 
     root = nodes[0]
     assert root.kind == "run" and root.meta["strategy"] == name
     assert {"lm", "final"} <= {n.kind for n in nodes}
-    assert run["llm_calls"] == result.llm_calls > 0
-    assert result.cost_usd == 0.0 and run["answer"] == result.answer
+    assert run.llm_calls == result.llm_calls > 0
+    assert result.cost_usd == 0.0 and run.answer == result.answer
 
 
 @pytest.mark.parametrize("name", list(STRATEGIES))
@@ -250,7 +250,7 @@ def test_depth_strategies_set_max_depth_and_grow_deeper_trees() -> None:
     for name in ("rlm-depth-1", "rlm-depth-2"):
         result = run_strategy(name, needle_document(30_000), QUESTION, config)
         run, nodes = stored(result.run_id)
-        assert json.loads(run["config"])["max_depth"] == int(name[-1])
+        assert run.config["max_depth"] == int(name[-1])
         depths[name] = max(n.depth for n in nodes if n.kind == "run")
     assert depths == {"rlm-depth-1": 1, "rlm-depth-2": 2}
 

@@ -4,13 +4,12 @@ beyond its rows (a node's full texts, the run's context as one string), and form
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import streamlit as st
 
 from rlm_core.context import flatten
 from rlm_core.store.trace_store import StoreBusy, TraceStore
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 
 JOURNAL_SYNC_S = 3.0
 
@@ -70,16 +69,16 @@ def _flat_context(
     return flatten(context)
 
 
-def flat_context(s: TraceStore, run: dict[str, Any]) -> tuple[str, list[tuple[str, int]]] | None:
+def flat_context(s: TraceStore, run: RunSummary) -> tuple[str, list[tuple[str, int]]] | None:
     """(the run's context as one string, where each part of a dict context starts), or None when
     the stored context cannot be read."""
     try:
-        return _flat_context(s, str(s.dir), str(run["run_id"]), run.get("context_sha"))
+        return _flat_context(s, str(s.dir), str(run.run_id), run.context_sha)
     except (OSError, ValueError):
         return None
 
 
-def context_text(s: TraceStore, run: dict[str, Any]) -> str | None:
+def context_text(s: TraceStore, run: RunSummary) -> str | None:
     """The run's context as one string (cached), or None when it cannot be read."""
     flat = flat_context(s, run)
     return flat[0] if flat is not None else None

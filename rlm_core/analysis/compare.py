@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 
 T = TypeVar("T")
 
@@ -354,28 +354,29 @@ def compare_runs(left: Iterable[Node], right: Iterable[Node]) -> Comparison:
 # ---- the run summaries -----------------------------------------------------------------------
 
 
-def _tokens(run: dict[str, Any]) -> int | None:
-    tin, tout = run.get("tokens_in"), run.get("tokens_out")
-    return None if tin is None and tout is None else (tin or 0) + (tout or 0)
+def _tokens(run: RunSummary) -> int | None:
+    if run.tokens_in is None and run.tokens_out is None:
+        return None
+    return run.tokens
 
 
-def _seconds(run: dict[str, Any]) -> float | None:
-    start, end = run.get("created_at"), run.get("ended_at")
-    return None if start is None or end is None else round(max(0.0, end - start), 2)
+def _seconds(run: RunSummary) -> float | None:
+    end = run.ended_at
+    return None if end is None else round(max(0.0, end - run.created_at), 2)
 
 
-SUMMARY: tuple[tuple[str, Callable[[dict[str, Any]], Any]], ...] = (
-    ("answer", lambda r: r.get("answer")),
-    ("status", lambda r: r.get("status")),
-    ("iterations", lambda r: r.get("iterations")),
-    ("model calls", lambda r: r.get("llm_calls")),
+SUMMARY: tuple[tuple[str, Callable[[RunSummary], Any]], ...] = (
+    ("answer", lambda r: r.answer),
+    ("status", lambda r: r.status),
+    ("iterations", lambda r: r.iterations),
+    ("model calls", lambda r: r.llm_calls),
     ("tokens", _tokens),
-    ("cost (USD)", lambda r: r.get("cost_usd")),
+    ("cost (USD)", lambda r: r.cost_usd),
     ("time (s)", _seconds),
 )
 
 
-def summary(left: dict[str, Any], right: dict[str, Any]) -> list[dict[str, Any]]:
+def summary(left: RunSummary, right: RunSummary) -> list[dict[str, Any]]:
     """One row per measure: both values (None = unknown) and whether they differ."""
     rows = []
     for name, get in SUMMARY:

@@ -9,6 +9,7 @@ from typing import Any
 from rlm_core.analysis.graph import standalone_html
 from rlm_core.exchange.jsonl import full_nodes, portable
 from rlm_core.store.trace_store import TraceStore
+from rlm_core.types import RunSummary
 
 _INSPECTOR = """<style>
 body { margin-right: 440px; }
@@ -82,8 +83,8 @@ def _script_json(data: Any) -> str:
 def export_html(store: TraceStore, run_id: str) -> str:
     """One offline HTML file: the graph plus an inspector that shows a clicked node's details."""
     nodes = full_nodes(store, run_id)
-    run = store.get_run(run_id) or {}
-    question = " ".join(str(run.get("question") or "").split())[:120]
+    run = store.get_run(run_id) or RunSummary(run_id=run_id)
+    question = " ".join(str(run.question or "").split())[:120]
     page = standalone_html(nodes, f"RLM run {run_id}" + (f": {question}" if question else ""))
     details = {n.node_id: portable(n) for n in nodes}
     inspector = _INSPECTOR.replace("__DATA__", _script_json(details))

@@ -23,7 +23,7 @@ from rlm_core.exchange.rlms import (
 from rlm_core.store.blobs import write_blob
 from rlm_core.store.journal import JOURNAL_FORMAT
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 
 FORMAT = "rlm-tracer/1"
 _KINDS = ("run", "lm", "code", "llm_query", "rlm_query", "final")
@@ -59,12 +59,12 @@ def portable(node: Node) -> dict[str, Any]:
 def export_jsonl(store: TraceStore, run_id: str) -> str:
     """Header line, every node with full texts, then the context blob of each run node."""
     nodes = full_nodes(store, run_id)
-    run = store.get_run(run_id) or {}
+    run = store.get_run(run_id) or RunSummary(run_id=run_id)
     header: dict[str, Any] = {"format": FORMAT, "run_id": run_id, "exported_at": time.time()}
-    if run.get("name"):
-        header["name"] = run["name"]
-    if run.get("tags"):
-        header["tags"] = list(run["tags"])
+    if run.name:
+        header["name"] = run.name
+    if run.tags:
+        header["tags"] = list(run.tags)
     # ASCII escapes keep lone surrogates (allowed in our texts) writable to any file
     lines = [json.dumps(header)]
     lines += [json.dumps(portable(n)) for n in nodes]

@@ -22,7 +22,7 @@ import pyarrow as pa
 from rlm_core.store.blobs import blob_path, write_blob
 from rlm_core.store.journal import process_alive, read_journal
 from rlm_core.store.migrations import migrate
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 
 BIG_TEXT = 64 * 1024
 """Node texts longer than this are stored once as a blob; the row keeps a preview."""
@@ -289,7 +289,7 @@ class TraceStore:
         status: str | None = None,
         model: str | None = None,
         limit: int = 1000,
-    ) -> list[dict[str, Any]]:
+    ) -> list[RunSummary]:
         """Run summaries, newest first; `search` matches question, answer, name, tags, id."""
         self.flush()
         where, params = ["1=1"], []
@@ -306,12 +306,12 @@ class TraceStore:
             where.append("(root_model = ? OR sub_model = ?)")
             params += [model, model]
         sql = f"SELECT * FROM runs WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?"
-        return self._dicts(self.cursor().execute(sql, [*params, limit]))
+        return [_summary(r) for r in self._dicts(self.cursor().execute(sql, [*params, limit]))]
 
-    def get_run(self, run_id: str) -> dict[str, Any] | None:
+    def get_run(self, run_id: str) -> RunSummary | None:
         self.flush()
         rows = self._dicts(self.cursor().execute("SELECT * FROM runs WHERE run_id = ?", [run_id]))
-        return rows[0] if rows else None
+        return _summary(rows[0]) if rows else None
 
     def nodes(self, run_id: str) -> list[Node]:
         """Every node of a run tree in execution order; big texts as previews (see `node`)."""
@@ -371,6 +371,13 @@ class TraceStore:
         row["context_spans"] = json.loads(row["context_spans"] or "[]")
         row["meta"] = json.loads(row["meta"] or "{}")
         return Node.from_dict(row)
+
+
+def _summary(row: dict[str, Any]) -> RunSummary:
+    config = row.get("config")
+    row["config"] = json.loads(config) if isinstance(config, str) else (config or {})
+    row["tags"] = list(row.get("tags") or [])
+    return RunSummary(**row)
 
 
 class StoreSink:

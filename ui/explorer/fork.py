@@ -16,7 +16,7 @@ from rlm_core.engine.replay import ask_again, fork_run
 from rlm_core.errors import ModelError
 from rlm_core.models.resolve import check_model
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import Node, RunResult, new_id
+from rlm_core.types import Node, RunResult, RunSummary, new_id
 from ui.common import root_of
 from ui.config_inputs import limit_inputs
 from ui.jobs import Job, jobs
@@ -61,7 +61,7 @@ def origin(nodes: list[Node]) -> None:
 # ---- fork ------------------------------------------------------------------------------------
 
 
-def show(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
+def show(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
     """The fork form for a root lm/code node, the playground for an llm_query node."""
     if node.kind in ("lm", "code") and node.depth == 0:
         _fork(store, run, nodes, node)
@@ -78,9 +78,9 @@ def _config(nodes: list[Node]) -> dict[str, Any]:
     return {s.name: s.default for s in settings("limit")} | recorded
 
 
-def _fork(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
+def _fork(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
     with st.expander("Fork here: change this turn and run on from it", expanded=False):
-        if run.get("status") == "running":
+        if run.status == "running":
             st.info("Fork a run once it has finished.")
             return
         box = st.container()  # the fork's progress goes above the form, where it stays visible
@@ -88,10 +88,10 @@ def _fork(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node)
         task = st.session_state.get(TASKS, {}).get(node.node_id)
         if task is not None:
             with box:
-                _fork_status(store, str(run["run_id"]), node.node_id, *task)
+                _fork_status(store, str(run.run_id), node.node_id, *task)
 
 
-def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
+def _fork_form(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
     full = store.node(node.node_id) or node
     config = _config(nodes)
     is_code = node.kind == "code"
@@ -142,7 +142,7 @@ def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: 
                 st.text(str(exc))
                 return
     edit = text if mode == USE_TEXT else None
-    _start(store, str(run["run_id"]), node, edit, changes, key)
+    _start(store, str(run.run_id), node, edit, changes, key)
 
 
 def _start(
@@ -176,15 +176,15 @@ def find_fork(store: TraceStore, source: str, node_id: str, since: float) -> str
     """The id of a fork of `source` at `node_id` started after `since` (fork_run picks the id
     itself, so a fork still running is found through its root's meta)."""
     for run in store.list_runs(limit=20):
-        if (run.get("created_at") or 0) < since - 1:
+        if (run.created_at or 0) < since - 1:
             break
-        root = store.node(str(run["run_id"]))
+        root = store.node(str(run.run_id))
         forked = root.meta.get("forked_from") if root is not None else None
         if isinstance(forked, dict) and (forked.get("run_id"), forked.get("node_id")) == (
             source,
             node_id,
         ):
-            return str(run["run_id"])
+            return str(run.run_id)
     return None
 
 

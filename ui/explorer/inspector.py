@@ -6,15 +6,13 @@ only, never into markdown or labels. Long texts are cut for display and offered 
 
 from __future__ import annotations
 
-from typing import Any
-
 import streamlit as st
 
 from rlm_core.analysis import views
 from rlm_core.analysis.insight import SUB_CALL_KINDS
 from rlm_core.engine import prompts
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 from ui.common import cost_text, flat_context, full_node
 from ui.explorer import cost_panels
 from ui.safe import word
@@ -37,7 +35,7 @@ def _stats_line(node: Node) -> str:
 
 
 def show_node(
-    store: TraceStore, run: dict[str, Any], nodes: list[Node], preview: Node, select: Select
+    store: TraceStore, run: RunSummary, nodes: list[Node], preview: Node, select: Select
 ) -> None:
     """The inspector for one node: common facts, then what its kind holds."""
     node = full_node(store, preview)
@@ -114,7 +112,7 @@ def _full_lm_nodes(store: TraceStore, nodes: list[Node], node: Node) -> list[Nod
     return out
 
 
-def _lm(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select) -> None:
+def _lm(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel: Select) -> None:
     messages = views.lm_messages(_full_lm_nodes(store, nodes, node), node)
     before = node.meta.get("messages_before")
     new_from = before if isinstance(before, int) else 0
@@ -137,9 +135,7 @@ def _lm(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, s
 # ---- code ----------------------------------------------------------------------------------
 
 
-def _code(
-    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select
-) -> None:
+def _code(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel: Select) -> None:
     if node.meta.get("timed_out"):
         st.warning("This cell ran past its time limit and was interrupted.")
     if node.meta.get("restarted"):
@@ -175,7 +171,7 @@ def _code(
 # ---- sub-calls -----------------------------------------------------------------------------
 
 
-def _positions(store: TraceStore, run: dict[str, Any], node: Node) -> None:
+def _positions(store: TraceStore, run: RunSummary, node: Node) -> None:
     flat = flat_context(store, run)
     if flat is None:
         st.info("The stored context of this run is not available, so positions cannot be shown.")
@@ -197,7 +193,7 @@ def _positions(store: TraceStore, run: dict[str, Any], node: Node) -> None:
 
 
 def _sub_call(
-    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, select: Select
+    store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, select: Select
 ) -> None:
     if node.meta.get("batch") is not None:
         idx, size = node.meta.get("batch_index"), node.meta.get("batch_size")
@@ -220,9 +216,7 @@ def _sub_call(
 # ---- run and final -------------------------------------------------------------------------
 
 
-def _run(
-    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, sel: Select
-) -> None:
+def _run(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel: Select) -> None:
     meta = node.meta
     st.markdown("**Question**")
     show_text(node.input, key=f"{node.node_id}_question")
@@ -242,7 +236,7 @@ def _run(
 
 
 def _final(
-    store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node, select: Select
+    store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, select: Select
 ) -> None:
     var = node.meta.get("var")
     st.text(f"returned with FINAL_VAR({var!r})" if var else "returned with FINAL(...)")

@@ -9,14 +9,13 @@ from __future__ import annotations
 import logging
 import time
 import zlib
-from typing import Any
 
 import streamlit as st
 
 from rlm_core.analysis import views
 from rlm_core.analysis.graph import SizeBy, vis_payload
 from rlm_core.store.trace_store import StoreBusy, TraceStore
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 from ui.common import cost_text, store, when
 from ui.explorer import export, fork, node_table, panels
 from ui.explorer.inspector import show_node
@@ -54,7 +53,7 @@ def render() -> None:
         _empty_state()
         return
     run_id = _pick_run(s, runs)
-    run = s.get_run(run_id) or {}
+    run = s.get_run(run_id) or RunSummary(run_id=run_id)
     playing = bool(st.session_state.get(PLAY_KEY))
     timer = _timer(run, playing)
     st.fragment(run_every=timer)(_body)(run_id, timer)
@@ -76,15 +75,13 @@ def _empty_state() -> None:
 # ---- run and node selection (kept in the URL) ----------------------------------------------
 
 
-def _run_label(run: dict[str, Any]) -> str:
-    question = " ".join(str(run.get("question") or "").split())
+def _run_label(run: RunSummary) -> str:
+    question = " ".join(str(run.question or "").split())
     question = question if len(question) <= 70 else question[:69] + "…"
     # the id keeps labels unique: the selectbox remembers its choice by label, and a fork
     # usually has its parent's question and minute
-    run_id = str(run.get("run_id"))[-6:]
-    return (
-        f"{when(run.get('created_at'))} · {status_badge(run.get('status'))} · {question} · {run_id}"
-    )
+    run_id = str(run.run_id)[-6:]
+    return f"{when(run.created_at)} · {status_badge(run.status)} · {question} · {run_id}"
 
 
 def _run_changed() -> None:
@@ -93,9 +90,9 @@ def _run_changed() -> None:
     st.session_state[PLAY_KEY] = False
 
 
-def _pick_run(s: TraceStore, runs: list[dict[str, Any]]) -> str:
+def _pick_run(s: TraceStore, runs: list[RunSummary]) -> str:
     """The run named in the URL if it exists, else the newest; the picker lists newest first."""
-    labels = {str(r["run_id"]): _run_label(r) for r in runs}
+    labels = {str(r.run_id): _run_label(r) for r in runs}
     wanted = st.query_params.get("run")
     if wanted and wanted not in labels:
         found = s.get_run(wanted)
@@ -180,10 +177,10 @@ def _advance(order: list[str], current: str) -> str:
     return order[i]
 
 
-def _timer(run: dict[str, Any], playing: bool) -> float | None:
+def _timer(run: RunSummary, playing: bool) -> float | None:
     if playing:
         return PLAY_EVERY_S
-    return LIVE_EVERY_S if run.get("status") == "running" else None
+    return LIVE_EVERY_S if run.status == "running" else None
 
 
 # ---- the fragment --------------------------------------------------------------------------
@@ -314,27 +311,27 @@ def _controls(order: list[str], current: str) -> None:
 # ---- the run header ------------------------------------------------------------------------
 
 
-def _duration(run: dict[str, Any]) -> str:
-    start, end = run.get("created_at"), run.get("ended_at")
+def _duration(run: RunSummary) -> str:
+    start, end = run.created_at, run.ended_at
     if not start:
         return "—"
-    if end is None and run.get("status") == "running":
+    if end is None and run.status == "running":
         end = time.time()
     return f"{(end or start) - start:.1f} s"
 
 
-def _header(run: dict[str, Any]) -> None:
-    status = run.get("status")
+def _header(run: RunSummary) -> None:
+    status = run.status
     st.text(
-        f"{status_badge(status)}  ·  root model: {run.get('root_model') or '—'}  ·  "
-        f"sub model: {run.get('sub_model') or '—'}  ·  run id {run.get('run_id')}"
+        f"{status_badge(status)}  ·  root model: {run.root_model or '—'}  ·  "
+        f"sub model: {run.sub_model or '—'}  ·  run id {run.run_id}"
     )
-    tokens = (run.get("tokens_in") or 0) + (run.get("tokens_out") or 0)
+    tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
     stats = [
-        ("Iterations", f"{run.get('iterations') or 0}"),
-        ("Model calls", f"{run.get('llm_calls') or 0}"),
+        ("Iterations", f"{run.iterations or 0}"),
+        ("Model calls", f"{run.llm_calls or 0}"),
         ("Tokens", f"{tokens:,}"),
-        ("Cost", cost_text(run.get("cost_usd"))),
+        ("Cost", cost_text(run.cost_usd)),
         ("Duration", _duration(run)),
     ]
     for col, (label, value) in zip(st.columns(len(stats)), stats, strict=True):
@@ -342,14 +339,14 @@ def _header(run: dict[str, Any]) -> None:
     question, answer = st.columns(2)
     with question:
         st.caption("Question")
-        show_text(run.get("question"), key=f"{run.get('run_id')}_q")
+        show_text(run.question, key=f"{run.run_id}_q")
     with answer:
         st.caption("Answer")
-        show_text(run.get("answer"), key=f"{run.get('run_id')}_a", empty="(no answer yet)")
+        show_text(run.answer, key=f"{run.run_id}_a", empty="(no answer yet)")
     if status == "running":
         st.info("⏳ This run is still running: the graph grows as its nodes arrive.")
-    if run.get("limit_name"):
-        st.warning(f"The run stopped at a limit: {word(run['limit_name'])}.")
-    if run.get("error") and status != "ok":
+    if run.limit_name:
+        st.warning(f"The run stopped at a limit: {word(run.limit_name)}.")
+    if run.error and status != "ok":
         st.error("The run ended with an error:")
-        show_text(run.get("error"), key=f"{run.get('run_id')}_err")
+        show_text(run.error, key=f"{run.run_id}_err")

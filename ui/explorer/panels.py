@@ -15,7 +15,7 @@ from rlm_core.analysis.insight import SUB_CALL_KINDS, coverage, where_is
 from rlm_core.analysis.lint import lint
 from rlm_core.engine.spans import merge_spans
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 from ui import document_view
 from ui.common import context_text
 from ui.explorer import cost_panels
@@ -44,7 +44,7 @@ def dataflow_on() -> bool:
 
 
 def show(
-    store: TraceStore, run: dict[str, Any], nodes: list[Node], current: Node, select: Select
+    store: TraceStore, run: RunSummary, nodes: list[Node], current: Node, select: Select
 ) -> None:
     """The panel picker and the chosen panel (heavy ones run only while chosen)."""
     left, right = st.columns([6, 2], vertical_alignment="bottom")
@@ -73,7 +73,7 @@ def show(
         st.error("This panel could not be shown for this run.")
 
 
-def _need_text(store: TraceStore, run: dict[str, Any]) -> str | None:
+def _need_text(store: TraceStore, run: RunSummary) -> str | None:
     text = context_text(store, run)
     if text is None:
         st.info("The stored context of this run is not available.")
@@ -83,7 +83,7 @@ def _need_text(store: TraceStore, run: dict[str, Any]) -> str | None:
 # ---- document ------------------------------------------------------------------------------
 
 
-def _document(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: Node) -> None:
+def _document(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
     text = _need_text(store, run)
     if text is None:
         return
@@ -148,11 +148,11 @@ def touching(nodes: Sequence[Node], lo: int, hi: int) -> dict[str, list[str]]:
     }
 
 
-def _coverage(store: TraceStore, run: dict[str, Any], nodes: list[Node], select: Select) -> None:
+def _coverage(store: TraceStore, run: RunSummary, nodes: list[Node], select: Select) -> None:
     text = _need_text(store, run)
     if text is None:
         return
-    total, run_id = len(text), str(run["run_id"])
+    total, run_id = len(text), str(run.run_id)
     segments = coverage(nodes, total)
     amount = {
         k: sum(s["end"] - s["start"] for s in segments if s["state"] == k) for k in STATE_ORDER
@@ -242,12 +242,12 @@ def _remember(needle: str) -> None:
         needles.append(needle)
 
 
-def _where(store: TraceStore, run: dict[str, Any], nodes: list[Node], select: Select) -> None:
+def _where(store: TraceStore, run: RunSummary, nodes: list[Node], select: Select) -> None:
     text = _need_text(store, run)
     if text is None:
         return
     needle = st.text_input(
-        "Where is X? Type a piece of text from the document", key=f"where_{run['run_id']}"
+        "Where is X? Type a piece of text from the document", key=f"where_{run.run_id}"
     )
     if not needle:
         st.caption("Every occurrence is listed with the nodes that saw it.")
@@ -288,7 +288,7 @@ def _where(store: TraceStore, run: dict[str, Any], nodes: list[Node], select: Se
 _SEVERITY = {"error": "🔴 error", "warning": "🟠 warning", "info": "🔵 info"}
 
 
-def _health(store: TraceStore, run: dict[str, Any], nodes: list[Node], select: Select) -> None:
+def _health(store: TraceStore, run: RunSummary, nodes: list[Node], select: Select) -> None:
     needles = list(st.session_state.get(NEEDLES_KEY) or [])
     text = context_text(store, run) if needles else None
     with st.spinner("Checking the run…"):  # the first check loads litellm's model table

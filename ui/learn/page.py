@@ -14,7 +14,7 @@ from rlm_core.analysis.graph import vis_payload
 from rlm_core.exchange.jsonl import import_file
 from rlm_core.exchange.rlms import ImportFormatError, RunExists
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 from ui import document_view
 from ui.common import context_text, full_node, store
 from ui.graph_component import graph
@@ -106,7 +106,7 @@ def render() -> None:
         key=EXAMPLE_KEY,
         horizontal=True,
     )
-    run = s.get_run(run_id) or {}
+    run = s.get_run(run_id) or RunSummary(run_id=run_id)
     nodes = s.nodes(run_id)
     if not nodes:
         st.error("This example run has no nodes.")
@@ -115,7 +115,7 @@ def render() -> None:
     key = _step_key(run_id)
     i = max(0, min(int(st.session_state.get(key, 0)), len(order) - 1))
     st.session_state[key] = i
-    st.text(f"Question: {run.get('question') or '—'}")
+    st.text(f"Question: {run.question or '—'}")
     _controls(key, i, len(order))
     try:
         _step(s, run, nodes, order, i)
@@ -145,11 +145,11 @@ def _controls(key: str, i: int, count: int) -> None:
     cols[3].progress((i + 1) / count, text=f"Step {i + 1} of {count}")
 
 
-def _step(s: TraceStore, run: dict[str, Any], nodes: list[Node], order: list[str], i: int) -> None:
+def _step(s: TraceStore, run: RunSummary, nodes: list[Node], order: list[str], i: int) -> None:
     by_id = {n.node_id: n for n in nodes}
     node = full_node(s, by_id[order[i]])
     text = context_text(s, run)
-    total = len(text) if text is not None else int(run.get("context_chars") or 0)
+    total = len(text) if text is not None else int(run.context_chars or 0)
     step = narrate.narrate(node, nodes, total)
     st.subheader(step.title)
     if step.patterns:
@@ -169,10 +169,10 @@ def _step(s: TraceStore, run: dict[str, Any], nodes: list[Node], order: list[str
             order.index(clicked) if clicked is not None and clicked in by_id else i + (moved or 0)
         )
         if target != i and 0 <= target < len(order):
-            st.session_state[_step_key(str(run.get("run_id")))] = target
+            st.session_state[_step_key(str(run.run_id))] = target
             st.rerun()
         # the link's ids are URL-encoded: it stays one link whatever the run is called
-        st.markdown(f"[Open this run in the Explorer]({explorer_link(str(run.get('run_id')))})")
+        st.markdown(f"[Open this run in the Explorer]({explorer_link(str(run.run_id))})")
     with right:
         _holds(node)
         st.caption("The document, with this step's slice highlighted")

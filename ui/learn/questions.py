@@ -19,7 +19,7 @@ from rlm_core.engine.prompts import truncate
 from rlm_core.engine.spans import merge_spans
 from rlm_core.evaluate.examples import EXAMPLES
 from rlm_core.strategies.registry import label, run_strategy
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 from ui.common import store
 from ui.context_choice import ContextChoice, verdict
 from ui.widgets import explorer_link, status_badge
@@ -191,18 +191,18 @@ def _share(nodes: list[Node], kinds: tuple[str, ...], total: int) -> str:
 def stats(pair: Pair, done: dict[str, Any]) -> pd.DataFrame:
     lines = []
     for side, run_id in zip((pair.left, pair.right), done["runs"], strict=True):
-        run, nodes = store().get_run(run_id) or {}, store().nodes(run_id)
+        run, nodes = store().get_run(run_id) or RunSummary(run_id), store().nodes(run_id)
         root = store().node(run_id)
-        total = int(run.get("context_chars") or 0)
+        total = int(run.context_chars or 0)
         lines.append(
             {
                 "strategy": label(side.strategy),
-                "status": status_badge(run.get("status")),
-                "answer": run.get("answer") or "",
-                "check": verdict(done["choice"], done["question"], run.get("answer")) or "—",
+                "status": status_badge(run.status),
+                "answer": run.answer or "",
+                "check": verdict(done["choice"], done["question"], run.answer) or "—",
                 "model calls": sum(1 for n in nodes if n.kind in ("lm", "llm_query")),
                 "sub-calls": sum(1 for n in nodes if n.kind in ("llm_query", "rlm_query")),
-                "tokens": (run.get("tokens_in") or 0) + (run.get("tokens_out") or 0),
+                "tokens": (run.tokens_in or 0) + (run.tokens_out or 0),
                 "seen by a model": _share(nodes, ("lm", "llm_query"), total),
                 "read by code": _share(nodes, ("code",), total),
                 "note": str((root.meta if root else {}).get("strategy_note") or ""),

@@ -81,27 +81,27 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
     run = store().get_run(run_id)
     if run is None:
         return
-    status = run["status"]
+    status = run.status
     if status == "ok":
         st.success("Answer")
     elif status == "limit":
-        st.warning(f"Stopped by the limit `{word(run['limit_name'])}`; best partial answer:")
+        st.warning(f"Stopped by the limit `{word(run.limit_name)}`; best partial answer:")
     elif status == "interrupted":
         st.warning("The run was stopped; partial answer:")
     else:  # the error may quote a provider or the model: plain text, not markdown
         st.error("The run failed:")
-        st.text(run["error"] or "unknown error")
-    if run["answer"]:
-        st.text(run["answer"])
+        st.text(run.error or "unknown error")
+    if run.answer:
+        st.text(run.answer)
     expected = st.session_state.get("expected")
     if expected and expected[0] == run_id:
-        judged = verdict(expected[1], expected[2], run["answer"])
+        judged = verdict(expected[1], expected[2], run.answer)
         if judged:
             st.text(f"Check against the known answer: {judged}")
-    tokens = (run["tokens_in"] or 0) + (run["tokens_out"] or 0)
-    duration = (run["ended_at"] or time.time()) - run["created_at"]
+    tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
+    duration = (run.ended_at or time.time()) - run.created_at
     st.caption(
-        f"{run['iterations']} iterations · {run['llm_calls']} model calls · {tokens:,} tokens · "
-        f"cost {cost_text(run['cost_usd'])} · {duration:.1f} s · run {run_id}"
+        f"{run.iterations} iterations · {run.llm_calls} model calls · {tokens:,} tokens · "
+        f"cost {cost_text(run.cost_usd)} · {duration:.1f} s · run {run_id}"
     )
     explorer_button("Open this run in the Explorer", run_id)

@@ -68,9 +68,9 @@ def row(shown: SideBySide, name: str, run_id: str) -> dict[str, Any]:
         status, answer, cost, seconds = result.status, result.answer, result.cost_usd, result.wall_s
         tokens: int | None = result.tokens_in + result.tokens_out
     elif run is not None:
-        status, answer, cost = run["status"], run["answer"], run["cost_usd"]
-        tokens = (run["tokens_in"] or 0) + (run["tokens_out"] or 0)
-        seconds = (run["ended_at"] or run["created_at"]) - run["created_at"]
+        status, answer, cost = run.status, run.answer, run.cost_usd
+        tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
+        seconds = (run.ended_at or run.created_at) - run.created_at
     else:
         status, answer, cost, tokens, seconds = "running", None, None, None, 0.0
     if running:

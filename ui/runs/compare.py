@@ -13,7 +13,7 @@ import streamlit as st
 from rlm_core.analysis import views
 from rlm_core.analysis.compare import FIELDS, Comparison, Pair, compare_runs, summary, value
 from rlm_core.store.trace_store import StoreBusy, TraceStore
-from rlm_core.types import Node
+from rlm_core.types import Node, RunSummary
 from ui.common import cost_text, root_of, store, when
 from ui.safe import word
 from ui.widgets import explorer_button, page_link, status_badge
@@ -35,13 +35,13 @@ def compare_link(a: str, b: str) -> None:
 # ---- picking the two runs --------------------------------------------------------------------
 
 
-def _label(run: dict[str, Any]) -> str:
-    question = " ".join(str(run.get("question") or "").split())
+def _label(run: RunSummary) -> str:
+    question = " ".join(str(run.question or "").split())
     question = question if len(question) <= 60 else question[:59] + "…"
     # the id keeps labels unique: a selectbox's state is its label, and a fork shares its
     # parent's question and, often, its minute
-    status = status_badge(run.get("status"))
-    return f"{when(run.get('created_at'))} · {status} · {question} · {run.get('run_id')}"
+    status = status_badge(run.status)
+    return f"{when(run.created_at)} · {status} · {question} · {run.run_id}"
 
 
 def _parent(s: TraceStore, run_id: str) -> str | None:
@@ -74,7 +74,7 @@ def _pick(s: TraceStore) -> tuple[str, str] | None:
             "Comparing needs two runs. Start or import another one, or fork a run in the Explorer."
         )
         return None
-    labels = {str(r["run_id"]): _label(r) for r in runs}
+    labels = {str(r.run_id): _label(r) for r in runs}
     for side in ("a", "b"):  # a run named in the URL may be older than the listed ones
         wanted = st.query_params.get(side)
         if wanted and wanted not in labels and (found := s.get_run(wanted)) is not None:
@@ -117,7 +117,7 @@ def _cell(v: Any, name: str) -> str:
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
-def _summary(run_a: dict[str, Any], run_b: dict[str, Any]) -> None:
+def _summary(run_a: RunSummary, run_b: RunSummary) -> None:
     rows = [
         {
             "": r["measure"],
@@ -229,7 +229,7 @@ def render() -> None:
     if a == b:
         st.info("Pick two different runs.")
         return
-    run_a, run_b = s.get_run(a) or {}, s.get_run(b) or {}
+    run_a, run_b = s.get_run(a) or RunSummary(run_id=a), s.get_run(b) or RunSummary(run_id=b)
     nodes_a, nodes_b = _full_nodes(s, a), _full_nodes(s, b)
     for side, nodes, other in (("B", nodes_b, a), ("A", nodes_a, b)):
         root = root_of(nodes)

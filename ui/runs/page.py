@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import TERMINAL_STATUSES
+from rlm_core.types import TERMINAL_STATUSES, RunSummary
 from ui.common import cost_text, store, when
 from ui.runs import import_trace
 from ui.runs.compare import compare_link
@@ -30,11 +30,11 @@ LIMIT = 1000
 PREVIEW_CHARS = 80
 STATUSES = ("running", *TERMINAL_STATUSES)
 ALL_MODELS = "All models"
-SORTS: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "Newest first": lambda r: -(r["created_at"] or 0),
-    "Oldest first": lambda r: r["created_at"] or 0,
+SORTS: dict[str, Callable[[RunSummary], Any]] = {
+    "Newest first": lambda r: -(r.created_at or 0),
+    "Oldest first": lambda r: r.created_at or 0,
     # unknown cost/tokens/duration sort last rather than pretending to be zero
-    "Most expensive": lambda r: -r["cost_usd"] if r["cost_usd"] is not None else float("inf"),
+    "Most expensive": lambda r: -r.cost_usd if r.cost_usd is not None else float("inf"),
     "Most tokens": lambda r: -t if (t := tokens(r)) is not None else float("inf"),
     "Longest": lambda r: -d if (d := duration_s(r)) is not None else float("inf"),
 }
@@ -59,20 +59,20 @@ def one_line(text: str | None, limit: int = PREVIEW_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
-def tokens(run: dict[str, Any]) -> int | None:
-    if run["tokens_in"] is None and run["tokens_out"] is None:
+def tokens(run: RunSummary) -> int | None:
+    if run.tokens_in is None and run.tokens_out is None:
         return None
-    return (run["tokens_in"] or 0) + (run["tokens_out"] or 0)
+    return (run.tokens_in or 0) + (run.tokens_out or 0)
 
 
-def duration_s(run: dict[str, Any]) -> float | None:
-    if run["status"] == "running" or run["ended_at"] is None or run["created_at"] is None:
+def duration_s(run: RunSummary) -> float | None:
+    if run.status == "running" or run.ended_at is None or run.created_at is None:
         return None
-    return max(0.0, run["ended_at"] - run["created_at"])
+    return max(0.0, run.ended_at - run.created_at)
 
 
-def duration_text(run: dict[str, Any]) -> str:
-    if run["status"] == "running":
+def duration_text(run: RunSummary) -> str:
+    if run.status == "running":
         return "running…"
     seconds = duration_s(run)
     if seconds is None:
@@ -86,17 +86,17 @@ def duration_text(run: dict[str, Any]) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
-def models_text(run: dict[str, Any]) -> str:
-    return f"{run['root_model'] or '?'} / {run['sub_model'] or '?'}"
+def models_text(run: RunSummary) -> str:
+    return f"{run.root_model or '?'} / {run.sub_model or '?'}"
 
 
 def parse_tags(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def apply_filters(runs: list[dict[str, Any]], filters: Filters) -> list[dict[str, Any]]:
+def apply_filters(runs: list[RunSummary], filters: Filters) -> list[RunSummary]:
     """Status and sort are applied here (search and model already went to the store's SQL)."""
-    kept = [r for r in runs if not filters.statuses or r["status"] in filters.statuses]
+    kept = [r for r in runs if not filters.statuses or r.status in filters.statuses]
     return sorted(kept, key=SORTS[filters.sort])
 
 
@@ -121,22 +121,22 @@ COLUMNS: dict[str, Any] = {
 }
 
 
-def table(runs: list[dict[str, Any]]) -> pd.DataFrame:
+def table(runs: list[RunSummary]) -> pd.DataFrame:
     rows = [
         {
-            "Run": one_line(r["name"] or r["question"], 120),
-            "Open": explorer_link(r["run_id"]),
-            "Status": status_badge(r["status"]),
+            "Run": one_line(r.name or r.question, 120),
+            "Open": explorer_link(r.run_id),
+            "Status": status_badge(r.status),
             "Models": models_text(r),
-            "Answer": one_line(r["answer"]),
-            "Iterations": r["iterations"],
-            "Calls": r["llm_calls"],
+            "Answer": one_line(r.answer),
+            "Iterations": r.iterations,
+            "Calls": r.llm_calls,
             "Tokens": tokens(r),
-            "Cost": cost_text(r["cost_usd"]),
+            "Cost": cost_text(r.cost_usd),
             "Duration": duration_text(r),
-            "Date": when(r["created_at"]),
-            "Tags": list(r["tags"] or []),
-            "ID": r["run_id"],
+            "Date": when(r.created_at),
+            "Tags": list(r.tags or []),
+            "ID": r.run_id,
         }
         for r in runs
     ]
@@ -241,8 +241,8 @@ def _empty_state() -> None:
     page_link(RUN_PAGE, "Go to the Run page", "/")
 
 
-def _controls(runs: list[dict[str, Any]]) -> Filters:
-    models = sorted({m for r in runs for m in (r["root_model"], r["sub_model"]) if m})
+def _controls(runs: list[RunSummary]) -> Filters:
+    models = sorted({m for r in runs for m in (r.root_model, r.sub_model) if m})
     search_col, status_col, model_col, sort_col = st.columns([3, 2, 2, 2])
     search = search_col.text_input(
         "Search", key="runs_search", placeholder="question, answer, name, tag or id"
@@ -260,10 +260,10 @@ def _controls(runs: list[dict[str, Any]]) -> Filters:
     )
 
 
-def _table(runs: list[dict[str, Any]], *, cut: bool) -> list[dict[str, Any]]:
+def _table(runs: list[RunSummary], *, cut: bool) -> list[RunSummary]:
     event = st.dataframe(
         table(runs),
-        key=table_key([r["run_id"] for r in runs]),
+        key=table_key([r.run_id for r in runs]),
         on_select="rerun",
         selection_mode="multi-row",
         hide_index=True,
@@ -276,7 +276,7 @@ def _table(runs: list[dict[str, Any]], *, cut: bool) -> list[dict[str, Any]]:
     return [runs[i] for i in rows if 0 <= i < len(runs)]
 
 
-def _actions(selected: list[dict[str, Any]]) -> None:
+def _actions(selected: list[RunSummary]) -> None:
     if not selected:
         st.caption("Select a row to open, rename, tag or delete a run; select several to delete.")
     elif len(selected) == 1:
@@ -284,26 +284,26 @@ def _actions(selected: list[dict[str, Any]]) -> None:
     else:
         st.subheader(f"{len(selected)} runs selected")
         if len(selected) == 2:  # older one as A: a fork is usually newer than its parent
-            compare_link(*sorted((r["run_id"] for r in selected), key=str))
+            compare_link(*sorted((r.run_id for r in selected), key=str))
         _delete_controls(selected)
 
 
-def _single_actions(run: dict[str, Any]) -> None:
-    run_id = run["run_id"]
+def _single_actions(run: RunSummary) -> None:
+    run_id = run.run_id
     st.subheader("Selected run")
-    st.text(run["question"] or "(no question)")
+    st.text(run.question or "(no question)")
     explorer_button("Open in Explorer", run_id)
     name_col, tags_col = st.columns(2)
     with name_col.form(f"rename_form_{run_id}", border=False):
         key = f"rename_{run_id}"
-        st.text_input("Name", value=run["name"] or "", key=key, placeholder="e.g. baseline")
+        st.text_input("Name", value=run.name or "", key=key, placeholder="e.g. baseline")
         st.form_submit_button(
             "Save name", key=f"save_name_{run_id}", on_click=_rename, args=(run_id, key)
         )
     with tags_col.form(f"tags_form_{run_id}", border=False):
         key = f"tags_{run_id}"
         st.text_input(
-            "Tags", value=", ".join(run["tags"] or []), key=key, placeholder="comma, separated"
+            "Tags", value=", ".join(run.tags or []), key=key, placeholder="comma, separated"
         )
         st.form_submit_button(
             "Save tags", key=f"save_tags_{run_id}", on_click=_tag, args=(run_id, key)
@@ -311,10 +311,10 @@ def _single_actions(run: dict[str, Any]) -> None:
     _delete_controls([run])
 
 
-def _delete_controls(runs: list[dict[str, Any]]) -> None:
+def _delete_controls(runs: list[RunSummary]) -> None:
     # a run still executing would be written back by its engine thread right after deletion
-    running = [r for r in runs if r["status"] == "running"]
-    deletable = tuple(r["run_id"] for r in runs if r["status"] != "running")
+    running = [r for r in runs if r.status == "running"]
+    deletable = tuple(r.run_id for r in runs if r.status != "running")
     if running:
         st.caption(f"{len(running)} selected run(s) still running; stop them before deleting.")
     if not deletable:
