@@ -9,6 +9,7 @@ import threading
 import time
 from typing import Any, Protocol
 
+from rlm_core.secrets import Scrubber
 from rlm_core.types import Node, Status
 
 
@@ -19,10 +20,14 @@ class TraceSink(Protocol):
 
 
 class Tracer:
-    """Thread-safe fan-out of node events; nodes are mutated in place and rewritten on end."""
+    """Thread-safe fan-out of node events; nodes are mutated in place and rewritten on end.
 
-    def __init__(self, sinks: list[TraceSink]) -> None:
+    With a scrubber, every node has its secrets masked (in place) before any sink sees it.
+    """
+
+    def __init__(self, sinks: list[TraceSink], scrubber: Scrubber | None = None) -> None:
         self.sinks = sinks
+        self.scrubber = scrubber or Scrubber([])
         self._lock = threading.Lock()
 
     def start(self, node: Node) -> Node:
@@ -38,6 +43,7 @@ class Tracer:
         return node
 
     def _emit(self, node: Node) -> None:
+        self.scrubber.node(node)
         with self._lock:
             for sink in self.sinks:
                 sink.write(node)

@@ -13,7 +13,10 @@ from conftest import ROOT
 
 PACKAGES = ("rlm_core", "ui")
 FLOORS = (
-    ("ground", ("types", "errors", "config", "context", "meta", "trace", "readers", "ingest")),
+    (
+        "ground",
+        ("types", "errors", "config", "context", "meta", "secrets", "trace", "readers", "ingest"),
+    ),
     ("store", ("store",)),
     ("models", ("models",)),
     ("repl", ("repl",)),

@@ -130,7 +130,7 @@ def plan_form() -> ev.EvalPlan | None:
     try:
         config = RLMConfig(
             api_base=base,
-            api_key=session_key(roots[0]),
+            api_key=session_key(*roots, *([] if sub == SAME_AS_ROOT else [sub]), api_base=base),
             max_iterations=int(iterations),
             timeout_s=float(timeout) or None,
             max_cost_usd=float(cost) or None,

@@ -168,13 +168,14 @@ def config_form() -> RLMConfig | None:
         return None
     if not _local_ready(root, sub):
         return None
+    # empty fields fall back to what the Settings page set up for this session
+    base = api_base.strip() or saved_api_base(root) or saved_api_base(sub)
     try:
         return RLMConfig(
             root_model=root,
             sub_model=sub,
-            # empty fields fall back to what the Settings page set up for this session
-            api_base=api_base.strip() or saved_api_base(root) or saved_api_base(sub),
-            api_key=api_key.strip() or session_key(root) or session_key(sub),
+            api_base=base,
+            api_key=api_key.strip() or session_key(root, sub, api_base=base),
             max_iterations=int(iterations),
             max_depth=int(depth),
             max_llm_calls=int(calls) or None,

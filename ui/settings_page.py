@@ -19,6 +19,7 @@ import streamlit as st
 from rlm_core.errors import ModelError
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model, model_for
+from rlm_core.models.scripted import is_demo
 
 PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "OpenAI": ("OPENAI_API_KEY", ("openai/gpt-5-mini", "openai/gpt-5-nano", "openai/gpt-4o-mini")),
@@ -130,10 +131,18 @@ def save_model(model: str, api_base: str | None) -> None:
     st.session_state[SAVED] = models
 
 
-def session_key(model: str) -> str | None:
-    """A key typed on this page for the model's provider (never an environment key)."""
-    env = provider_env(model)
-    return st.session_state.get(KEYS, {}).get(env) if env else None
+def session_key(*models: str, api_base: str | None = None) -> str | None:
+    """A key typed on this page for the models' hosted provider (never an environment key).
+
+    A run sends its one key to all of its models, so it is used only when every model that
+    needs a key is of that one provider, and never with an API base: it was given for the
+    provider's own address, not for a server typed elsewhere.
+    """
+    keyed = [m for m in models if not is_demo(m) and not local_model.is_local(m)]
+    envs = {provider_env(m) for m in keyed}
+    if api_base or len(envs) != 1 or None in envs:
+        return None
+    return st.session_state.get(KEYS, {}).get(envs.pop())
 
 
 def saved_api_base(model: str) -> str | None:

@@ -18,6 +18,7 @@ from rlm_core.models.model import Model, Role
 from rlm_core.models.resolve import model_for
 from rlm_core.models.scripted import Policy, ScriptedModel, is_demo
 from rlm_core.repl.sandbox import ReplFactory, Sandbox
+from rlm_core.secrets import Scrubber
 from rlm_core.store.journal import JournalSink
 from rlm_core.store.trace_store import StoreBusy, StoreSink, TraceStore, default_traces_dir
 from rlm_core.trace import Tracer, TraceSink
@@ -113,6 +114,9 @@ class RLM:
         and `scripted_root` is that strategy's stand-in for a `demo/` root model."""
         cfg = self.config
         run_id = run_id or new_id()
+        # a key in the document or the question would otherwise reach the blobs and the trace
+        scrubber = Scrubber.for_run(cfg.api_key)
+        context, query = scrubber.value(context), scrubber.text(query)
         traces_dir = self.traces_dir or default_traces_dir()
         store, own_store = self.store, False
         if store is None:
@@ -126,13 +130,14 @@ class RLM:
         run = Run(
             config=cfg,
             models=Models(cfg, self.models or default_models(cfg, scripted_root)),
-            tracer=Tracer(sinks),
+            tracer=Tracer(sinks, scrubber),
             run_id=run_id,
             blob_dir=traces_dir / "blobs",
             index=ContextIndex(context),
             clock=Clock(cfg.timeout_s, cancel or threading.Event()),
             budget=Budget(cfg),
             repl=self.repl or sandbox_repl(cfg),
+            scrubber=scrubber,
         )
         rec = Recorder(run, context, query)
         rec.node.meta.update(run_meta or {})
@@ -151,6 +156,8 @@ class RLM:
                 store.mark_journal_synced(run_id)
                 if own_store:
                     store.close()
+        result.answer = None if result.answer is None else scrubber.text(result.answer)
+        result.error = None if result.error is None else scrubber.text(result.error)
         usage = run.budget.usage
         result.iterations, result.llm_calls = rec.iterations, usage.calls
         result.tokens_in, result.tokens_out = usage.tokens_in, usage.tokens_out

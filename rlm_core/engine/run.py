@@ -21,6 +21,7 @@ from rlm_core.errors import LimitExceeded, RunCancelled
 from rlm_core.models.model import Model, Role
 from rlm_core.repl.process import ContextRef
 from rlm_core.repl.sandbox import ReplFactory
+from rlm_core.secrets import Scrubber
 from rlm_core.store.blobs import blob_path, write_blob
 from rlm_core.trace import Tracer
 from rlm_core.types import Completion
@@ -118,6 +119,13 @@ class Models:
                 self._made[name, role] = self._factory(name, role)
             return self._made[name, role]
 
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The models the user chose for this run: the only ones model code may name."""
+        cfg = self.config
+        names = (cfg.root_model, cfg.sub_model, cfg.child_root_model)
+        return tuple(dict.fromkeys(name for name in names if name))
+
     def root(self, depth: int) -> Model:
         """The root model of an RLM at `depth` (a child's is the child root model)."""
         cfg = self.config
@@ -142,6 +150,8 @@ class Run:
     budget: Budget
     repl: ReplFactory
     """Makes each RLM's REPL: the sandbox, or a test's in-process fake."""
+    scrubber: Scrubber = field(default_factory=lambda: Scrubber([]))
+    """Masks the run's keys in what model code sends and gets back (the tracer has the same)."""
 
     def context_ref(self, context: Any) -> ContextRef:
         """Where a REPL worker loads this context from: a content-addressed blob."""

@@ -22,6 +22,20 @@ ChildRLM = Callable[[Any, str, Node], tuple[str | None, str]]
 The child running out of turns ends only the child: its partial answer is the answer."""
 
 
+def checked(fn: str, args: dict[str, Any]) -> None:
+    """The argument types each function takes; a forged call frame gets a clear error back."""
+    prompts = [args.get("prompt")] if fn in ("llm_query", "rlm_query") else args.get("prompts")
+    if not isinstance(prompts, list) or not all(isinstance(p, str) for p in prompts):
+        raise SubCallError(f"{fn}: prompts must be strings")
+    model = args.get("model")
+    if fn.startswith("llm_query") and model is not None and not isinstance(model, str):
+        raise SubCallError(f"{fn}: model must be a string or None")
+    contexts = args.get("contexts")
+    wrong = not isinstance(contexts, list) or len(contexts) != len(prompts)
+    if fn == "rlm_query_batched" and contexts is not None and wrong:
+        raise SubCallError(f"{fn}: contexts must be a list as long as prompts")
+
+
 class SubCalls:
     """Serves one RLM's sub-calls; `allowed=False` is the ablation without sub-calls."""
 
@@ -29,6 +43,15 @@ class SubCalls:
         self.rec, self.start_child, self.allowed = rec, start_child, allowed
 
     def handle(self, fn: str, args: dict[str, Any]) -> Any:
+        """Serve one call from model code. What it sends and what it gets back pass through
+        the run's scrubber: no key reaches a model, a trace or the code."""
+        scrub = self.rec.run.scrubber
+        try:
+            return scrub.value(self._dispatch(fn, scrub.value(args)))
+        except SubCallError as exc:
+            raise SubCallError(scrub.text(str(exc))) from exc
+
+    def _dispatch(self, fn: str, args: dict[str, Any]) -> Any:
         key = args.get("_call_id")  # the sandbox's name for this call's result, for data flow
         if not self.allowed and fn in SUB_CALLS:
             raise SubCallError(
@@ -38,6 +61,9 @@ class SubCalls:
         if self.rec.code_node is None:
             # a thread the model started outlived its cell: there is no cell to hang the node on
             raise SubCallError(f"{fn} was called while no cell was running (from a thread?)")
+        checked(fn, args)
+        if fn in ("llm_query", "llm_query_batched"):
+            self._check_model(fn, args.get("model"))
         if fn == "llm_query":
             return self.llm_query(args["prompt"], args.get("model"), key=key)
         if fn == "llm_query_batched":
@@ -50,6 +76,16 @@ class SubCalls:
             calls = list(zip(args["prompts"], contexts, strict=True))
             return self._batched(self.rlm_query, calls, key)
         raise SubCallError(f"unknown function {fn}")
+
+    def _check_model(self, fn: str, model: str | None) -> None:
+        """Model code may name only a model the user enabled for the run: any other name
+        would send the run's key wherever that name routes (a port the code listens on)."""
+        enabled = self.rec.run.models.enabled
+        if model is not None and model not in enabled:
+            raise SubCallError(
+                f"{fn}: model {model[:80]!r} is not enabled for this run; leave model out "
+                f"or name one of: {', '.join(enabled)}"
+            )
 
     def _batched(self, one: Any, calls: list[tuple[Any, Any]], key: str | None) -> list[str]:
         """Run calls concurrently; a failed call gives its error text in its slot."""
