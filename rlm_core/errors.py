@@ -36,6 +36,13 @@ Stop = LimitExceeded | RunCancelled
 """What ends a run early but cleanly: a limit, or the user's Stop."""
 
 
+def again(stop: Stop) -> Stop:
+    """The same stop as a new exception, to raise once more in another thread."""
+    if isinstance(stop, LimitExceeded):
+        return LimitExceeded(stop.limit, str(stop))
+    return RunCancelled(str(stop))
+
+
 def status_of(exc: BaseException) -> Status:
     """The status a node or run ends with when `exc` ends it."""
     if isinstance(exc, LimitExceeded):

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 import streamlit as st
 
+from rlm_core.engine.budget import check_cost_limit
 from rlm_core.errors import ModelError
 from rlm_core.models.resolve import check_model
 from ui import cost_panels, live, strategies_panel
@@ -35,6 +36,7 @@ def render() -> None:
         try:
             for model in {config.root_model, config.sub_model}:
                 check_model(model, api_base=config.api_base, api_key=config.api_key)
+            check_cost_limit(config)
         except ModelError as exc:
             st.error(str(exc))
         else:

@@ -9,9 +9,10 @@ from typing import Any, Protocol
 
 from rlm_core.config import RLMConfig
 from rlm_core.engine import scripted
+from rlm_core.engine.budget import Budget, check_cost_limit
 from rlm_core.engine.loop import RLMLoop
 from rlm_core.engine.recorder import Recorder
-from rlm_core.engine.run import Budget, Clock, ModelFactory, Models, Run
+from rlm_core.engine.run import Clock, ModelFactory, Models, Run
 from rlm_core.engine.spans import ContextIndex
 from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, status_of
 from rlm_core.models.model import Model, Role
@@ -113,6 +114,7 @@ class RLM:
         `program` swaps Algorithm 1 for another strategy on the same store, budget and tracer,
         and `scripted_root` is that strategy's stand-in for a `demo/` root model."""
         cfg = self.config
+        check_cost_limit(cfg)  # before anything is written: such a run could not keep its limit
         run_id = run_id or new_id()
         # a key in the document or the question would otherwise reach the blobs and the trace
         scrubber = Scrubber.for_run(cfg.api_key)
