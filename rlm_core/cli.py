@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core.config import RLMConfig, Setting, settings
-from rlm_core.errors import ModelError
+from rlm_core.errors import DiskFull, ModelError
 from rlm_core.readers import IngestError
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import RunResult
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (IngestError, ModelError, StoreBusy, ValueError) as exc:
+    except (IngestError, ModelError, StoreBusy, DiskFull, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -7,6 +7,8 @@ else is recorded on the node as `error` and raised again.
 
 from __future__ import annotations
 
+import errno
+
 from rlm_core.types import Status
 
 
@@ -30,6 +32,20 @@ class LimitExceeded(Exception):
 
 class RunCancelled(Exception):
     """The user stopped the run; it ends with status `interrupted`."""
+
+
+class DiskFull(Exception):
+    """The disk holding the traces is full: the run ends as `error` with this one message."""
+
+    ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+    """The OSErrors that mean it (a full disk, a used-up quota)."""
+
+    @classmethod
+    def at(cls, where: object) -> DiskFull:
+        return cls(
+            f"The disk holding {where} is full: the run was stopped. Everything it finished is "
+            "kept in its journal; free some space and open the traces again to see it."
+        )
 
 
 Stop = LimitExceeded | RunCancelled

@@ -40,7 +40,7 @@ RUN_CHOICES = 500
 LEGEND = (
     "Shape = kind: ⬢ run · ● lm call · ■ code cell · ◆ llm_query · ▲ rlm_query · ★ FINAL. "
     "Lighter colours are deeper in the recursion. Border: red error, orange limit, "
-    "yellow running, dashed interrupted. ←/→ or j/k step through the nodes."
+    "yellow running, dashed interrupted or cancelled. ←/→ or j/k step through the nodes."
 )
 
 

@@ -20,7 +20,15 @@ from rlm_core.engine import prompts
 from rlm_core.engine.budget import Ticket
 from rlm_core.engine.run import Run
 from rlm_core.engine.spans import map_spans, pieces_of_original
-from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, Stop, again, status_of
+from rlm_core.errors import (
+    DiskFull,
+    LimitExceeded,
+    ModelError,
+    RunCancelled,
+    Stop,
+    again,
+    status_of,
+)
 from rlm_core.models.model import Model
 from rlm_core.repl.sandbox import Repl
 from rlm_core.types import CellResult, Completion, Node, NodeKind, Status, new_id
@@ -296,7 +304,7 @@ class Recorder:
         except RunCancelled as exc:
             self._finish("interrupted", partial(), error=str(exc))
             raise
-        except ModelError as exc:
+        except (ModelError, DiskFull) as exc:
             self._finish("error", None, error=str(exc))
             raise
         except BaseException:
