@@ -84,7 +84,9 @@ def test_an_imported_run_id_or_blob_name_cannot_reach_a_file(
 
 
 def demo_run_in(store: TraceStore) -> str:
-    return RLM("demo/root", "demo/sub", store=store).run("The code is 7.", "What is the code?").run_id
+    return (
+        RLM("demo/root", "demo/sub", store=store).run("The code is 7.", "What is the code?").run_id
+    )
 
 
 @pytest.mark.parametrize("damage", ["header", "blocks", "empty"])
