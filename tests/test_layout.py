@@ -15,7 +15,18 @@ PACKAGES = ("rlm_core", "ui")
 FLOORS = (
     (
         "ground",
-        ("types", "errors", "config", "context", "meta", "secrets", "trace", "readers", "ingest"),
+        (
+            "types",
+            "errors",
+            "config",
+            "context",
+            "meta",
+            "secrets",
+            "archive",
+            "trace",
+            "readers",
+            "ingest",
+        ),
     ),
     ("store", ("store",)),
     ("models", ("models",)),
