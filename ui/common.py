@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import html
+import re
 import time
 from typing import Any
 
 import streamlit as st
 
+from rlm_core.errors import DiskFull
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from ui.runs import RunManager
 
@@ -46,8 +47,15 @@ def store() -> TraceStore:
         s = _open_store()
     except StoreBusy as exc:
         # another app server (or a long command) holds the file: say so instead of crashing
-        st.error(f"{exc} Close the other RLM Tracer app, or set RLM_TRACES_DIR to another folder.")
+        st.error(f"{esc(exc)} Close the other RLM Tracer app, or set RLM_TRACES_DIR elsewhere.")
         st.stop()
+    except DiskFull as exc:
+        st.error(esc(exc))
+        st.stop()
+    shown = st.session_state.get("store_notes_shown", 0)
+    for note in s.notes[shown:]:  # what opening it skipped or repaired, once per session
+        st.warning(esc(note))
+    st.session_state["store_notes_shown"] = len(s.notes)
     if time.monotonic() - _last_sync[0] > JOURNAL_SYNC_S:
         _last_sync[0] = time.monotonic()
         s.import_journals()
@@ -69,9 +77,16 @@ def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "—"
 
 
+_MARKDOWN = re.compile(r"([\\`*_\[\]()<>!#|~$:])")
+"""The marks that start an image, a link or autolink (`:`), HTML, code, emphasis, a heading, a
+quote, a table, LaTeX or a Streamlit directive (`:red[...]`, `:material/...:`)."""
+
+
 def esc(text: Any) -> str:
-    """Escape untrusted text (documents, model output) before it goes into markdown/HTML."""
-    return html.escape(str(text), quote=True)
+    """Untrusted text (documents, model and provider output, file names) made literal for any
+    call that renders markdown (st.markdown, st.error, st.caption, widget labels): those marks
+    are backslash-escaped (a `![](http://...)` in a file name would load a remote image)."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def explorer_link(run_id: str, node_id: str | None = None) -> str:

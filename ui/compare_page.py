@@ -16,7 +16,7 @@ from rlm_core.analysis import views
 from rlm_core.analysis.compare import FIELDS, Comparison, Pair, compare_runs, summary, value
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node
-from ui.common import cost_text, status_badge, store, when
+from ui.common import cost_text, esc, status_badge, store, when
 from ui.fork_panel import explorer_button, root_of
 
 COMPARE_PAGE = "pages/4_Compare.py"
@@ -223,7 +223,7 @@ def render() -> None:
     try:
         s = store()
     except StoreBusy as exc:
-        st.error(f"{exc} Close the other program and reload.")
+        st.error(f"{esc(exc)} Close the other program and reload.")
         return
     picked = _pick(s)
     if picked is None:

@@ -21,7 +21,7 @@ from rlm_core.evaluate import evaluator as ev
 from rlm_core.evaluate.examples import EXAMPLES, SIZES
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import new_id
-from ui.common import ROOT_PRESETS, cost_text, explorer_link, store, when
+from ui.common import ROOT_PRESETS, cost_text, esc, explorer_link, store, when
 from ui.settings_page import saved_api_base, saved_models, session_key
 
 SAME_AS_ROOT = "same as the root model (demo/sub for demo models)"
@@ -138,7 +138,7 @@ def plan_form() -> ev.EvalPlan | None:
         pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
         return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(esc(exc))
         return None
 
 
@@ -161,7 +161,7 @@ def progress_panel(eval_id: str) -> None:
             job.cancel.set()
             st.toast("Stopping after the current run…")
         if job.crash:
-            st.error(job.crash)
+            st.error(esc(job.crash))
         if not still:
             st.caption("Stopped." if job.cancel.is_set() else "Finished.")
             if running:  # it just ended: one full rerun so the results below refresh
@@ -286,7 +286,7 @@ def render() -> None:
         try:
             ev.preflight([m for pair in plan.models for m in pair], plan.config)
         except ModelError as exc:
-            st.error(str(exc))
+            st.error(esc(exc))
         else:
             st.session_state[CURRENT] = manager().start(plan, store())
     if eval_id := st.session_state.get(CURRENT):

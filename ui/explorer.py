@@ -20,7 +20,7 @@ from rlm_core.analysis.graph import SizeBy, vis_payload
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node
 from ui import explorer_table, fork_panel, insight_panels, transfer
-from ui.common import cost_text, status_badge, store, when
+from ui.common import cost_text, esc, status_badge, store, when
 from ui.graph_component import graph
 from ui.inspector import safe_word, show_node, show_text
 
@@ -64,7 +64,7 @@ def _open_store() -> TraceStore | None:
     try:
         return store()
     except StoreBusy as exc:
-        st.error(f"{exc} Close the other program (a CLI run keeps its own trace) and reload.")
+        st.error(f"{esc(exc)} Close the other program (a CLI run keeps its own trace); reload.")
         return None
 
 

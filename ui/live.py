@@ -55,7 +55,7 @@ def render(run_id: str) -> None:
 
 def finished(run_id: str, root: Node, crash: str | None) -> None:
     if crash:
-        st.error(crash)
+        st.error(esc(crash))
     run = store().get_run(run_id)
     if run is None:
         return
@@ -67,7 +67,7 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
     elif status == "interrupted":
         st.warning("The run was stopped; partial answer:")
     else:
-        st.error(f"The run failed: {run['error'] or 'unknown error'}")
+        st.error(f"The run failed: {esc(run['error'] or 'unknown error')}")
     if run["answer"]:
         st.text(run["answer"])
     expected = st.session_state.get("expected")

@@ -15,7 +15,7 @@ from rlm_core.ingest import Context, context_from_files
 from rlm_core.models import local as local_model
 from rlm_core.models.scripted import DEMO_MODELS
 from rlm_core.readers import Data, IngestError
-from ui.common import CUSTOM, ROOT_PRESETS, SUB_PRESETS
+from ui.common import CUSTOM, ROOT_PRESETS, SUB_PRESETS, esc
 from ui.settings_page import saved_api_base, saved_models, session_key
 
 SOURCES = ("Example document", "Upload files", "Upload a folder", "Paste text")
@@ -84,10 +84,10 @@ def context_picker() -> ContextChoice | None:
             # getbuffer() shares the upload's memory; getvalue() would copy up to 1 GB
             ctx = _ingest([(f.name, f.getbuffer()) for f in files])
         except IngestError as exc:
-            st.error(str(exc))
+            st.error(esc(exc))
             return None
         for note in ctx.notes:
-            st.caption(note)
+            st.caption(esc(note))
         label = files[0].name if len(files) == 1 else f"{len(files)} files"
         if isinstance(ctx.value, dict) and len(files) == 1:
             label = f"{files[0].name}: {len(ctx.value)} files"
@@ -185,7 +185,7 @@ def config_form() -> RLMConfig | None:
             cell_timeout_s=float(cell),
         )
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(esc(exc))
         return None
 
 
@@ -198,6 +198,6 @@ def _local_ready(*models: str) -> bool:
             st.error(local_model.INSTALL_HINT)
             return False
         if not local_model.model_path(model).is_file():
-            st.error(f"No model file at {local_model.model_path(model)}.")
+            st.error(f"No model file at {esc(local_model.model_path(model))}.")
             return False
     return True

@@ -10,7 +10,7 @@ from rlm_core.engine.budget import check_cost_limit
 from rlm_core.errors import ModelError
 from rlm_core.models.resolve import check_model
 from ui import cost_panels, live, strategies_panel
-from ui.common import manager
+from ui.common import esc, manager
 from ui.run_form import config_form, context_picker, size_line
 
 
@@ -23,7 +23,7 @@ def render() -> None:
     )
     choice = context_picker()
     if choice is not None:
-        st.caption(f"**{choice.label}** · {size_line(choice)}")
+        st.caption(f"**{esc(choice.label)}** · {size_line(choice)}")
     suggested = choice.questions[0] if choice and choice.questions else ""
     question = st.text_input("Question", value=suggested, key=f"question_{suggested}")
     if choice and len(choice.questions) > 1:
@@ -38,7 +38,7 @@ def render() -> None:
                 check_model(model, api_base=config.api_base, api_key=config.api_key)
             check_cost_limit(config)
         except ModelError as exc:
-            st.error(str(exc))
+            st.error(esc(exc))
         else:
             run_id = manager().start(choice.value, question.strip(), config)
             st.session_state["current_run"] = run_id

@@ -20,6 +20,7 @@ from rlm_core.errors import ModelError
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model, model_for
 from rlm_core.models.scripted import is_demo
+from ui.common import esc
 
 PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "OpenAI": ("OPENAI_API_KEY", ("openai/gpt-5-mini", "openai/gpt-5-nano", "openai/gpt-4o-mini")),
@@ -155,7 +156,7 @@ def saved_api_base(model: str) -> str | None:
 def _report(slot: str) -> None:
     probe = st.session_state.get(slot)
     if isinstance(probe, Probe):
-        (st.success if probe.ok else st.error)(probe.message)
+        (st.success if probe.ok else st.error)(esc(probe.message))  # the model's own words
 
 
 def _test_and_save(slot: str, model: str, api_base: str | None, api_key: str | None) -> None:
@@ -197,7 +198,7 @@ def _ollama() -> None:
             st.session_state["ollama_models"] = ollama_models(base)
         except ModelError as exc:
             st.session_state["ollama_models"] = []
-            st.error(str(exc))
+            st.error(esc(exc))
     found = st.session_state.get("ollama_models") or []
     if found:
         model = st.selectbox("Installed model", found, key="set_ollama_model")
@@ -224,9 +225,9 @@ def _server() -> None:
             st.session_state["server_models"] = server_models(base, key.strip() or None)
         except ModelError as exc:
             st.session_state["server_models"] = []
-            st.error(str(exc))
+            st.error(esc(exc))
     if found := st.session_state.get("server_models"):
-        st.caption("Served: " + ", ".join(found))
+        st.caption("Served: " + esc(", ".join(found)))  # names the server chose
     name = st.text_input("Model name", key="set_server_model", placeholder="my-model").strip()
     model = name if name.startswith(("openai/", "hosted_vllm/")) else f"openai/{name}"
     if st.button("Test connection", key="test_server", disabled=not name):

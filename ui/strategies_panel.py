@@ -18,7 +18,7 @@ from rlm_core.models.resolve import check_model
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.strategies.registry import STRATEGIES, label, run_strategy
 from rlm_core.types import RunResult, new_id
-from ui.common import cost_text, explorer_link, manager, status_badge, store
+from ui.common import cost_text, esc, explorer_link, manager, status_badge, store
 from ui.run_form import ContextChoice, verdict
 
 KEY = "strategy_compare"
@@ -53,7 +53,7 @@ def start(choice: ContextChoice, question: str, config: RLMConfig, names: list[s
         for model in {config.root_model, config.sub_model}:
             check_model(model, api_base=config.api_base, api_key=config.api_key)
     except ModelError as exc:
-        st.error(str(exc))
+        st.error(esc(exc))
         return
     runs = []
     for name in names:
