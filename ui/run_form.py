@@ -108,7 +108,7 @@ def _ingest(files: list[tuple[str, Data]]) -> Context:
         bar = st.progress(0.0, text="Reading files…")
 
         def progress(fraction: float, what: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Reading {what}…"[:120])
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Reading {esc(what[:100])}…")
 
         try:
             cache[key] = context_from_files(files, progress)
