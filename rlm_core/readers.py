@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core.archive import TooLarge, Unreadable, member_bytes
+from rlm_core.types import nesting
 
 STRUCTURED_MAX_BYTES = 2 * 1024**2
 """A CSV or JSON file up to this size becomes records; a bigger one stays text."""
@@ -71,17 +72,6 @@ def file_value(name: str, data: Data, progress: Progress | None = None) -> tuple
     if rows is None:
         return text, _join(note, f"{name}: rows have differing numbers of fields, kept as text")
     return rows, _join(note, f"{name}: parsed as {len(rows):,} records (list of dicts)")
-
-
-def nesting(value: Any) -> int:
-    """How deeply lists and dicts nest in `value` (counted without recursion)."""
-    deepest, todo = 0, [(value, 1)]
-    while todo:
-        item, depth = todo.pop()
-        if isinstance(item, dict | list):
-            deepest = max(deepest, depth)
-            todo += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
-    return deepest
 
 
 def _join(a: str | None, b: str) -> str:

@@ -104,7 +104,8 @@ def node_problem(data: Any) -> str | None:
         ("depth", _is_int(data.get("depth"))),
         ("seq", _is_int(data.get("seq"))),
         ("started_at", _is_number(data.get("started_at", 0))),
-        ("meta", isinstance(data.get("meta", {}), dict)),
+        # deeper meta would fail the JSON encoding of the whole batch it is written in
+        ("meta", isinstance(data.get("meta", {}), dict) and nesting(data.get("meta")) <= 100),
         ("context_spans", _are_spans(data.get("context_spans", []))),
     ]
     checks += [(n, data.get(n) is None or isinstance(data[n], str)) for n in _OPTIONAL_TEXTS]
@@ -115,6 +116,17 @@ def node_problem(data: Any) -> str | None:
     ]
     wrong = [name for name, ok in checks if not ok]
     return f"wrong type or value of {', '.join(wrong)}" if wrong else None
+
+
+def nesting(value: Any) -> int:
+    """How deeply lists and dicts nest in `value` (counted without recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            todo += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
 
 
 def _is_int(value: Any) -> bool:
