@@ -156,6 +156,20 @@ def test_sub_calls_in_flight_at_final_end_as_cancelled(traces_dir: Path) -> None
     assert {n.node_id: n.status for n in later} == {n.node_id: n.status for n in nodes}
 
 
+FILLS_THE_DISK = """
+import sys
+from rlm_core import RLM
+from rlm_core.cli import report
+from rlm_core.models.scripted import ScriptedModel
+
+def policy(messages):  # a root that prints 150 KB per turn (no litellm: the test stays fast)
+    return "```repl\\nprint('x' * 150_000)\\n```"
+
+rlm = RLM(traces_dir=sys.argv[1], models=lambda name, role: ScriptedModel(name, policy))
+sys.exit(report(rlm.run("some context", "q"), as_json=False))
+"""
+
+
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounts a tmpfs")
 def test_a_full_disk_gives_one_clear_message_and_loses_nothing_finished(tmp_path: Path) -> None:
     disk = tmp_path / "small"
@@ -168,20 +182,13 @@ def test_a_full_disk_gives_one_clear_message_and_loses_nothing_finished(tmp_path
         TraceStore(traces).close()  # the database file, made while there is room
         free = shutil.disk_usage(disk).free
         (disk / "filler").write_bytes(b"\0" * (free - 900_000))
-        context = tmp_path / "context.txt"
-        context.write_text("some context")
-        root = Scripted([repl(f"print('x' * 150_000)  # cell {i}") for i in range(12)])
-        with FakeOpenAIServer(by_model({"root": root})) as server:
-            argv = ["run", "--context", str(context), "--query", "q", "--root-model", "openai/root"]
-            argv += ["--sub-model", "openai/root", "--api-base", server.base_url]
-            argv += ["--traces-dir", str(traces), "--retries", "0"]
-            done = subprocess.run(
-                [sys.executable, "-m", "rlm_core", *argv],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                timeout=120,
-            )
+        done = subprocess.run(
+            [sys.executable, "-c", FILLS_THE_DISK, str(traces)],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=120,
+        )
         assert done.returncode == 1, done.stderr
         (line,) = done.stderr.strip().splitlines()
         assert line.startswith("error: The disk holding") and "is full" in line, line

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from rlm_core.config import RLMConfig
-from rlm_core.errors import LimitExceeded, ModelError, again
+from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, again
 from rlm_core.models.facts import estimate_tokens, output_limit, price_per_token, token_bound
 from rlm_core.types import Completion
 
@@ -112,7 +112,7 @@ class Budget:
             return [Ticket() for _ in calls]
         try:
             return self._hold(model, calls, check)
-        except LimitExceeded:
+        except (LimitExceeded, RunCancelled):
             with self._cond:
                 self.usage.calls -= len(calls)  # refused calls were never made
             raise
