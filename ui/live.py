@@ -66,7 +66,7 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
         st.warning(f"Stopped by the limit `{esc(run['limit_name'])}`; best partial answer:")
     elif status == "interrupted":
         st.warning("The run was stopped; partial answer:")
-    else:
+    elif status == "error" or not crash:  # a crash already said why the row is not final
         st.error(f"The run failed: {esc(run['error'] or 'unknown error')}")
     if run["answer"]:
         st.text(run["answer"])

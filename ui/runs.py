@@ -51,7 +51,10 @@ class RunManager:
         live = self.runs[run_id]
         try:
             rlm = RLM(config=config, store=self.store)
-            live.result = rlm.run(context, question, cancel=live.cancel, run_id=run_id)
+            result = live.result = rlm.run(context, question, cancel=live.cancel, run_id=run_id)
+            stored = self.store.get_run(run_id) or {}
+            if result.status == "error" and stored.get("status") == "running":
+                live.crash = result.error  # the store could not record the end: a full disk
         except Exception as exc:  # the engine recorded it on the run node; tell the user briefly
             traceback.print_exc()
             live.crash = f"The run stopped on an internal error: {type(exc).__name__}: {exc}"
