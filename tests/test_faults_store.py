@@ -170,7 +170,10 @@ sys.exit(report(rlm.run("some context", "q"), as_json=False))
 """
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="mounts a tmpfs")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("mount"),
+    reason="needs root (and mount) to fill a small tmpfs: a full disk cannot be made otherwise",
+)
 def test_a_full_disk_gives_one_clear_message_and_loses_nothing_finished(tmp_path: Path) -> None:
     disk = tmp_path / "small"
     disk.mkdir()
