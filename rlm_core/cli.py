@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core.config import RLMConfig, Setting, settings
-from rlm_core.errors import ModelError
+from rlm_core.errors import DiskFull, ModelError
 from rlm_core.readers import IngestError
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import RunResult
@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     try:
         return commands[args.command](args)
-    except (IngestError, ModelError, StoreBusy, ValueError) as exc:
+    except (IngestError, ModelError, StoreBusy, DiskFull, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
@@ -140,15 +140,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     # the engine is imported by the commands that run models only
+    from rlm_core.engine.budget import check_cost_limit
     from rlm_core.engine.rlm import RLM
     from rlm_core.ingest import load_context
     from rlm_core.models.resolve import check_model
 
-    context = load_context([Path(p) for p in args.context])
     config = _config(args)
     for model in dict.fromkeys([config.root_model, config.sub_model, config.child_root_model]):
         if model:
             check_model(model, api_base=config.api_base)
+    check_cost_limit(config)  # before a 1 GB context is read for a run that cannot start
+    context = load_context([Path(p) for p in args.context])
     rlm = RLM(config=config, traces_dir=args.traces_dir)
     result = rlm.run(context.value, args.query)
     if rlm.trace_note:

@@ -93,7 +93,8 @@ class RLMConfig:
     )
     max_tokens: int | None = setting(
         None,
-        "input + output tokens in the whole run tree",
+        "input + output tokens in the whole run tree, reserved before each call (answers are "
+        "capped to fit)",
         "limit",
         label="Max tokens",
         low=1,
@@ -101,7 +102,8 @@ class RLMConfig:
     )
     max_cost_usd: float | None = setting(
         None,
-        "spend in the whole run tree (calls of unknown price cannot count)",
+        "spend in the whole run tree, reserved before each call; every model of the run needs "
+        "a known price",
         "limit",
         label="Max cost in USD",
         low=0.0001,

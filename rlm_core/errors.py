@@ -7,6 +7,8 @@ else is recorded on the node as `error` and raised again.
 
 from __future__ import annotations
 
+import errno
+
 from rlm_core.types import Status
 
 
@@ -32,8 +34,29 @@ class RunCancelled(Exception):
     """The user stopped the run; it ends with status `interrupted`."""
 
 
+class DiskFull(Exception):
+    """The disk holding the traces is full: the run ends as `error` with this one message."""
+
+    ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+    """The OSErrors that mean it (a full disk, a used-up quota)."""
+
+    @classmethod
+    def at(cls, where: object) -> DiskFull:
+        return cls(
+            f"The disk holding {where} is full: the run was stopped. Everything it finished is "
+            "kept in its journal; free some space and open the traces again to see it."
+        )
+
+
 Stop = LimitExceeded | RunCancelled
 """What ends a run early but cleanly: a limit, or the user's Stop."""
+
+
+def again(stop: Stop) -> Stop:
+    """The same stop as a new exception, to raise once more in another thread."""
+    if isinstance(stop, LimitExceeded):
+        return LimitExceeded(stop.limit, str(stop))
+    return RunCancelled(str(stop))
 
 
 def status_of(exc: BaseException) -> Status:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlm_core.archive import TooLarge, Unreadable, member_bytes
 from rlm_core.context import size_of
 from rlm_core.readers import (
     Data,
@@ -61,8 +62,6 @@ def load_context(paths: list[Path], progress: Progress | None = None) -> Context
     if not entries:
         raise IngestError(f"{paths[0]}: the folder has no files")
     total = sum(p.stat().st_size for _, p in entries)
-    if total > MAX_BYTES:
-        raise IngestError(f"{paths[0]}: larger than 1 GB in all ({total:,} bytes)")
     single = len(entries) == 1 and not paths[0].is_dir()
 
     def sources() -> Iterator[tuple[str, Data]]:
@@ -99,9 +98,27 @@ def _walk(root: Path) -> Iterator[tuple[str, Path]]:
             yield rel.as_posix(), path
 
 
+@dataclass
+class Allowance:
+    """What the context may still take of the 1 GB cap: one for all the files, folders and ZIP
+    members of an ingest; a ZIP member counts what it unpacks to, not what it declares."""
+
+    left: int = field(default_factory=lambda: MAX_BYTES)
+
+    def take(self, size: int, what: str) -> None:
+        if size > self.left:
+            raise IngestError(f"{what}: the context would be larger than 1 GB in all")
+        self.left -= size
+
+
 def _assemble(
     sources: Iterator[tuple[str, Data]], total: int, single: bool, progress: Progress
 ) -> Context:
+    """The context of every path: uploads, folders and the CLI's files all come through here,
+    so the 1 GB cap holds on every path."""
+    if total > MAX_BYTES:
+        raise IngestError(f"the files are larger than 1 GB in all ({total:,} bytes)")
+    allowance = Allowance()
     texts: dict[str, str] = {}
     notes: list[str] = []
     skipped: list[tuple[str, str]] = []
@@ -111,9 +128,9 @@ def _assemble(
         size = len(data)
         if _is_zip(name, data):
             if single:
-                return _from_zip(name, data, progress)
+                return _from_zip(name, data, progress, allowance)
             try:
-                inner = _from_zip(name, data, no_progress)
+                inner = _from_zip(name, data, no_progress, allowance)
             except IngestError as exc:
                 skipped.append((name, _reason(name, exc)))
             else:
@@ -122,6 +139,7 @@ def _assemble(
                 skipped += [(f"{name}/{k}", r) for k, r in inner.skipped]
             done += size
             continue
+        allowance.take(size, name)
         if single:
             value, note = file_value(name, data, progress=_scaled(progress, done, size, total))
             return Context(value, [note] if note else [])
@@ -167,48 +185,56 @@ def _is_zip(name: str, data: Data) -> bool:
     )
 
 
-def _from_zip(name: str, data: Data, progress: Progress) -> Context:
-    try:
-        archive = zipfile.ZipFile(stream(data))
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise IngestError(f"{name}: not a readable ZIP archive ({exc})") from exc
-    with archive:
-        members = [i for i in archive.infolist() if not i.is_dir()]
-        unpacked = sum(i.file_size for i in members)
-        if unpacked > MAX_BYTES:
-            raise IngestError(f"{name}: unpacks to more than 1 GB ({unpacked:,} bytes)")
-        texts: dict[str, str] = {}
-        notes: list[str] = []
-        skipped: list[tuple[str, str]] = []
-        done = 0
-        for info in members:
-            path = info.filename
-            progress(done / max(unpacked, 1), path)
-            done += info.file_size
-            parts = path.split("/")
-            if any(p.startswith(".") or p in SKIPPED_DIRS for p in parts[:-1]) or parts[-1] in (
-                ".DS_Store",
-            ):
-                continue
-            if info.flag_bits & 0x1:
-                skipped.append((path, "encrypted; it was not opened"))
-                continue
-            try:
-                member = archive.read(info)
-            except (zipfile.BadZipFile, OSError, RuntimeError, EOFError) as exc:
-                skipped.append((path, f"could not be unpacked ({exc})"))
-                continue
-            if path.lower().endswith(".zip"):
-                skipped.append((path, "a ZIP inside the ZIP; unpack it first"))
-                continue
-            try:
-                text, note = file_text(path, member)
-            except IngestError as exc:
-                skipped.append((path, _reason(path, exc)))
-                continue
-            texts[path] = text
-            if note:
-                notes.append(note)
+def _from_zip(name: str, data: Data, progress: Progress, allowance: Allowance) -> Context:
+    with stream(data) as f:
+        try:
+            archive = zipfile.ZipFile(f)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise IngestError(f"{name}: not a readable ZIP archive ({exc})") from exc
+        with archive:
+            return _members(name, f, archive, progress, allowance)
+
+
+def _members(
+    name: str, f: Any, archive: zipfile.ZipFile, progress: Progress, allowance: Allowance
+) -> Context:
+    members = [i for i in archive.infolist() if not i.is_dir()]
+    unpacked = sum(i.file_size for i in members)
+    if unpacked > allowance.left:
+        raise IngestError(f"{name}: unpacks to more than 1 GB ({unpacked:,} bytes declared)")
+    texts: dict[str, str] = {}
+    notes: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    done = 0
+    for info in members:
+        path = info.filename
+        progress(done / max(unpacked, 1), path)
+        done += info.file_size
+        parts = path.split("/")
+        if any(p.startswith(".") or p in SKIPPED_DIRS for p in parts[:-1]) or parts[-1] in (
+            ".DS_Store",
+        ):
+            continue
+        if path.lower().endswith(".zip"):
+            skipped.append((path, "a ZIP inside the ZIP; unpack it first"))
+            continue
+        try:
+            # counted on what it unpacks to: its declared size proves nothing
+            member = member_bytes(f, info, allowance.left)
+        except TooLarge as exc:
+            raise IngestError(f"{name}: {path} {exc}; the archive was not loaded") from exc
+        except Unreadable as exc:
+            skipped.append((path, str(exc)))
+            continue
+        allowance.take(len(member), f"{name}/{path}")
+        try:
+            text, note = file_text(path, member)
+        except IngestError as exc:
+            skipped.append((path, _reason(path, exc)))
+            continue
+        texts[path] = text
+        if note:
+            notes.append(note)
     progress(1.0, "done")
     return _finish(texts, notes, skipped, name)
 

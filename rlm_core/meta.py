@@ -98,6 +98,7 @@ class SubCallMeta(CommonMeta, total=False):
     batch: Annotated[str, "id shared by the calls of one batched call"]
     batch_index: Annotated[int, "position in the batch"]
     batch_size: Annotated[int, "calls in the batch"]
+    refused_calls: Annotated[int, "calls of the batch a limit refused (on the one node for them)"]
     fallback_from: Annotated[str, "`rlm_query` at the deepest level, sent as `llm_query`"]
     used_by: Annotated[list[str], "variables that kept its text (`[]`: dropped)"]
     child_run: Annotated[str, "the child run's node id (`rlm_query`)"]

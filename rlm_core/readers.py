@@ -17,8 +17,16 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
+from rlm_core.archive import TooLarge, Unreadable, member_bytes
+from rlm_core.types import nesting
+
 STRUCTURED_MAX_BYTES = 2 * 1024**2
 """A CSV or JSON file up to this size becomes records; a bigger one stays text."""
+MAX_JSON_DEPTH = 100
+"""Deeper JSON stays text: the engine and the REPL walk a context recursively."""
+MAX_PDF_PAGES = 5_000
+"""Pages read from one PDF (about 5 s of pypdf for simple pages); the rest is left out, said so."""
+MAX_TEXT_CHARS = 1024**3
 CHUNK = 16 * 1024**2
 IMAGE_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"GIF8", b"RIFF", b"II*\x00", b"MM\x00*", b"BM")
 Data = bytes | bytearray | memoryview | mmap.mmap
@@ -50,6 +58,12 @@ def file_value(name: str, data: Data, progress: Progress | None = None) -> tuple
         except json.JSONDecodeError as exc:
             return text, _join(
                 note, f"{name}: not valid JSON ({exc.msg} at line {exc.lineno}), kept as text"
+            )
+        except RecursionError:
+            value = None
+        if value is None or nesting(value) > MAX_JSON_DEPTH:
+            return text, _join(
+                note, f"{name}: nested more than {MAX_JSON_DEPTH} levels deep, kept as text"
             )
         if isinstance(value, dict | list):
             return value, _join(note, f"{name}: parsed as JSON ({type(value).__name__})")
@@ -89,7 +103,7 @@ def file_text(name: str, data: Data, progress: Progress | None = None) -> tuple[
     suffix = Path(name).suffix.lower()
     head = bytes(data[:8192])
     if suffix == ".pdf" or head.startswith(b"%PDF-"):
-        text, note = _pdf_text(name, data), None
+        text, note = _pdf_text(name, data, progress or no_progress)
     elif suffix == ".docx":
         text, note = _docx_text(name, data), None
     elif head.startswith(IMAGE_MAGIC) or suffix in (".png", ".jpg", ".jpeg", ".gif", ".webp"):
@@ -143,38 +157,114 @@ def _looks_binary(head: bytes) -> bool:
     return control > len(head) * 0.1
 
 
-def stream(data: Data) -> Any:
-    if isinstance(data, mmap.mmap):
-        data.seek(0)
-        return data  # a memory map is itself a seekable file: no copy
-    return io.BytesIO(data)
+class _ViewFile(io.RawIOBase):
+    """A read-only, seekable file over bytes, a memoryview or a memory map, without a copy.
+    (A memory map is not a file to zipfile or python-docx on Python 3.11: no `seekable()`.)"""
+
+    def __init__(self, data: Data) -> None:
+        self._view, self._pos = memoryview(data).cast("B"), 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = max(0, min(len(buffer), len(self._view) - self._pos))
+        buffer[:n] = self._view[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._view)}[whence]
+        self._pos = max(0, base + offset)
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+    def close(self) -> None:
+        self._view.release()  # a view left alive would keep the memory map from closing
+        super().close()
 
 
-def _pdf_text(name: str, data: Data) -> str:
+def stream(data: Data) -> io.BufferedReader:
+    """The bytes as a seekable binary file, without a copy; close it when done."""
+    return io.BufferedReader(_ViewFile(data), buffer_size=1 << 16)
+
+
+def _pdf_text(name: str, data: Data, progress: Progress) -> tuple[str, str | None]:
+    """The text of each page, marked with its number; at most MAX_PDF_PAGES pages and
+    MAX_TEXT_CHARS characters. A page pypdf cannot read (a compressed part that unpacks past
+    pypdf's own limit, a broken content stream) is left out and named in the note."""
     from pypdf import PdfReader
-    from pypdf.errors import PdfReadError, PdfStreamError
+    from pypdf.errors import PyPdfError
 
-    try:
-        reader = PdfReader(stream(data))
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except (PdfReadError, PdfStreamError, ValueError, KeyError, TypeError, OSError) as exc:
-        raise IngestError(f"{name}: not a readable PDF ({exc})") from exc
+    pages: list[str] = []
+    failed: list[tuple[int, str]] = []
+    with stream(data) as f:
+        try:
+            reader = PdfReader(f)
+            total = len(reader.pages)
+            for i in range(min(total, MAX_PDF_PAGES)):
+                if i % 50 == 0:
+                    progress(i / min(total, MAX_PDF_PAGES), f"{name}: page {i + 1:,} of {total:,}")
+                try:
+                    pages.append(reader.pages[i].extract_text() or "")
+                except (PyPdfError, ValueError, KeyError, TypeError, RecursionError) as exc:
+                    pages.append("")
+                    failed.append((i + 1, " ".join(str(exc).split())[:120]))
+                if sum(map(len, pages)) > MAX_TEXT_CHARS:
+                    raise IngestError(f"{name}: its text is larger than 1 GB; it was not loaded")
+        except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+            raise IngestError(f"{name}: not a readable PDF ({exc})") from exc
     if not any(p.strip() for p in pages):
+        if failed:
+            raise IngestError(
+                f"{name}: no page could be read (page {failed[0][0]}: {failed[0][1]})"
+            )
         raise IngestError(
             f"{name}: the PDF has no text layer (scanned images?); it was not loaded (no OCR)"
         )
+    notes = []
+    if total > MAX_PDF_PAGES:
+        notes.append(f"only its first {MAX_PDF_PAGES:,} of {total:,} pages were read")
+    if failed:
+        shown = ", ".join(str(n) for n, _ in failed[:10]) + (" ..." if len(failed) > 10 else "")
+        notes.append(
+            f"{len(failed)} page(s) could not be read and were left out ({shown}: {failed[0][1]})"
+        )
     # page markers let a slice say which page it came from
-    return "\n\n".join(f"[page {i}]\n{text}" for i, text in enumerate(pages, 1))
+    text = "\n\n".join(f"[page {i}]\n{text}" for i, text in enumerate(pages, 1))
+    return text, f"{name}: " + "; ".join(notes) if notes else None
+
+
+def within_limit(name: str, f: Any, limit: int) -> None:
+    """IngestError unless every member of the ZIP file `f` unpacks, in all, within `limit`
+    bytes (counted on what decompression produces, nothing kept)."""
+    with zipfile.ZipFile(f) as archive:
+        left = limit
+        for info in archive.infolist():
+            try:
+                member_bytes(f, info, left, keep=False)
+            except (TooLarge, Unreadable) as exc:
+                raise IngestError(f"{name}: {info.filename} {exc}; it was not loaded") from exc
+            left -= info.file_size  # what it produced: member_bytes checked they are equal
+    f.seek(0)
 
 
 def _docx_text(name: str, data: Data) -> str:
     import docx
     from docx.opc.exceptions import PackageNotFoundError
 
-    try:
-        document = docx.Document(stream(data))
-    except (PackageNotFoundError, zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
-        raise IngestError(f"{name}: not a readable DOCX file") from exc
+    with stream(data) as f:
+        try:
+            # python-docx inflates its parts without a limit: measure them within one first
+            within_limit(name, f, MAX_TEXT_CHARS)
+            document = docx.Document(f)
+        except (PackageNotFoundError, zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+            raise IngestError(f"{name}: not a readable DOCX file") from exc
     lines = [p.text for p in document.paragraphs]
     # tables are where reports keep their numbers; one row per line, cells separated by " | "
     for table in document.tables:

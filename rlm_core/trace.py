@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any, Protocol
 
+from rlm_core.errors import DiskFull
+from rlm_core.secrets import Scrubber
 from rlm_core.types import Node, Status
 
 
@@ -19,11 +21,19 @@ class TraceSink(Protocol):
 
 
 class Tracer:
-    """Thread-safe fan-out of node events; nodes are mutated in place and rewritten on end."""
+    """Thread-safe fan-out of node events; nodes are mutated in place and rewritten on end.
 
-    def __init__(self, sinks: list[TraceSink]) -> None:
+    With a scrubber, every node has its secrets masked (in place) before any sink sees it.
+    """
+
+    def __init__(self, sinks: list[TraceSink], scrubber: Scrubber | None = None) -> None:
         self.sinks = sinks
+        self.scrubber = scrubber or Scrubber([])
         self._lock = threading.Lock()
+        self._running: dict[str, Node] = {}
+        self._closed = False
+        self.failed: DiskFull | None = None
+        """Set when the disk refused a write: nothing more is written for this run."""
 
     def start(self, node: Node) -> Node:
         self._emit(node)
@@ -38,12 +48,33 @@ class Tracer:
         return node
 
     def _emit(self, node: Node) -> None:
+        self.scrubber.node(node)
         with self._lock:
-            for sink in self.sinks:
-                sink.write(node)
+            if self._closed or self.failed is not None:
+                # the run is over (a sub-call from a thread of model code may still finish), or
+                # the disk is full: its journal keeps everything that was written before
+                return
+            if node.status == "running":
+                self._running[node.node_id] = node
+            else:
+                self._running.pop(node.node_id, None)
+            try:
+                for sink in self.sinks:
+                    sink.write(node)
+            except DiskFull as exc:
+                self.failed = exc
+                raise
+
+    def cancel_running(self, why: str) -> None:
+        """End every node still running as `cancelled`: its run ended before it did."""
+        with self._lock:
+            left = list(self._running.values())
+        for node in left:
+            self.end(node, "cancelled", error=why)
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for sink in self.sinks:
                 sink.close()
 

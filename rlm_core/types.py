@@ -7,13 +7,19 @@ journal, the CLI and the UI never hold engine objects with behaviour.
 from __future__ import annotations
 
 import os
+import re
 import time
+import typing
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 NodeKind = Literal["run", "lm", "code", "llm_query", "rlm_query", "final"]
-Status = Literal["running", "ok", "error", "limit", "interrupted"]
-TERMINAL_STATUSES = ("ok", "error", "limit", "interrupted")
+Status = Literal["running", "ok", "error", "limit", "interrupted", "cancelled"]
+"""`cancelled`: cut short because its run ended first (a sub-call still in flight at FINAL)."""
+KINDS: tuple[NodeKind, ...] = typing.get_args(NodeKind)
+STATUSES: tuple[Status, ...] = typing.get_args(Status)
+TERMINAL_STATUSES = STATUSES[1:]
+_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 
 _last_id = 0
 
@@ -25,6 +31,12 @@ def new_id() -> str:
     # ids made in the same microsecond must still sort in creation order
     _last_id = max(now, _last_id + 1)
     return f"{_last_id:016x}{os.urandom(3).hex()}"
+
+
+def valid_id(value: object) -> bool:
+    """A run or node id: letters, digits, `_` and `-`, at most 64 (ours are 22 hex digits).
+    Paths are built from run ids, so an id never holds a separator or a dot."""
+    return isinstance(value, str) and _ID.fullmatch(value) is not None
 
 
 @dataclass
@@ -73,6 +85,63 @@ class Node:
 
 
 _NODE_FIELDS = tuple(Node.__dataclass_fields__)
+_OPTIONAL_TEXTS = ("model", "input", "output", "code", "stdout", "stderr", "model_view", "error")
+
+
+def node_problem(data: Any) -> str | None:
+    """What makes a stored or imported node unusable (a wrong type anywhere), or None. Every
+    reader of files (journals, imports) checks this before a node reaches the database."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for name in ("node_id", "run_id"):
+        if not valid_id(data.get(name)):
+            return f"{name} is not a valid id"
+    parent = data.get("parent_id")
+    checks = [
+        ("parent_id", parent is None or valid_id(parent)),
+        ("kind", data.get("kind") in KINDS),
+        ("status", data.get("status", "running") in STATUSES),
+        ("depth", _is_int(data.get("depth"))),
+        ("seq", _is_int(data.get("seq"))),
+        ("started_at", _is_number(data.get("started_at", 0))),
+        # deeper meta would fail the JSON encoding of the whole batch it is written in
+        ("meta", isinstance(data.get("meta", {}), dict) and nesting(data.get("meta")) <= 100),
+        ("context_spans", _are_spans(data.get("context_spans", []))),
+    ]
+    checks += [(n, data.get(n) is None or isinstance(data[n], str)) for n in _OPTIONAL_TEXTS]
+    checks += [(n, data.get(n) is None or _is_int(data[n])) for n in ("tokens_in", "tokens_out")]
+    checks += [
+        (n, data.get(n) is None or _is_number(data[n]))
+        for n in ("ended_at", "cost_usd", "latency_s")
+    ]
+    wrong = [name for name, ok in checks if not ok]
+    return f"wrong type or value of {', '.join(wrong)}" if wrong else None
+
+
+def nesting(value: Any) -> int:
+    """How deeply lists and dicts nest in `value` (counted without recursion)."""
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, depth)
+            todo += [(v, depth + 1) for v in (item.values() if isinstance(item, dict) else item)]
+    return deepest
+
+
+def _is_int(value: Any) -> bool:
+    # the index stores 64-bit integers: a bigger one would fail the whole batch it is in
+    return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**62
+
+
+def _is_number(value: Any) -> bool:
+    return (_is_int(value) or isinstance(value, float)) and value == value
+
+
+def _are_spans(value: Any) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(s, list) and len(s) == 2 and all(_is_int(x) for x in s) for s in value
+    )
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,21 @@ from conftest import ROOT
 
 PACKAGES = ("rlm_core", "ui")
 FLOORS = (
-    ("ground", ("types", "errors", "config", "context", "meta", "trace", "readers", "ingest")),
+    (
+        "ground",
+        (
+            "types",
+            "errors",
+            "config",
+            "context",
+            "meta",
+            "secrets",
+            "archive",
+            "trace",
+            "readers",
+            "ingest",
+        ),
+    ),
     ("store", ("store",)),
     ("models", ("models",)),
     ("repl", ("repl",)),

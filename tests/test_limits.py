@@ -27,16 +27,18 @@ def test_max_iterations_asks_once_more_for_a_final_answer(fake: Any) -> None:
 
 
 def test_max_llm_calls_counts_every_call_in_the_tree_and_makes_none_past_it(fake: Any) -> None:
-    code = "answer = 'partial'\nr = llm_query_batched(['a'] * 10)"
+    code = "answer = 'partial'\nr = llm_query('a')\nr = llm_query_batched(['a'] * 10)"
     result, server, _ = fake([repl(code), repl("FINAL('never')")], max_llm_calls=5)
     assert (result.status, result.limit) == ("limit", "max_llm_calls")
-    assert server.request_count == 5  # 1 root call + 4 sub-calls, then nothing
-    assert result.llm_calls == 5
+    # a batch reserves all of its calls before any is sent: 10 do not fit in the 3 left
+    assert server.request_count == 2
+    assert result.llm_calls == 2
     assert result.answer == "partial"  # salvaged from the `answer` variable
     _, nodes = stored(result.run_id)
     assert all(n.status != "running" for n in nodes)
     blocked = [n for n in nodes if n.kind == "llm_query" and n.status == "limit"]
-    assert blocked and all("not called" in n.error for n in blocked)
+    assert len(blocked) == 1 and blocked[0].meta["refused_calls"] == 10
+    assert "not called" in blocked[0].error and "3 of max_llm_calls=5 are left" in blocked[0].error
 
 
 def test_limit_inside_model_try_except_still_ends_the_run(fake: Any) -> None:
@@ -65,9 +67,9 @@ def test_max_cost_usd_with_a_priced_model() -> None:
     def sub(body: dict[str, Any]) -> FakeReply:
         return FakeReply("y", usage={"prompt_tokens": 100_000, "completion_tokens": 10})
 
-    with FakeOpenAIServer(by_model({"gpt-4o-mini": sub, "root": root})) as server:
+    with FakeOpenAIServer(by_model({"gpt-4o-mini": sub, "gpt-4o": root})) as server:
         rlm = RLM(
-            "openai/root",
+            "openai/gpt-4o",
             "openai/gpt-4o-mini",
             server.base_url,
             api_key="k",
@@ -76,10 +78,12 @@ def test_max_cost_usd_with_a_priced_model() -> None:
         )
         result = rlm.run("ctx", "q")
     assert result.limit == "max_cost_usd"
-    # gpt-4o-mini input costs $0.15 / M tokens: each sub-call costs $0.015, so 4 calls pass 0.05
-    assert [n.kind for n in stored(result.run_id)[1]].count("llm_query") == 5
-    assert result.cost_usd is None  # the root model's price is unknown, so the total is too
-    assert server.request_count == 5
+    # gpt-4o-mini input costs $0.15 / M tokens: each sub-call costs $0.015 (the server reports
+    # far more tokens than the prompt has, so each call costs more than was reserved for it):
+    # the fourth call passes $0.05 and the fifth is refused
+    sent = [n for n in stored(result.run_id)[1] if n.kind == "llm_query" and n.status == "ok"]
+    assert len(sent) == 4 and server.request_count == 5
+    assert result.cost_usd is not None and 0.05 < result.cost_usd < 0.05 + 0.015
 
 
 def test_timeout_s_ends_a_run_stuck_in_a_cell(fake: Any) -> None:

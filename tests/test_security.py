@@ -19,6 +19,9 @@ def test_server_defaults() -> None:
     assert config["server"]["enableXsrfProtection"] is True
     assert config["server"]["maxUploadSize"] >= 1024
     assert config["browser"]["gatherUsageStats"] is False
+    assert config["server"]["enableCORS"] is True and config["server"]["corsAllowedOrigins"] == []
+    assert config["server"]["allowedHosts"] == ["localhost", "127.0.0.1"]
+    assert config["server"]["enableAgentApi"] is False
 
 
 @pytest.mark.usefixtures("fresh_app")

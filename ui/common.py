@@ -8,8 +8,10 @@ import time
 import streamlit as st
 
 from rlm_core.context import flatten
+from rlm_core.errors import DiskFull
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node, RunSummary
+from ui.safe import md
 
 JOURNAL_SYNC_S = 3.0
 
@@ -30,8 +32,15 @@ def store() -> TraceStore:
         s = _open_store()
     except StoreBusy as exc:
         # another app server (or a long command) holds the file: say so instead of crashing
-        st.error(f"{exc} Close the other RLM Tracer app, or set RLM_TRACES_DIR to another folder.")
+        st.error(f"{md(exc)} Close the other RLM Tracer app, or set RLM_TRACES_DIR elsewhere.")
         st.stop()
+    except DiskFull as exc:
+        st.error(md(exc))
+        st.stop()
+    shown = st.session_state.get("store_notes_shown", 0)
+    for note in s.notes[shown:]:  # what opening it skipped or repaired, once per session
+        st.warning(md(note))
+    st.session_state["store_notes_shown"] = len(s.notes)
     if time.monotonic() - _last_sync[0] > JOURNAL_SYNC_S:
         _last_sync[0] = time.monotonic()
         s.import_journals()

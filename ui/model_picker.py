@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rlm_core.models.scripted import DEMO_MODELS
+from rlm_core.models import local as local_model
+from rlm_core.models.scripted import DEMO_MODELS, is_demo
 
 ROOT_PRESETS = [
     "demo/root",
@@ -64,10 +65,19 @@ def save_model(model: str, api_base: str | None) -> None:
     st.session_state[SAVED] = models
 
 
-def session_key(model: str) -> str | None:
-    """A key typed on the Settings page for the model's provider (never an environment key)."""
-    env = provider_env(model)
-    return st.session_state.get(KEYS, {}).get(env) if env else None
+def session_key(*models: str, api_base: str | None = None) -> str | None:
+    """A key typed on the Settings page for the models' hosted provider (never an environment
+    key).
+
+    A run sends its one key to all of its models, so it is used only when every model that
+    needs a key is of that one provider, and never with an API base: it was given for the
+    provider's own address, not for a server typed elsewhere.
+    """
+    keyed = [m for m in models if not is_demo(m) and not local_model.is_local(m)]
+    envs = {provider_env(m) for m in keyed}
+    if api_base or len(envs) != 1 or None in envs:
+        return None
+    return st.session_state.get(KEYS, {}).get(envs.pop())
 
 
 def saved_api_base(model: str) -> str | None:

@@ -5,7 +5,9 @@ dataframe cells, which never interpret it. These functions are for the few place
 must sit inside HTML or markdown (which is what alerts, captions and widget labels render), a
 link, or a file name. Which one to use:
 
-- `esc`: any text inside HTML we build (the document view) or inside an alert's message.
+- `esc`: any text inside HTML we build (the document view).
+- `md`: any text inside something that renders markdown: an alert's message, a caption, a
+  widget label (a `![](http://...)` in a file name would load a remote image).
 - `word`: a short name we show in a label or in markdown (a kind, a role, a limit or rule name).
 - `safe_id`: an id that goes into a link or a file name (our ids are hex), or nothing.
 - `file_name`: the base name of an uploaded file, as a path in a private temporary folder.
@@ -29,6 +31,16 @@ _FILE_NAME = re.compile(r"[^\w.-]")
 def esc(text: Any) -> str:
     """`text` with &, <, >, " and ' escaped: inert inside HTML and markdown."""
     return html.escape(str(text), quote=True)
+
+
+_MARKDOWN = re.compile(r"([\\`*_\[\]()<>!#|~$:])")
+"""The marks that start an image, a link or autolink (`:`), HTML, code, emphasis, a heading, a
+quote, a table, LaTeX or a Streamlit directive (`:red[...]`, `:material/...:`)."""
+
+
+def md(text: Any) -> str:
+    """`text` made literal for markdown: every mark above is backslash-escaped."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def word(value: Any, limit: int = 60) -> str:

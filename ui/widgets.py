@@ -34,6 +34,7 @@ def status_badge(status: str | None) -> str:
         "error": "❌ error",
         "limit": "⚠️ limit",
         "interrupted": "⏹️ interrupted",
+        "cancelled": "✂️ cancelled",
         "running": "⏳ running",
     }.get(status or "", status or "?")
 

@@ -51,8 +51,10 @@ _STATUS_BORDER = {
     "error": ("#d62728", 4),
     "limit": ("#ff7f0e", 4),
     "interrupted": ("#8c8c8c", 3),
+    "cancelled": ("#8c8c8c", 2),
     "running": ("#f5c400", 4),
 }
+_CUT_SHORT = ("interrupted", "cancelled")
 
 
 def _esc(text: object) -> str:
@@ -156,8 +158,8 @@ def _style(kind: str, depth: int, status: str, mark: Mark = "") -> dict[str, Any
         "group": kind,
         "color": {"background": fill, "border": border},
         "borderWidth": bw,
-        "shapeProperties": {"borderDashes": [5, 4] if status == "interrupted" else False},
-        "opacity": 0.4 if mark == "replayed" else 0.55 if status == "interrupted" else 1.0,
+        "shapeProperties": {"borderDashes": [5, 4] if status in _CUT_SHORT else False},
+        "opacity": 0.4 if mark == "replayed" else 0.55 if status in _CUT_SHORT else 1.0,
         "shadow": {
             "enabled": status == "running" or mark == "fork",
             "color": "#f5c400" if status == "running" else FORK_COLOUR,

@@ -17,14 +17,24 @@ from typing import Any
 
 from rlm_core.context import size_of, text_of
 from rlm_core.engine import prompts
+from rlm_core.engine.budget import Ticket
 from rlm_core.engine.run import Run
 from rlm_core.engine.spans import map_spans, pieces_of_original
-from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, Stop, status_of
+from rlm_core.errors import (
+    DiskFull,
+    LimitExceeded,
+    ModelError,
+    RunCancelled,
+    Stop,
+    again,
+    status_of,
+)
 from rlm_core.models.model import Model
 from rlm_core.repl.sandbox import Repl
 from rlm_core.types import CellResult, Completion, Node, NodeKind, Status, new_id
 
 SUB_CALL_KINDS = ("llm_query", "rlm_query")
+REFUSED_PREVIEW_CHARS = 2_000
 
 
 class Recorder:
@@ -98,18 +108,45 @@ class Recorder:
         )
         return self.run.tracer.start(node)
 
-    def call(self, node: Node, model: Model, messages: list[dict[str, str]]) -> Completion:
-        """One model call recorded on `node`: clock and budget first, then the call, then usage."""
+    def reserve(
+        self,
+        kind: NodeKind,
+        model: Model,
+        calls: list[list[dict[str, str]]],
+        meta: dict[str, Any] | None = None,
+    ) -> list[Ticket]:
+        """Clock and budget for `calls` (a batch: all or none) before any node is written. The
+        first refusal of the run tree is recorded on one node (with the number of calls it
+        refused); later ones write nothing."""
         run = self.run
         try:
+            if run.stopped is not None:
+                raise again(run.stopped)
             run.clock.check()
-            run.budget.reserve_call()
+            return run.budget.reserve(model.name, calls, run.clock.check)
         except (LimitExceeded, RunCancelled) as exc:
-            run.tracer.end(node, status_of(exc), error=f"not called: {exc}")
+            if run.first_stop(exc):
+                meta = {**(meta or {}), **({"refused_calls": len(calls)} if len(calls) > 1 else {})}
+                # the start of the first prompt only: a refused 50 MB prompt is not worth a blob
+                shown = calls[0][-1]["content"][:REFUSED_PREVIEW_CHARS]
+                node = self.child(kind, model=model.name, input=shown, meta=meta)
+                run.tracer.end(node, status_of(exc), error=f"not called: {exc}")
             raise
+
+    def call(
+        self, node: Node, model: Model, messages: list[dict[str, str]], ticket: Ticket
+    ) -> Completion:
+        """One model call recorded on `node`, its answer capped at what its ticket holds (the
+        caller settles the ticket)."""
+        run = self.run
         node.model = model.name
         try:
-            done = model.complete(messages, deadline=run.clock.deadline, cancel=run.clock.cancel)
+            done = model.complete(
+                messages,
+                deadline=run.clock.deadline,
+                cancel=run.clock.cancel,
+                max_output_tokens=ticket.max_output_tokens,
+            )
         except ModelError as exc:
             retried = list(exc.retry_errors)
             meta = {**node.meta, "retries": len(retried), "retry_errors": retried}
@@ -120,7 +157,6 @@ class Recorder:
             if stop is not None:
                 raise stop from None
             raise
-        run.budget.spent(done)
         meta = {**node.meta, "finish_reason": done.finish_reason}
         if done.replayed:
             meta["replayed"] = True
@@ -157,21 +193,29 @@ class Recorder:
         spans: list[list[int]] | None = None,
         meta: dict[str, Any] | None = None,
         key: str | None = None,
+        ticket: Ticket | None = None,
     ) -> tuple[str, Node]:
         """One traced model call: an `lm` node (this RLM's root model, recording the messages
-        added since `sent`) or an `llm_query` node (a sub-call, recording its prompt)."""
+        added since `sent`) or an `llm_query` node (a sub-call, recording its prompt). A call of
+        a batch comes with the ticket the batch reserved for it."""
         lm = kind == "lm"
-        node = self.child(
-            kind,
-            input=json.dumps(messages[sent:], ensure_ascii=False)
-            if lm
-            else messages[-1]["content"],
-            context_spans=spans or [],
-            meta=meta or {},
-        )
-        if not lm:
-            self.register(key, node)
-        done = self.call(node, model, messages)
+        if ticket is None:
+            (ticket,) = self.reserve(kind, model, [messages], meta)
+        done: Completion | None = None
+        try:  # whatever happens, the ticket goes back: calls waiting for room depend on it
+            node = self.child(
+                kind,
+                input=json.dumps(messages[sent:], ensure_ascii=False)
+                if lm
+                else messages[-1]["content"],
+                context_spans=spans or [],
+                meta=meta or {},
+            )
+            if not lm:
+                self.register(key, node)
+            done = self.call(node, model, messages, ticket)
+        finally:
+            self.run.budget.settle(ticket, done)
         if lm:
             self.last_response = done.text
         return done.text, node
@@ -260,7 +304,7 @@ class Recorder:
         except RunCancelled as exc:
             self._finish("interrupted", partial(), error=str(exc))
             raise
-        except ModelError as exc:
+        except (ModelError, DiskFull) as exc:
             self._finish("error", None, error=str(exc))
             raise
         except BaseException:

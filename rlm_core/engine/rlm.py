@@ -9,19 +9,21 @@ from typing import Any, Protocol
 
 from rlm_core.config import RLMConfig
 from rlm_core.engine import scripted
+from rlm_core.engine.budget import Budget, check_cost_limit
 from rlm_core.engine.loop import RLMLoop
 from rlm_core.engine.recorder import Recorder
-from rlm_core.engine.run import Budget, Clock, ModelFactory, Models, Run
+from rlm_core.engine.run import Clock, ModelFactory, Models, Run
 from rlm_core.engine.spans import ContextIndex
-from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, status_of
+from rlm_core.errors import DiskFull, LimitExceeded, ModelError, RunCancelled, status_of
 from rlm_core.models.model import Model, Role
 from rlm_core.models.resolve import model_for
 from rlm_core.models.scripted import Policy, ScriptedModel, is_demo
 from rlm_core.repl.sandbox import ReplFactory, Sandbox
+from rlm_core.secrets import Scrubber
 from rlm_core.store.journal import JournalSink
 from rlm_core.store.trace_store import StoreBusy, StoreSink, TraceStore, default_traces_dir
 from rlm_core.trace import Tracer, TraceSink
-from rlm_core.types import RunResult, new_id
+from rlm_core.types import RunResult, new_id, valid_id
 
 
 class Program(Protocol):
@@ -112,7 +114,10 @@ class RLM:
         `program` swaps Algorithm 1 for another strategy on the same store, budget and tracer,
         and `scripted_root` is that strategy's stand-in for a `demo/` root model."""
         cfg = self.config
+        check_cost_limit(cfg)  # before anything is written: such a run could not keep its limit
         run_id = run_id or new_id()
+        if not valid_id(run_id):
+            raise ValueError(f"not a run id: {run_id[:80]!r}")  # it names the journal file
         traces_dir = self.traces_dir or default_traces_dir()
         store, own_store = self.store, False
         if store is None:
@@ -120,39 +125,76 @@ class RLM:
                 store, own_store = TraceStore(traces_dir), True
             except StoreBusy as exc:
                 self.trace_note = f"{exc} The trace was written to the journal; the app imports it."
+            except DiskFull as exc:
+                return RunResult(run_id=run_id, answer=None, status="error", error=str(exc))
+        models = Models(cfg, self.models or default_models(cfg, scripted_root))
+        try:
+            return self._run_tree(
+                context, query, run_id, traces_dir, store, models, cancel, run_meta, program
+            )
+        except DiskFull as exc:  # the run could not start: its journal or context not written
+            return RunResult(run_id=run_id, answer=None, status="error", error=str(exc))
+        finally:
+            if own_store and store is not None:
+                store.close()
+
+    def _run_tree(
+        self,
+        context: Any,
+        query: str,
+        run_id: str,
+        traces_dir: Path,
+        store: TraceStore | None,
+        models: Models,
+        cancel: threading.Event | None,
+        run_meta: dict[str, Any] | None,
+        program: Program,
+    ) -> RunResult:
+        cfg = self.config
+        # a key in the document or the question would otherwise reach the blobs and the trace
+        scrubber = Scrubber.for_run(cfg.api_key)
+        context, query = scrubber.value(context), scrubber.text(query)
         sinks: list[TraceSink] = [JournalSink(traces_dir / "journal" / f"{run_id}.jsonl", run_id)]
         if store is not None:
-            sinks.append(StoreSink(store))
+            sinks.append(StoreSink(store, run_id))
         run = Run(
             config=cfg,
-            models=Models(cfg, self.models or default_models(cfg, scripted_root)),
-            tracer=Tracer(sinks),
+            models=models,
+            tracer=Tracer(sinks, scrubber),
             run_id=run_id,
             blob_dir=traces_dir / "blobs",
             index=ContextIndex(context),
             clock=Clock(cfg.timeout_s, cancel or threading.Event()),
             budget=Budget(cfg),
             repl=self.repl or sandbox_repl(cfg),
+            scrubber=scrubber,
         )
-        rec = Recorder(run, context, query)
-        rec.node.meta.update(run_meta or {})
         result = RunResult(run_id=run_id, answer=None, status="running")
+        rec: Recorder | None = None
         try:
+            rec = Recorder(run, context, query)
+            rec.node.meta.update(run_meta or {})
             result.answer, result.status = program(rec), "ok"
-        except (LimitExceeded, RunCancelled, ModelError) as exc:
+        except (LimitExceeded, RunCancelled, ModelError, DiskFull) as exc:
             result.status, result.error = status_of(exc), str(exc)
             if isinstance(exc, LimitExceeded):
                 result.answer, result.limit = exc.partial_answer, exc.limit
-            elif isinstance(exc, RunCancelled):
+            elif isinstance(exc, RunCancelled) and rec is not None:
                 result.answer = rec.node.output
         finally:
+            # Sub-calls and child RLMs still in flight (from threads of model code) were cut
+            # short: no call of theirs starts from now on, and their nodes end as cancelled.
+            run.first_stop(RunCancelled("the run had already ended"))
+            run.tracer.cancel_running("cut short: the run ended before this finished")
             run.tracer.close()
-            if store is not None:
+            if store is not None and run.tracer.failed is None:
+                # after a refused write the journal may hold a line the tables do not: it is
+                # left to the next import
                 store.mark_journal_synced(run_id)
-                if own_store:
-                    store.close()
+        result.answer = None if result.answer is None else scrubber.text(result.answer)
+        result.error = None if result.error is None else scrubber.text(result.error)
         usage = run.budget.usage
-        result.iterations, result.llm_calls = rec.iterations, usage.calls
+        result.iterations, result.llm_calls = rec.iterations if rec else 0, usage.calls
         result.tokens_in, result.tokens_out = usage.tokens_in, usage.tokens_out
         result.cost_usd = usage.cost
         result.wall_s = run.clock.elapsed()

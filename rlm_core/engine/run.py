@@ -1,8 +1,9 @@
 """What every RLM of one run tree shares: the config, its models, the budget, one clock, the
 tracer, the blob folder and the index of the root context.
 
-The budget and the clock are checked before each model call and each code cell, so nothing
-starts past a limit; usage counts calls, tokens and cost over the whole tree, children included.
+The budget (budget.py) and the clock are checked before each model call and each code cell, so
+nothing starts past a limit; usage counts calls, tokens and cost over the whole tree, children
+included.
 """
 
 from __future__ import annotations
@@ -16,14 +17,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rlm_core.config import RLMConfig
+from rlm_core.engine.budget import Budget
 from rlm_core.engine.spans import ContextIndex
-from rlm_core.errors import LimitExceeded, RunCancelled
+from rlm_core.errors import LimitExceeded, RunCancelled, Stop
 from rlm_core.models.model import Model, Role
 from rlm_core.repl.process import ContextRef
 from rlm_core.repl.sandbox import ReplFactory
+from rlm_core.secrets import Scrubber
 from rlm_core.store.blobs import blob_path, write_blob
 from rlm_core.trace import Tracer
-from rlm_core.types import Completion
 
 
 @dataclass
@@ -52,54 +54,6 @@ class Clock:
         return time.time() - self.started
 
 
-@dataclass
-class Usage:
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    cost_usd: float = 0.0
-    cost_unknown: bool = False
-
-    def add(self, c: Completion) -> None:
-        self.tokens_in += c.tokens_in or 0
-        self.tokens_out += c.tokens_out or 0
-        if c.cost_usd is None:
-            self.cost_unknown = True
-        else:
-            self.cost_usd += c.cost_usd
-
-    @property
-    def cost(self) -> float | None:
-        """None when any call's cost was unknown (never counted as zero)."""
-        return None if self.cost_unknown else self.cost_usd
-
-
-@dataclass
-class Budget:
-    """The tree-wide limits on calls, tokens and cost, and what has been used of them."""
-
-    config: RLMConfig
-    usage: Usage = field(default_factory=Usage)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def reserve_call(self) -> None:
-        """Count one model call, or raise if a limit forbids making it."""
-        cfg, used = self.config, self.usage
-        with self.lock:
-            if cfg.max_llm_calls is not None and used.calls >= cfg.max_llm_calls:
-                raise LimitExceeded("max_llm_calls", f"{cfg.max_llm_calls} model calls made")
-            tokens = used.tokens_in + used.tokens_out
-            if cfg.max_tokens is not None and tokens >= cfg.max_tokens:
-                raise LimitExceeded("max_tokens", f"{tokens:,} of {cfg.max_tokens:,} tokens used")
-            if cfg.max_cost_usd is not None and used.cost_usd >= cfg.max_cost_usd:
-                raise LimitExceeded("max_cost_usd", f"${used.cost_usd:.4f} spent")
-            used.calls += 1
-
-    def spent(self, completion: Completion) -> None:
-        with self.lock:
-            self.usage.add(completion)
-
-
 ModelFactory = Callable[[str, Role], Model]
 """Makes the model for a name in a role; chosen at the edge (engine/rlm.py, a replay, a test)."""
 
@@ -117,6 +71,13 @@ class Models:
             if (name, role) not in self._made:
                 self._made[name, role] = self._factory(name, role)
             return self._made[name, role]
+
+    @property
+    def enabled(self) -> tuple[str, ...]:
+        """The models the user chose for this run: the only ones model code may name."""
+        cfg = self.config
+        names = (cfg.root_model, cfg.sub_model, cfg.child_root_model)
+        return tuple(dict.fromkeys(name for name in names if name))
 
     def root(self, depth: int) -> Model:
         """The root model of an RLM at `depth` (a child's is the child root model)."""
@@ -142,6 +103,19 @@ class Run:
     budget: Budget
     repl: ReplFactory
     """Makes each RLM's REPL: the sandbox, or a test's in-process fake."""
+    scrubber: Scrubber = field(default_factory=lambda: Scrubber([]))
+    """Masks the run's keys in what model code sends and gets back (the tracer has the same)."""
+    stopped: Stop | None = None
+    """The first refused call's reason: from then on calls are refused without a node."""
+    _stop_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def first_stop(self, exc: Stop) -> bool:
+        """Remember why calls are refused; True only for the first refusal of the run tree,
+        which alone is recorded (a loop of refused calls must not write a node each)."""
+        with self._stop_lock:
+            first = self.stopped is None
+            self.stopped = self.stopped or exc
+            return first
 
     def context_ref(self, context: Any) -> ContextRef:
         """Where a REPL worker loads this context from: a content-addressed blob."""

@@ -17,6 +17,7 @@ from typing import Any
 
 from rlm_core.config import RLMConfig
 from rlm_core.context import labelled_text, size_of
+from rlm_core.engine.budget import check_cost_limit
 from rlm_core.engine.rlm import RLM
 from rlm_core.evaluate.examples import EXAMPLES, Example
 from rlm_core.evaluate.scoring import score
@@ -281,7 +282,10 @@ def rows_csv(rows: Iterable[EvalRow]) -> str:
 
 
 def preflight(models: Iterable[str], config: RLMConfig) -> None:
-    """Raise ModelError before anything runs for a model that cannot be routed or loaded."""
+    """Raise ModelError before anything runs for a model that cannot be routed or loaded, or
+    whose price a cost limit would need and litellm does not know."""
+    models = list(models)
+    check_cost_limit(config, models)
     for model in dict.fromkeys(models):
         check_model(model, api_base=config.api_base, api_key=config.api_key)
         if local_model.is_local(model):

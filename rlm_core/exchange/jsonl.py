@@ -20,14 +20,13 @@ from rlm_core.exchange.rlms import (
     is_rlms_entry,
     split_lines,
 )
+from rlm_core.secrets import Scrubber
 from rlm_core.store.blobs import write_blob
 from rlm_core.store.journal import JOURNAL_FORMAT
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import Node, RunSummary
+from rlm_core.types import Node, RunSummary, node_problem, valid_id
 
 FORMAT = "rlm-tracer/1"
-_KINDS = ("run", "lm", "code", "llm_query", "rlm_query", "final")
-_STATUSES = ("running", "ok", "error", "limit", "interrupted")
 
 
 # ---- reading a run back ----------------------------------------------------------------------
@@ -81,19 +80,17 @@ def export_jsonl(store: TraceStore, run_id: str) -> str:
 
 def _node_from(data: dict[str, Any], run_id: str) -> Node:
     """A node from an exported line, or ValueError saying what is wrong with it."""
-    for name in ("node_id", "run_id", "kind"):
-        if not isinstance(data.get(name), str):
-            raise ValueError(f"no {name}")
+    problem = node_problem(data)
+    if problem is not None:
+        raise ValueError(problem)
     if data["run_id"] != run_id:
         raise ValueError(f"belongs to run {data['run_id']}, not {run_id}")
-    if data["kind"] not in _KINDS or data.get("status", "running") not in _STATUSES:
-        raise ValueError(f"unknown kind or status ({data['kind']}, {data.get('status')})")
     try:
         node = Node.from_dict(data)
     except TypeError as exc:
         raise ValueError(f"missing fields ({exc})") from None
-    if not isinstance(node.meta, dict) or not isinstance(node.context_spans, list):
-        raise ValueError("meta or context_spans has the wrong type")
+    # blob names come from the exporting store; this one makes its own from the texts
+    node.meta.pop("blobs", None)
     return node
 
 
@@ -133,9 +130,8 @@ def _import_nodes(
         nodes[run_id] = root
         report.skipped.append(f"no root run node: a stand-in root was made for run {run_id}")
     root.meta.setdefault("imported_from", source)
-    for node in sorted(nodes.values(), key=lambda n: n.node_id):
-        store.write(node)
-    store.flush()
+    scrub = Scrubber.for_run()  # the environment's keys, should the file hold one
+    store.add_run(run_id, [scrub.node(n) for n in sorted(nodes.values(), key=lambda n: n.node_id)])
     report.nodes = len(nodes)
     return report
 
@@ -204,6 +200,9 @@ def import_file(
     if not lines:
         raise ImportFormatError("no valid JSON line in the file" + (f" ({bad[0]})" if bad else ""))
     first = lines[0].data  # the first valid line tells the format; bad ones are reported
+    if "run_id" in first and not valid_id(first["run_id"]):
+        # the id names the run's journal file: `../../x` must not reach Delete or Replace
+        raise ImportFormatError(f"the file's run id {str(first['run_id'])[:80]!r} is not valid")
     if str(first.get("format", "")).startswith("rlm-tracer/"):
         if first["format"] != FORMAT or not isinstance(first.get("run_id"), str):
             raise ImportFormatError(f"unsupported export format {first['format']!r}")

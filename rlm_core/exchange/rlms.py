@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from rlm_core.context import flatten
+from rlm_core.secrets import Scrubber
 from rlm_core.store.blobs import write_blob
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node, NodeKind, new_id
@@ -374,8 +375,6 @@ def import_rlms_lines(
         imported_from="rlms-logger",
         source_file=source_name,
     )
-    for node in builder.nodes:
-        store.write(node)
-    store.flush()
+    store.add_run(run_id, [Scrubber.for_run().node(n) for n in builder.nodes])
     report.nodes = len(builder.nodes)
     return report

@@ -64,6 +64,23 @@ def count_tokens(model: str, text: str, *, cap: int | None = None) -> int:
         return estimate_tokens(text)
 
 
+def token_bound(model: str, text: str, *, cap: int | None = None) -> int:
+    """Tokens of `text` as a budget must count them: never fewer than the model will. A text
+    too long to run the tokenizer over counts its UTF-8 bytes, which no tokenizer's count
+    exceeds (every token stands for at least one byte)."""
+    if len(text) > _EXACT_COUNT_MAX_CHARS and not is_demo(model):
+        return len(text.encode("utf-8", "surrogatepass"))
+    return count_tokens(model, text, cap=cap)
+
+
+def output_limit(model: str) -> int | None:
+    """The most tokens one answer of the model may have (litellm's table); None when unknown."""
+    if is_demo(model) or local.is_local(model):
+        return None
+    value = (table_entry(model) or {}).get("max_output_tokens")
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def price_per_token(model: str) -> tuple[float, float] | None:
     """(input, output) USD per token from litellm's table; None when the model is not priced."""
     if local.is_local(model) or is_demo(model):

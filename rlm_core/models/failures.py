@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
+from rlm_core.secrets import Scrubber
+
 _RAW_TEXT_CHARS = 200
 _KEY_PATTERNS = (
     re.compile(r"\b(?:sk|pk|rk|ak)-[A-Za-z0-9_\-]{6,}"),
@@ -30,8 +32,10 @@ def number(value: Any) -> float | None:
 
 
 def scrub(text: str, api_key: str | None) -> str:
+    """The typed key, the environment's keys and anything shaped like a key, masked."""
     if api_key and len(api_key) >= 4:
         text = text.replace(api_key, "***")
+    text = Scrubber.for_run().text(text)
     for pattern in _KEY_PATTERNS:
         text = pattern.sub(lambda m: (m.group(1) if m.groups() else "") + "***", text)
     return text

@@ -110,6 +110,24 @@ def _response_cost(litellm: ModuleType, resp: Any, model: str) -> float | None:
         return None
 
 
+_ENV_PREFIX = {"ollama_chat": "OLLAMA", "hosted_vllm": "HOSTED_VLLM"}
+"""Providers whose environment variables are not named after their model prefix."""
+
+
+def environment_key_for(model: str, api_base: str) -> str | None:
+    """The provider's environment key, when the environment itself pairs it with `api_base`
+    (`OPENAI_API_KEY` with `OPENAI_API_BASE` or `OPENAI_BASE_URL` naming the same URL): the
+    user's way of saying this base may have that key. None otherwise."""
+    provider = model.split("/", 1)[0]
+    prefix = _ENV_PREFIX.get(provider, provider.upper())
+    key = os.environ.get(f"{prefix}_API_KEY")
+    bases = (os.environ.get(f"{prefix}_API_BASE"), os.environ.get(f"{prefix}_BASE_URL"))
+    wanted = api_base.strip().rstrip("/")
+    if key and any(b and b.strip().rstrip("/") == wanted for b in bases):
+        return key
+    return None
+
+
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -210,10 +228,12 @@ class LiteLLMClient:
             kwargs["api_base"] = self.api_base
         if self._api_key:
             kwargs["api_key"] = self._api_key
-        elif self.api_base and self.name.startswith(("openai/", "hosted_vllm/")):
-            # local OpenAI-compatible servers (llama.cpp, vLLM, LM Studio) accept any key,
-            # but litellm refuses to send a request without one
-            kwargs["api_key"] = os.environ.get("OPENAI_API_KEY") or LOCAL_SERVER_KEY
+        elif self.api_base:
+            # Without a key litellm sends the provider's environment key (OPENAI_API_KEY, ...)
+            # to whatever base was typed. It goes only to the base the environment names with
+            # it; anything else gets a placeholder (local servers accept any key, and litellm
+            # refuses to send a request without one).
+            kwargs["api_key"] = environment_key_for(self.name, self.api_base) or LOCAL_SERVER_KEY
         return kwargs
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rlm_core.types import Node
+from rlm_core.errors import DiskFull
+from rlm_core.types import Node, node_problem
 
 JOURNAL_FORMAT = "rlm-tracer-journal/1"
 
@@ -34,30 +35,43 @@ class JournalSink:
         self._write_line(header)
 
     def _write_line(self, data: dict[str, Any]) -> None:
-        self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
-        # flushed per event: a SIGKILL keeps every line already handed to the OS
-        self._file.flush()
+        try:
+            self._file.write(json.dumps(data, ensure_ascii=False) + "\n")
+            # flushed per event: a SIGKILL keeps every line already handed to the OS
+            self._file.flush()
+        except OSError as exc:
+            if exc.errno in DiskFull.ERRNOS:
+                raise DiskFull.at(self.path.parent.parent) from exc
+            raise
 
     def write(self, node: Node) -> None:
         if not self._file.closed:
             self._write_line(node.to_dict())
 
     def close(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError as exc:  # the buffer of a line the full disk refused; already reported
+            if exc.errno not in DiskFull.ERRNOS:
+                raise
 
 
-def read_journal(path: Path, offset: int = 0) -> tuple[dict[str, Any] | None, list[Node], int]:
+def read_journal(
+    path: Path, offset: int = 0, skipped: list[str] | None = None
+) -> tuple[dict[str, Any] | None, list[Node], int]:
     """Header, node events from `offset`, and the offset after the last complete line.
 
-    A torn last line (the writer died mid-write) is left for a later read.
+    A torn last line (the writer died mid-write) is left for a later read. A line that is not a
+    well-typed node is skipped, with the reason added to `skipped`.
     """
-    header: dict[str, Any] | None = None
     nodes: list[Node] = []
     with path.open("rb") as f:
         first = f.readline()
         try:
             header = json.loads(first)
-        except ValueError:
+        except (ValueError, RecursionError):
+            return None, [], offset
+        if not isinstance(header, dict):
             return None, [], offset
         if offset < len(first):
             offset = len(first)
@@ -65,9 +79,14 @@ def read_journal(path: Path, offset: int = 0) -> tuple[dict[str, Any] | None, li
         for raw in _complete_lines(f):
             offset += len(raw)
             try:
-                nodes.append(Node.from_dict(json.loads(raw)))
-            except (ValueError, TypeError):
-                continue
+                data = json.loads(raw)
+            except (ValueError, RecursionError):
+                data = None
+            problem = "not JSON" if data is None else node_problem(data)
+            if problem is None:
+                nodes.append(Node.from_dict(data))
+            elif skipped is not None:
+                skipped.append(f"a line at byte {offset - len(raw):,}: {problem}")
     return header, nodes, offset
 
 

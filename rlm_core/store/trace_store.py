@@ -2,16 +2,20 @@
 
 One process owns the file. Node events are buffered and flushed in batches (a background
 thread, every 100 ms); the JSONL journals written beside them are the durable log, re-read on
-open so a crash between flushes loses nothing.
+open so a crash between flushes loses nothing. The database is a cache of the journals (and of
+`labels.jsonl`): a damaged one is rebuilt from them (recovery.py), a journal line that is not a
+well-typed node is skipped and reported in `notes`, and a write the full disk refuses stays
+pending instead of failing the run.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
+import logging
 import os
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any
@@ -19,63 +23,16 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from rlm_core.store.blobs import blob_path, write_blob
-from rlm_core.store.journal import process_alive, read_journal
-from rlm_core.store.migrations import migrate
-from rlm_core.types import Node, RunSummary
+from rlm_core.store import recovery
+from rlm_core.store.blobs import blob_path
+from rlm_core.store.journal import JournalSink
+from rlm_core.store.recovery import StoreBusy as StoreBusy
+from rlm_core.store.recovery import live, open_database, write_label
+from rlm_core.store.rows import BIG_TEXT as BIG_TEXT
+from rlm_core.store.rows import NODE_SCHEMA, RUN_COLUMNS, node_row, run_values
+from rlm_core.types import Node, RunSummary, valid_id
 
-BIG_TEXT = 64 * 1024
-"""Node texts longer than this are stored once as a blob; the row keeps a preview."""
-PREVIEW_CHARS = 4_000
-TEXT_FIELDS = ("input", "output", "code", "stdout", "stderr", "model_view")
-
-_NODE_SCHEMA = pa.schema(
-    [
-        ("node_id", pa.string()),
-        ("run_id", pa.string()),
-        ("parent_id", pa.string()),
-        ("kind", pa.string()),
-        ("depth", pa.int32()),
-        ("seq", pa.int32()),
-        ("status", pa.string()),
-        ("started_at", pa.float64()),
-        ("ended_at", pa.float64()),
-        ("model", pa.string()),
-        *[(name, pa.string()) for name in TEXT_FIELDS],
-        ("error", pa.string()),
-        ("tokens_in", pa.int64()),
-        ("tokens_out", pa.int64()),
-        ("cost_usd", pa.float64()),
-        ("latency_s", pa.float64()),
-        ("context_spans", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
-NODE_COLUMNS = [f.name for f in _NODE_SCHEMA]
-RUN_COLUMNS = [
-    "run_id",
-    "created_at",
-    "ended_at",
-    "question",
-    "root_model",
-    "sub_model",
-    "status",
-    "limit_name",
-    "answer",
-    "error",
-    "iterations",
-    "llm_calls",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "context_sha",
-    "context_chars",
-    "config",
-]
-
-
-class StoreBusy(Exception):
-    """Another process holds the database file (DuckDB allows one writer process)."""
+_log = logging.getLogger(__name__)
 
 
 def default_traces_dir() -> Path:
@@ -101,18 +58,19 @@ class TraceStore:
         self.journal_dir = self.dir / "journal"
         self.blob_dir.mkdir(parents=True, exist_ok=True)
         self.journal_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            self._con = duckdb.connect(str(self.dir / "rlm.duckdb"))
-        except duckdb.IOException as exc:
-            raise StoreBusy(
-                f"The trace database {self.dir / 'rlm.duckdb'} is in use by another process."
-            ) from exc
-        migrate(self._con)
+        self._con, fresh, rebuilt = open_database(self.dir / "rlm.duckdb")
+        self.notes: list[str] = [rebuilt] if rebuilt else []
+        """What opening and reading the store had to skip or repair, for the user to see."""
+        self._noted: set[str] = set()
+        self.write_error: str | None = None
+        """Why the last flush failed (a full disk); its rows stay pending for the next one."""
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._closed = threading.Event()
         self.recover()
+        if fresh:  # new, or rebuilt: the journals brought the runs back, labels.jsonl their names
+            recovery.restore_labels(self)
         self._flusher = threading.Thread(
             target=self._flush_loop, args=(flush_interval_s,), name="trace-flush", daemon=True
         )
@@ -126,20 +84,40 @@ class TraceStore:
         return self._con.cursor()
 
     def write(self, node: Node) -> None:
-        row = self._row(node)
+        row = self.row(node)
         with self._lock:
             self._pending[node.node_id] = row
 
-    def flush(self) -> None:
+    def flush(self) -> bool:
+        """Write the pending rows; False (rows kept for the next flush, the reason in
+        `write_error`) when the database refused them, as a full disk does."""
         with self._flush_lock:
             with self._lock:
                 rows, self._pending = list(self._pending.values()), {}
-            if rows:
-                self._insert(rows)
+            if not rows:
+                return True
+            try:
+                self.insert(rows)
+            except duckdb.Error as exc:
+                self._rollback()
+                with self._lock:  # a newer state of a node, written meanwhile, wins
+                    self._pending = {r["node_id"]: r for r in rows} | self._pending
+                if self.write_error is None:  # info: the run reports a full disk once, itself
+                    _log.info("trace database write failed, rows kept pending: %s", exc)
+                self.write_error = " ".join(str(exc).split())[:200]
+                return False
+            self.write_error = None
+            return True
 
-    def _insert(self, rows: list[dict[str, Any]]) -> None:
+    def _rollback(self) -> None:
+        try:
+            self.cursor().execute("ROLLBACK")
+        except duckdb.Error:  # no transaction was open: nothing to undo
+            return
+
+    def insert(self, rows: list[dict[str, Any]]) -> None:
         cur = self.cursor()
-        batch = pa.Table.from_pylist(rows, schema=_NODE_SCHEMA)
+        batch = pa.Table.from_pylist(rows, schema=NODE_SCHEMA)
         cur.register("node_batch", batch)
         cur.execute("BEGIN")
         cur.execute("INSERT OR REPLACE INTO nodes SELECT * FROM node_batch")
@@ -150,48 +128,16 @@ class TraceStore:
         cur.unregister("node_batch")
 
     def _upsert_run(self, cur: duckdb.DuckDBPyConnection, row: dict[str, Any]) -> None:
-        meta = json.loads(row["meta"] or "{}")
-        values = [
-            row["run_id"],
-            row["started_at"],
-            row["ended_at"],
-            meta.get("question", row["input"]),
-            meta.get("root_model"),
-            meta.get("sub_model"),
-            row["status"],
-            meta.get("limit"),
-            meta.get("answer", row["output"]),
-            row["error"],
-            meta.get("iterations", 0),
-            meta.get("llm_calls", 0),
-            row["tokens_in"],
-            row["tokens_out"],
-            row["cost_usd"],
-            meta.get("context_sha"),
-            meta.get("context_chars"),
-            json.dumps(meta.get("config", {})),
-        ]
         updates = ", ".join(f"{c} = excluded.{c}" for c in RUN_COLUMNS[1:])
         cur.execute(
             f"INSERT INTO runs ({', '.join(RUN_COLUMNS)}) VALUES "
             f"({', '.join('?' * len(RUN_COLUMNS))}) ON CONFLICT (run_id) DO UPDATE SET {updates}",
-            values,
+            run_values(row),
         )
 
-    def _row(self, node: Node) -> dict[str, Any]:
-        row = node.to_dict()
-        blobs: dict[str, str] = {}
-        for name in TEXT_FIELDS:
-            text = row[name]
-            if text is not None and len(text) > BIG_TEXT:
-                blobs[name] = write_blob(self.blob_dir, text.encode("utf-8", "surrogatepass"))
-                row[name] = text[:PREVIEW_CHARS]
-        meta = dict(row.pop("meta"))
-        if blobs:
-            meta["blobs"] = blobs
-        row["meta"] = json.dumps(meta, default=str)
-        row["context_spans"] = json.dumps(row["context_spans"])
-        return {c: row.get(c) for c in NODE_COLUMNS}
+    def row(self, node: Node) -> dict[str, Any]:
+        """The node as a table row; its big texts stored once as blobs."""
+        return node_row(node, self.blob_dir)
 
     def _flush_loop(self, interval: float) -> None:
         while not self._closed.wait(interval):
@@ -202,8 +148,9 @@ class TraceStore:
             return
         self._closed.set()
         self._flusher.join()
-        self.flush()
-        self._con.close()
+        self.flush()  # rows a full disk refused are in the journals, imported on the next open
+        with contextlib.suppress(duckdb.Error):  # its checkpoint can fail the same way
+            self._con.close()
 
     # ---- blobs ---------------------------------------------------------------------------
 
@@ -216,70 +163,48 @@ class TraceStore:
     # ---- journals and recovery -----------------------------------------------------------
 
     def journal_path(self, run_id: str) -> Path:
+        """The journal of a run; ValueError for an id that is not one (paths come from ids)."""
+        if not valid_id(run_id):
+            raise ValueError(f"not a run id: {str(run_id)[:80]!r}")
         return self.journal_dir / f"{run_id}.jsonl"
 
+    def note(self, text: str) -> None:
+        """Report something the store skipped or repaired, once."""
+        if text not in self._noted:
+            self._noted.add(text)
+            self.notes.append(text)
+            _log.warning("%s", text)
+
     def import_journals(self) -> list[str]:
-        """Read new lines of every journal into the tables; returns the run ids touched."""
-        cur = self.cursor()
-        offsets = dict(cur.execute("SELECT path, byte_offset FROM journals").fetchall())
-        touched = []
-        for path in sorted(self.journal_dir.glob("*.jsonl")):
-            start = offsets.get(path.name, 0)
-            if path.stat().st_size <= start:
-                continue
-            header, nodes, end = read_journal(path, start)
-            if header is None or header.get("pid") == os.getpid():
-                # this process writes its own runs to the tables directly; re-reading its
-                # journal could put an older state of a node over a newer one
-                continue
-            self.flush()
-            if nodes:
-                latest = {n.node_id: self._row(n) for n in nodes}
-                self._insert(list(latest.values()))
-                touched.append(str(header["run_id"]))
-            cur.execute("INSERT OR REPLACE INTO journals VALUES (?, ?)", [path.name, end])
-        return touched
+        """Read new lines of every journal into the tables; returns the run ids touched. A bad
+        line or journal is skipped and noted, never fatal."""
+        return recovery.import_journals(self)
 
     def mark_journal_synced(self, run_id: str) -> None:
-        """The tables hold everything this process journaled for the run: skip it on re-import."""
+        """The tables hold everything journaled for the run: skip it on re-import. Not when a
+        flush failed: the next import brings the rows the database refused."""
         path = self.journal_path(run_id)
-        if path.exists():
-            self.flush()
+        if path.exists() and self.flush():
             self.cursor().execute(
                 "INSERT OR REPLACE INTO journals VALUES (?, ?)", [path.name, path.stat().st_size]
             )
 
+    def add_run(self, run_id: str, nodes: list[Node]) -> None:
+        """Store a run made elsewhere (an import): its journal first, so a rebuilt database
+        keeps it, then the tables."""
+        journal = JournalSink(self.journal_path(run_id), run_id)
+        try:
+            for node in nodes:
+                journal.write(node)
+        finally:
+            journal.close()
+        for node in nodes:
+            self.write(node)
+        self.mark_journal_synced(run_id)
+
     def recover(self) -> list[str]:
         """Import journals, then mark runs whose writer process is gone as interrupted."""
-        self.import_journals()
-        cur = self.cursor()
-        rows = cur.execute(
-            "SELECT run_id, meta FROM nodes WHERE kind = 'run' AND parent_id IS NULL "
-            "AND status = 'running'"
-        ).fetchall()
-        dead = []
-        for run_id, meta_text in rows:
-            meta = json.loads(meta_text or "{}")
-            if process_alive(int(meta.get("pid", -1)), str(meta.get("host", ""))):
-                continue
-            dead.append(run_id)
-            last = cur.execute(
-                "SELECT max(coalesce(ended_at, started_at)) FROM nodes WHERE run_id = ?", [run_id]
-            ).fetchone()
-            ended = last[0] if last else time.time()
-            cur.execute("BEGIN")
-            cur.execute(
-                "UPDATE nodes SET status = 'interrupted', ended_at = coalesce(ended_at, ?), "
-                "error = coalesce(error, 'the process running it stopped') "
-                "WHERE run_id = ? AND status = 'running'",
-                [ended, run_id],
-            )
-            cur.execute(
-                "UPDATE runs SET status = 'interrupted', ended_at = ? WHERE run_id = ?",
-                [ended, run_id],
-            )
-            cur.execute("COMMIT")
-        return dead
+        return recovery.recover(self)
 
     # ---- reading -------------------------------------------------------------------------
 
@@ -330,20 +255,26 @@ class TraceStore:
         if not rows:
             return None
         node = self._node(rows[0])
-        for name, sha in node.meta.get("blobs", {}).items():
-            setattr(node, name, self.read_blob(sha))
+        blobs = node.meta.get("blobs")
+        for name, sha in blobs.items() if isinstance(blobs, dict) else ():
+            with contextlib.suppress(ValueError, OSError):  # a bad or lost blob: the preview
+                setattr(node, name, self.read_blob(sha))
         return node
 
     def context(self, run_node_id: str) -> Any:
         """The context object a run (root or child) was given, or None if its blob is gone."""
         node = self.node(run_node_id)
         sha = node.meta.get("context_sha") if node else None
-        if node is None or not sha or not self.blob_path(sha).exists():
+        if node is None or not sha:
             return None
-        text = self.read_blob(sha)
+        try:
+            text = self.read_blob(sha)
+        except (ValueError, OSError):  # a name that is no blob's, or a blob deleted since
+            return None
         return json.loads(text) if node.meta.get("context_kind") == "json" else text
 
     def delete_run(self, run_id: str) -> None:
+        path = self.journal_path(run_id)  # first: a bad id must not touch the tables either
         self.flush()
         cur = self.cursor()
         cur.execute("BEGIN")
@@ -352,13 +283,15 @@ class TraceStore:
         cur.execute("DELETE FROM journals WHERE path = ?", [f"{run_id}.jsonl"])
         cur.execute("COMMIT")
         # the journal would bring the run back on the next import
-        self.journal_path(run_id).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
     def rename_run(self, run_id: str, name: str | None) -> None:
+        write_label(self.dir, run_id, name=name or None)  # a rebuilt database keeps it
         self.cursor().execute("UPDATE runs SET name = ? WHERE run_id = ?", [name or None, run_id])
 
     def set_tags(self, run_id: str, tags: list[str]) -> None:
         clean = sorted({t.strip() for t in tags if t.strip()})
+        write_label(self.dir, run_id, tags=clean)
         self.cursor().execute("UPDATE runs SET tags = ? WHERE run_id = ?", [clean, run_id])
 
     @staticmethod
@@ -381,13 +314,20 @@ def _summary(row: dict[str, Any]) -> RunSummary:
 
 
 class StoreSink:
-    """Adapts a TraceStore to the tracer's sink protocol; closing a run flushes, not closes."""
+    """Adapts a TraceStore to the tracer's sink protocol; closing a run flushes, not closes.
 
-    def __init__(self, store: TraceStore) -> None:
-        self.store = store
+    With a run id, the run counts as live in this process until closed: journal imports leave
+    it alone while this sink writes its rows."""
+
+    def __init__(self, store: TraceStore, run_id: str | None = None) -> None:
+        self.store, self.run_id = store, run_id
+        if run_id is not None:
+            live(run_id, True)
 
     def write(self, node: Node) -> None:
         self.store.write(node)
 
     def close(self) -> None:
         self.store.flush()
+        if self.run_id is not None:
+            live(self.run_id, False)

@@ -21,6 +21,7 @@ from ui.common import cost_text, store, when
 from ui.config_inputs import limit_inputs
 from ui.jobs import Job, jobs
 from ui.model_picker import ROOT_PRESETS, saved_api_base, saved_models, session_key
+from ui.safe import md
 from ui.widgets import explorer_link
 
 SAME_AS_ROOT = "same as the root model (demo/sub for demo models)"
@@ -88,11 +89,12 @@ def plan_form() -> ev.EvalPlan | None:
         return None
     base = api_base or next((b for m in roots if (b := saved_api_base(m))), None)
     try:
-        config = RLMConfig(api_base=base, api_key=session_key(roots[0]), **limits)
+        keyed = [*roots, *([] if sub == SAME_AS_ROOT else [sub])]
+        config = RLMConfig(api_base=base, api_key=session_key(*keyed, api_base=base), **limits)
         pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
         return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return None
 
 
@@ -115,7 +117,7 @@ def progress_panel(eval_id: str) -> None:
             jobs().stop(eval_id)
             st.toast("Stopping after the current run…")
         if job.crash:
-            st.error(job.crash)
+            st.error(md(job.crash))
         if not still:
             st.caption("Stopped." if job.cancel.is_set() else "Finished.")
             if running:  # it just ended: one full rerun so the results below refresh
@@ -240,7 +242,7 @@ def render() -> None:
         try:
             ev.preflight([m for pair in plan.models for m in pair], plan.config)
         except ModelError as exc:
-            st.error(str(exc))
+            st.error(md(exc))
         else:
             st.session_state[CURRENT] = start(plan, store())
     if eval_id := st.session_state.get(CURRENT):

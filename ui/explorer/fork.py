@@ -132,7 +132,7 @@ def _fork_form(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node
         return
     wanted = {**models, "api_base": api_base.strip() or None, **limits}
     changes = {k: v for k, v in wanted.items() if v != config.get(k)}
-    key = api_key.strip() or session_key(models["root_model"]) or session_key(models["sub_model"])
+    key = api_key.strip() or session_key(*models.values(), api_base=wanted["api_base"])
     for field in ("root_model", "sub_model"):
         if field in changes:  # the recorded models worked; a newly typed one may be a typo
             try:
@@ -244,7 +244,7 @@ def _playground(store: TraceStore, nodes: list[Node], node: Node) -> None:
                     prompt,
                     model.strip(),
                     api_base.strip() or None,
-                    api_key.strip() or session_key(model.strip()),
+                    api_key.strip() or session_key(model.strip(), api_base=api_base.strip()),
                 )
         answer = answers.get(nid)
         if answer is None:

@@ -20,7 +20,7 @@ from ui.common import cost_text, store, when
 from ui.explorer import export, fork, node_table, panels
 from ui.explorer.inspector import show_node
 from ui.graph_component import graph
-from ui.safe import word
+from ui.safe import md, word
 from ui.widgets import page_link, show_text, status_badge
 
 _log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ RUN_CHOICES = 500
 LEGEND = (
     "Shape = kind: ⬢ run · ● lm call · ■ code cell · ◆ llm_query · ▲ rlm_query · ★ FINAL. "
     "Lighter colours are deeper in the recursion. Border: red error, orange limit, "
-    "yellow running, dashed interrupted. ←/→ or j/k step through the nodes."
+    "yellow running, dashed interrupted or cancelled. ←/→ or j/k step through the nodes."
 )
 
 
@@ -63,7 +63,7 @@ def _open_store() -> TraceStore | None:
     try:
         return store()
     except StoreBusy as exc:
-        st.error(f"{exc} Close the other program (a CLI run keeps its own trace) and reload.")
+        st.error(f"{md(exc)} Close the other program (a CLI run keeps its own trace); reload.")
         return None
 
 

@@ -8,6 +8,7 @@ import streamlit as st
 
 from rlm_core.config import RLMConfig
 from rlm_core.context import size_of
+from rlm_core.engine.budget import check_cost_limit
 from rlm_core.errors import ModelError
 from rlm_core.evaluate.examples import EXAMPLES
 from rlm_core.ingest import Context, context_from_files
@@ -23,6 +24,7 @@ from ui.model_picker import (
     saved_api_base,
     session_key,
 )
+from ui.safe import md
 
 SOURCES = ("Example document", "Upload files", "Upload a folder", "Paste text")
 MAX_UPLOAD_MB = 1024
@@ -69,10 +71,10 @@ def context_picker() -> ContextChoice | None:
             # getbuffer() shares the upload's memory; getvalue() would copy up to 1 GB
             ctx = _ingest([(f.name, f.getbuffer()) for f in files])
         except IngestError as exc:
-            st.error(str(exc))
+            st.error(md(exc))
             return None
         for note in ctx.notes:
-            st.caption(note)
+            st.caption(md(note))
         label = files[0].name if len(files) == 1 else f"{len(files)} files"
         if isinstance(ctx.value, dict) and len(files) == 1:
             label = f"{files[0].name}: {len(ctx.value)} files"
@@ -93,7 +95,7 @@ def _ingest(files: list[tuple[str, Data]]) -> Context:
         bar = st.progress(0.0, text="Reading files…")
 
         def progress(fraction: float, what: str) -> None:
-            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Reading {what}…"[:120])
+            bar.progress(min(max(fraction, 0.0), 1.0), text=f"Reading {md(what[:100])}…")
 
         try:
             cache[key] = context_from_files(files, progress)
@@ -138,6 +140,8 @@ def config_form() -> RLMConfig | None:
         return None
     if not _local_ready(root, sub, *([child_root] if child_root else [])):
         return None
+    # empty fields fall back to what the Settings page set up for this session
+    base = api_base.strip() or saved_api_base(root) or saved_api_base(sub)
     try:
         return RLMConfig(
             root_model=root,
@@ -145,12 +149,12 @@ def config_form() -> RLMConfig | None:
             child_root_model=child_root,
             prompt=prompt,
             # empty fields fall back to what the Settings page set up for this session
-            api_base=api_base.strip() or saved_api_base(root) or saved_api_base(sub),
-            api_key=api_key.strip() or session_key(root) or session_key(sub),
+            api_base=base,
+            api_key=api_key.strip() or session_key(root, sub, child_root or sub, api_base=base),
             **limits,
         )
     except ValueError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return None
 
 
@@ -160,8 +164,9 @@ def check_models(config: RLMConfig) -> bool:
     try:
         for model in models:
             check_model(model, api_base=config.api_base, api_key=config.api_key)
+        check_cost_limit(config)  # a cost limit needs prices: refused before anything runs
     except ModelError as exc:
-        st.error(str(exc))
+        st.error(md(exc))
         return False
     return True
 
@@ -175,6 +180,6 @@ def _local_ready(*models: str) -> bool:
             st.error(local_model.INSTALL_HINT)
             return False
         if not local_model.model_path(model).is_file():
-            st.error(f"No model file at {local_model.model_path(model)}.")
+            st.error(f"No model file at {md(local_model.model_path(model))}.")
             return False
     return True

@@ -16,7 +16,7 @@ from ui.common import cost_text, store
 from ui.context_choice import verdict
 from ui.graph_component import graph
 from ui.jobs import Job, JobRunner, jobs
-from ui.safe import word
+from ui.safe import md, word
 from ui.widgets import explorer_button, status_badge
 
 
@@ -29,7 +29,11 @@ def start_run(
 
     def run(job: Job[RunResult]) -> RunResult:
         rlm = RLM(config=config, store=trace_store)
-        return rlm.run(context, question, cancel=job.cancel, run_id=run_id)
+        result = rlm.run(context, question, cancel=job.cancel, run_id=run_id)
+        stored = trace_store.get_run(run_id)
+        if result.status == "error" and stored is not None and stored.status == "running":
+            job.crash = result.error  # the store could not record the end: a full disk
+        return result
 
     runner.start(run_id, run, what="The run")
     return run_id
@@ -77,7 +81,7 @@ def render(run_id: str) -> None:
 
 def finished(run_id: str, root: Node, crash: str | None) -> None:
     if crash:
-        st.error(crash)
+        st.error(md(crash))
     run = store().get_run(run_id)
     if run is None:
         return
@@ -88,7 +92,7 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
         st.warning(f"Stopped by the limit `{word(run.limit_name)}`; best partial answer:")
     elif status == "interrupted":
         st.warning("The run was stopped; partial answer:")
-    else:  # the error may quote a provider or the model: plain text, not markdown
+    elif status == "error" or not crash:  # the error may quote a provider: plain text
         st.error("The run failed:")
         st.text(run.error or "unknown error")
     if run.answer:

@@ -10,6 +10,7 @@ from ui.common import store
 from ui.jobs import jobs
 from ui.run import estimate, live, side_by_side
 from ui.run.form import check_models, config_form, context_picker, size_line
+from ui.safe import md
 
 
 def render() -> None:
@@ -21,7 +22,7 @@ def render() -> None:
     )
     choice = context_picker()
     if choice is not None:
-        st.caption(f"**{choice.label}** · {size_line(choice)}")
+        st.caption(f"**{md(choice.label)}** · {size_line(choice)}")
     suggested = choice.questions[0] if choice and choice.questions else ""
     question = st.text_input("Question", value=suggested, key=f"question_{suggested}")
     if choice and len(choice.questions) > 1:

@@ -15,7 +15,7 @@ from rlm_core.analysis.compare import FIELDS, Comparison, Pair, compare_runs, su
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node, RunSummary
 from ui.common import cost_text, root_of, store, when
-from ui.safe import word
+from ui.safe import md, word
 from ui.widgets import explorer_button, page_link, status_badge
 
 COMPARE_PAGE = "pages/4_Compare.py"
@@ -220,7 +220,7 @@ def render() -> None:
     try:
         s = store()
     except StoreBusy as exc:
-        st.error(f"{exc} Close the other program and reload.")
+        st.error(f"{md(exc)} Close the other program and reload.")
         return
     picked = _pick(s)
     if picked is None:

@@ -20,7 +20,7 @@ from rlm_core.types import TERMINAL_STATUSES, RunSummary
 from ui.common import cost_text, store, when
 from ui.runs import import_trace
 from ui.runs.compare import compare_link
-from ui.safe import esc
+from ui.safe import md
 from ui.widgets import explorer_button, explorer_link, page_link, status_badge
 
 log = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ def _guarded(action: Callable[[TraceStore], str]) -> None:
         _flash("success", action(store()))
     except Exception as exc:  # shown to the user; the traceback goes to the server log only
         log.exception("Runs page action failed")
-        _flash("error", f"That did not work: {type(exc).__name__}: {esc(exc)}")
+        _flash("error", f"That did not work: {type(exc).__name__}: {md(exc)}")
 
 
 def _rename(run_id: str, key: str) -> None:
@@ -205,7 +205,7 @@ def render() -> None:
         everything = s.list_runs(limit=LIMIT)
     except Exception as exc:
         log.exception("Runs page could not read the store")
-        st.error(f"Could not read the trace store: {esc(exc)}")
+        st.error(f"Could not read the trace store: {md(exc)}")
         return
     if not everything:
         _empty_state()
@@ -219,7 +219,7 @@ def render() -> None:
         )
     except Exception as exc:
         log.exception("Runs page search failed")
-        st.error(f"Could not search the runs: {esc(exc)}")
+        st.error(f"Could not search the runs: {md(exc)}")
         return
     runs = apply_filters(found, filters)
     if not runs:

@@ -22,6 +22,7 @@ from rlm_core.errors import ModelError
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model, model_for
 from ui.model_picker import KEYS, PROVIDERS, SAVED, save_model, saved_models
+from ui.safe import md
 
 OLLAMA_DEFAULT = "http://localhost:11434"
 SERVER_DEFAULT = "http://127.0.0.1:8000/v1"
@@ -104,7 +105,7 @@ def server_models(api_base: str, api_key: str | None = None) -> list[str]:
 def _report(slot: str) -> None:
     probe = st.session_state.get(slot)
     if isinstance(probe, Probe):
-        (st.success if probe.ok else st.error)(probe.message)
+        (st.success if probe.ok else st.error)(md(probe.message))  # the model's own words
 
 
 def _test_and_save(slot: str, model: str, api_base: str | None, api_key: str | None) -> None:
@@ -146,7 +147,7 @@ def _ollama() -> None:
             st.session_state["ollama_models"] = ollama_models(base)
         except ModelError as exc:
             st.session_state["ollama_models"] = []
-            st.error(str(exc))
+            st.error(md(exc))
     found = st.session_state.get("ollama_models") or []
     if found:
         model = st.selectbox("Installed model", found, key="set_ollama_model")
@@ -173,9 +174,9 @@ def _server() -> None:
             st.session_state["server_models"] = server_models(base, key.strip() or None)
         except ModelError as exc:
             st.session_state["server_models"] = []
-            st.error(str(exc))
+            st.error(md(exc))
     if found := st.session_state.get("server_models"):
-        st.caption("Served: " + ", ".join(found))
+        st.caption("Served: " + md(", ".join(found)))  # names the server chose
     name = st.text_input("Model name", key="set_server_model", placeholder="my-model").strip()
     model = name if name.startswith(("openai/", "hosted_vllm/")) else f"openai/{name}"
     if st.button("Test connection", key="test_server", disabled=not name):
