@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import FakeOpenAIServer, Scripted, by_model, repl, stored
-from ui.settings_page import check_connection
+from ui.settings.page import check_connection
 
 from rlm_core import RLM, TraceStore
 from rlm_core.exchange.html import export_html
