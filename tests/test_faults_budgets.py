@@ -144,7 +144,7 @@ def test_the_run_page_refuses_a_cost_limit_it_cannot_price(traces_dir: Path) -> 
     at.selectbox(key="root_model").set_value(at.selectbox(key="root_model").options[-1]).run()
     at.text_input(key="root_model_custom").set_value("openai/unpriced-model").run()
     at.text_input(key="api_base").set_value("http://127.0.0.1:9/v1").run()
-    at.number_input(key="lim_cost").set_value(1.0).run()
+    at.number_input(key="lim_max_cost_usd").set_value(1.0).run()
     at.button(key="run_button").click().run()
     assert any("price of openai/unpriced-model is unknown" in e.value for e in at.error)
     assert not list(traces_dir.rglob("*.jsonl"))

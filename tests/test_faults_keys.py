@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 from conftest import FakeOpenAIServer, Scripted, by_model, repl, stored
-from ui.settings.page import check_connection
 
 from rlm_core import RLM, TraceStore
 from rlm_core.exchange.html import export_html
 from rlm_core.exchange.jsonl import export_jsonl
 from rlm_core.exchange.otel import export_otel
 from rlm_core.models.litellm_client import LOCAL_SERVER_KEY
+from ui.settings.page import check_connection
 
 TYPED = "sk-typed-KEY-0123456789"
 ENVKEY = "sk-env-KEY-9876543210"

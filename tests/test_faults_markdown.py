@@ -29,8 +29,9 @@ def rendered(at: AppTest) -> list[str]:
     return [element.value for found in kinds for element in found]
 
 
-def assert_no_markdown(bodies: list[str]) -> None:
-    assert any("pixel.png" in body for body in bodies), bodies  # the text is shown ...
+def assert_no_markdown(at: AppTest) -> None:
+    bodies, plain = rendered(at), [element.value for element in at.text]
+    assert any("pixel.png" in body for body in bodies + plain), bodies  # the text is shown ...
     assert not any(IMAGE in body or "](http" in body for body in bodies), bodies  # ... as text
 
 
@@ -53,7 +54,7 @@ def test_zip_member_and_file_names_in_upload_notes_are_plain_text() -> None:
     upload = [(f"{IMAGE}.zip", buffer.getvalue(), "application/zip")]
     at.get("file_uploader")[0].set_value(upload).run()  # type: ignore[union-attr]
     assert not at.exception
-    assert_no_markdown(rendered(at))
+    assert_no_markdown(at)
 
 
 @pytest.mark.usefixtures("fresh_app")
@@ -72,7 +73,7 @@ def test_a_providers_error_text_on_the_run_page_is_plain_text() -> None:
         at.text_input(key="api_base").set_value(server.base_url).run()
         at.button(key="run_button").click().run()
         poll(at, lambda at: any("run failed" in e.value for e in at.error), "no error shown")
-    assert_no_markdown(rendered(at))
+    assert_no_markdown(at)
 
 
 @pytest.mark.usefixtures("fresh_app")
@@ -83,7 +84,7 @@ def test_a_model_reply_in_test_connection_is_plain_text() -> None:
         at.text_input(key="set_server_base").set_value(server.base_url).run()
         at.text_input(key="set_server_model").set_value("good").run()
         at.button(key="test_server").click().run()
-    assert_no_markdown(rendered(at))
+    assert_no_markdown(at)
 
 
 def handshake(port: int, host: str, origin: str | None) -> bytes:

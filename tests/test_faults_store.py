@@ -205,7 +205,7 @@ def test_a_full_disk_gives_one_clear_message_and_loses_nothing_finished(tmp_path
             finished = {n.node_id: n for n in journaled if n.status != "running"}
             assert finished and set(finished) <= set(nodes)
             assert all(nodes[i].status == n.status for i, n in finished.items())
-            assert store.get_run(header["run_id"])["status"] == "interrupted"  # type: ignore[index]
+            assert store.get_run(header["run_id"]).status == "interrupted"  # type: ignore[union-attr]
         finally:
             store.close()
     finally:
