@@ -15,7 +15,8 @@ from rlm_core.analysis.insight import (
     timeline,
     where_is,
 )
-from rlm_core.engine.spans import ContextIndex, map_spans, pieces_of_original
+from rlm_core.engine.provenance import place
+from rlm_core.engine.spans import ContextIndex, map_spans
 from rlm_core.types import Node
 
 T0 = 1_000.0
@@ -241,7 +242,7 @@ def test_child_offsets_map_through_pieces_of_the_original() -> None:
     original = "".join(f"<{i:04d}>" for i in range(500))
     index = ContextIndex(original)
     child = "Instructions first. " + original[300:600]
-    pieces = pieces_of_original(child, index)
+    pieces = place(child, index).pieces
     assert pieces == [(20, 320, 300)]
     assert map_spans([[0, 25], [100, 110]], pieces) == [[300, 305], [380, 390]]
     assert map_spans([[0, 10]], pieces) == []

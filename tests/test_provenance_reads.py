@@ -67,12 +67,11 @@ def test_reads_of_a_text_context(text_box: Sandbox, code: str, expected: list[li
     assert reads(text_box, code) == expected
 
 
-def test_derived_strings_do_not_keep_recording(text_box: Sandbox) -> None:
-    assert reads(text_box, "piece = context[0:100]") == [[0, 100]]
-    assert (
-        reads(text_box, "a = piece[10:20]\nb = piece.split()\nimport re\nre.findall('x', piece)")
-        == []
-    )
+def test_reads_through_a_slice_are_reads_of_the_context_there(text_box: Sandbox) -> None:
+    assert reads(text_box, "piece = context[100:200]") == [[100, 200]]
+    assert reads(text_box, "a = piece[10:40]\nb = piece[-5:]") == [[110, 140], [195, 200]]
+    assert reads(text_box, "import re\nn = len(re.findall('x', piece))") == [[100, 200]]
+    assert reads(text_box, "short = piece[:5]\nx = short.upper()") == [[100, 105]]
 
 
 def test_context_still_behaves_like_a_str(text_box: Sandbox) -> None:

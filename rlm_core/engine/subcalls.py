@@ -11,15 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlm_core.context import text_of
+from rlm_core.engine.positions import Pieces
+from rlm_core.engine.provenance import Placement
 from rlm_core.engine.recorder import Recorder
 from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, status_of
 from rlm_core.repl.sandbox import SubCallError
 from rlm_core.repl.wire import SUB_CALLS
 from rlm_core.types import Node, new_id
 
-ChildRLM = Callable[[Any, str, Node], tuple[str | None, str]]
-"""Runs a child RLM over (context, question) under an rlm_query node: (answer, its run node id).
-The child running out of turns ends only the child: its partial answer is the answer."""
+ChildRLM = Callable[[Any, str, Node, Pieces], tuple[str | None, str]]
+"""Runs a child RLM over (context, question) under an rlm_query node, knowing where its context
+sits in the original: (answer, its run node id). The child running out of turns ends only the
+child: its partial answer is the answer."""
+CONTEXT_HEADER = "\n\nContext:\n"
+"""Between the prompt and the context of an `rlm_query` sent as one prompt at the deepest level."""
 
 
 class SubCalls:
@@ -38,20 +43,30 @@ class SubCalls:
         if self.rec.code_node is None:
             # a thread the model started outlived its cell: there is no cell to hang the node on
             raise SubCallError(f"{fn} was called while no cell was running (from a thread?)")
+        # where the pieces of each text came from, per the worker (absent from other REPLs)
+        sent = args.get("_from")
+        froms: list[Any] = sent if isinstance(sent, list) else []
+        hints = Hinted(froms, self.rec.positions.copied(args.get("_copied")))
         if fn == "llm_query":
-            return self.llm_query(args["prompt"], args.get("model"), key=key)
+            return self.llm_query(args["prompt"], args.get("model"), key=key, hints=hints.at(0))
+        n = len(args.get("prompts") or ())
         if fn == "llm_query_batched":
             calls = [(p, args.get("model")) for p in args["prompts"]]
-            return self._batched(self.llm_query, calls, key)
+            return self._batched(self.llm_query, calls, key, [hints.at(i) for i in range(n)])
         if fn == "rlm_query":
-            return self.rlm_query(args["prompt"], args.get("context"), key=key)
+            prompt, context = args["prompt"], args.get("context")
+            return self.rlm_query(prompt, context, key=key, hints=hints.at(0, 1))
         if fn == "rlm_query_batched":
-            contexts = args.get("contexts") or [None] * len(args["prompts"])
+            contexts = args.get("contexts") or [None] * n
             calls = list(zip(args["prompts"], contexts, strict=True))
-            return self._batched(self.rlm_query, calls, key)
+            # the worker lists the prompts' pieces, then the contexts'
+            each = [hints.at(i, n + i) for i in range(n)]
+            return self._batched(self.rlm_query, calls, key, each)
         raise SubCallError(f"unknown function {fn}")
 
-    def _batched(self, one: Any, calls: list[tuple[Any, Any]], key: str | None) -> list[str]:
+    def _batched(
+        self, one: Any, calls: list[tuple[Any, Any]], key: str | None, hints: list[Hinted]
+    ) -> list[str]:
         """Run calls concurrently; a failed call gives its error text in its slot."""
         if not calls:
             return []
@@ -66,6 +81,7 @@ class SubCalls:
                     b,
                     {"batch": batch, "batch_index": i, "batch_size": n},
                     f"{key}/{i}" if key else None,
+                    hints[i],
                 )
                 for i, (a, b) in enumerate(calls)
             ]
@@ -83,13 +99,20 @@ class SubCalls:
         model: str | None,
         meta: dict[str, Any] | None = None,
         key: str | None = None,
+        hints: Hinted | None = None,
     ) -> str:
         rec = self.rec
         messages = [{"role": "user", "content": prompt}]
-        spans = rec.run.index.spans(prompt)
+        placed = self._placed(prompt, hints or NO_HINTS)
+        meta = {**(meta or {}), **ambiguity(placed)}
         try:
             text, _ = rec.ask(
-                "llm_query", rec.run.models.sub(model), messages, spans=spans, meta=meta, key=key
+                "llm_query",
+                rec.run.models.sub(model),
+                messages,
+                spans=placed.spans,
+                meta=meta,
+                key=key,
             )
         except ModelError as exc:
             raise SubCallError(f"llm_query failed: {exc}") from exc
@@ -104,26 +127,30 @@ class SubCalls:
         context: Any,
         meta: dict[str, Any] | None = None,
         key: str | None = None,
+        hints: Hinted | None = None,
     ) -> str:
-        rec = self.rec
+        rec, hints = self.rec, hints or NO_HINTS
         if rec.depth >= rec.run.config.max_depth:
             # at the deepest level a child RLM would exceed max_depth: ask the sub model instead
             # (the context the code passed goes along in the prompt, or it would never be seen)
             meta = {**(meta or {}), "fallback_from": "rlm_query"}
             if context is not None:
-                prompt = f"{prompt}\n\nContext:\n{text_of(context)}"
-            return self.llm_query(prompt, None, meta, key)
+                shift = len(prompt) + len(CONTEXT_HEADER)
+                hints = hints.appended(shift)
+                prompt = f"{prompt}{CONTEXT_HEADER}{text_of(context)}"
+            return self.llm_query(prompt, None, meta, key, hints)
         child_context = prompt if context is None else context
+        placed = self._placed(text_of(child_context), hints.of_context())
         node = rec.child(
             "rlm_query",
             input=prompt,
-            meta=meta or {},
-            context_spans=rec.run.index.spans(text_of(child_context)),
+            meta={**(meta or {}), **ambiguity(placed)},
+            context_spans=placed.spans,
         )
         rec.register(key, node)
         tracer = rec.run.tracer
         try:
-            answer, child_id = self.start_child(child_context, prompt, node)
+            answer, child_id = self.start_child(child_context, prompt, node, placed.pieces)
         except (LimitExceeded, RunCancelled) as exc:
             tracer.end(node, status_of(exc), error=str(exc))
             rec.stop = rec.stop or exc
@@ -133,3 +160,49 @@ class SubCalls:
             raise SubCallError(f"rlm_query failed: {exc}") from exc
         tracer.end(node, "ok", output=answer, meta={**node.meta, "child_run": child_id})
         return answer or ""
+
+    def _placed(self, text: str, hints: Hinted) -> Placement:
+        return self.rec.positions.locate(text, hints.exact, hints.copied)
+
+
+def ambiguity(placed: Placement) -> dict[str, Any]:
+    """The node meta for runs of a text that occur at several places nothing told apart."""
+    return {"ambiguous": placed.ambiguous} if placed.ambiguous else {}
+
+
+class Hinted:
+    """What the worker said about the texts of one sub-call frame: the pieces of each text
+    (`froms`, in the order the worker listed them) and the copy hints of the cell."""
+
+    def __init__(
+        self, froms: list[Any], copied: list[list[list[int]]], picked: tuple[int, ...] = (0,)
+    ) -> None:
+        self.froms, self.copied, self.picked = froms, copied, picked
+
+    def at(self, *positions: int) -> Hinted:
+        """The hints of the texts at these positions (a prompt, then its context)."""
+        return Hinted(self.froms, self.copied, positions)
+
+    def _text(self, i: int) -> list[Any]:
+        item = self.froms[i] if i < len(self.froms) else []
+        return item if isinstance(item, list) else []
+
+    @property
+    def exact(self) -> list[Any]:
+        return self._text(self.picked[0])
+
+    def of_context(self) -> Hinted:
+        """The hints of the context that goes with the prompt (the prompt's own when none)."""
+        return Hinted(self.froms, self.copied, self.picked[-1:])
+
+    def appended(self, shift: int) -> Hinted:
+        """The prompt's pieces followed by its context's, shifted by `shift` (one prompt)."""
+        context = [
+            [t[0] + shift, t[1] + shift, t[2]]
+            for t in self._text(self.picked[-1])
+            if isinstance(t, list) and len(t) == 3 and all(type(v) is int for v in t)
+        ]
+        return Hinted([self._text(self.picked[0]) + context], self.copied)
+
+
+NO_HINTS = Hinted([], [])
