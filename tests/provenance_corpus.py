@@ -316,7 +316,7 @@ def joined(ranges: Sequence[Sequence[int]], text: str) -> list[list[int]]:
     """True ranges with neighbours one line break apart joined: lines that follow each other in
     the document, sent joined by that line break, are one range of it."""
     out: list[list[int]] = []
-    for s, e in sorted(ranges):
+    for s, e in sorted(list(r) for r in ranges):
         if out and text[out[-1][1] : s] in ("", "\n"):
             out[-1][1] = max(out[-1][1], e)
         else:
@@ -371,18 +371,16 @@ def _sub(messages: list[dict[str, Any]]) -> str:
     return f"checked {len(messages[-1]['content']):,} characters"
 
 
-def run_shapes(
-    context: Any, shapes: Sequence[Shape], traces_dir: Any, **config: Any
-) -> list[list[Node]]:
+def run_shapes(context: Any, shapes: Sequence[Shape], traces_dir: Any) -> list[list[Node]]:
     """Run the shapes' cells in one RLM on the real REPL worker; the sub-calls of each cell."""
     models = root_running([s.code for s in shapes])
-    result = RLM(
-        "scripted/root", "scripted/sub", models=models, traces_dir=traces_dir, **config
-    ).run(context, "What went wrong?")
+    rlm = RLM("scripted/root", "scripted/sub", models=models, traces_dir=traces_dir)
+    result = rlm.run(context, "What went wrong?")
     assert result.status == "ok", result
     store = TraceStore(traces_dir)
     try:
-        nodes = [store.node(n.node_id) for n in store.nodes(result.run_id)]
+        full = (store.node(n.node_id) for n in store.nodes(result.run_id))
+        nodes = [n for n in full if n is not None]
     finally:
         store.close()
     cells = sorted((n for n in nodes if n.kind == "code" and n.depth == 0), key=lambda n: n.node_id)
