@@ -34,9 +34,14 @@ from provenance_corpus import (
     town_records,
 )
 
+from rlm_core import RLM
+from rlm_core.analysis.narrate import QUESTION
 from rlm_core.context import text_of
 from rlm_core.engine.provenance import place
 from rlm_core.engine.spans import SURE, ContextIndex
+from rlm_core.evaluate.examples import NEEDLE, needle_document
+from rlm_core.models.model import Role
+from rlm_core.models.scripted import ScriptedModel
 
 LOG = server_log(400_000)
 CASES: dict[str, tuple[Any, list[Shape]]] = {
@@ -144,3 +149,57 @@ def test_a_hundred_megabyte_context(traces_dir: Path) -> None:
     _, truth = cell.truth(context)
     result = score(of_nodes(calls), truth, context, Score())
     assert result.calls == 10 and result.phantom_chars == 0 and result.pieces_below(0.99) == 0
+
+
+def test_child_rlms_over_slices(traces_dir: Path) -> None:
+    """The root hands four 50,000-char slices to child RLMs; each child maps its own context in
+    10,000-char chunks: every level records places in the original."""
+    top = "slices = [context[a:a + 50000] for a in range(0, 200000, 50000)]\n"
+    top += "answers = rlm_query_batched(['Any errors here?'] * 4, contexts=slices)"
+    inner = shape("chunks", FIXED_CHUNKS, size=10_000).code
+    inner += "\nanswers = llm_query_batched(prompts)"
+
+    def root(messages: list[dict[str, Any]]) -> str:
+        turn = sum(1 for m in messages if m["role"] == "assistant")
+        child = "Question: Any errors here?" in messages[1]["content"]
+        return f"```repl\n{(inner if child else top) if turn == 0 else 'FINAL(answers[0])'}\n```"
+
+    def make(name: str, role: Role) -> ScriptedModel:
+        return ScriptedModel(name, root if role == "root" else lambda m: "checked the chunk")
+
+    rlm = RLM("s/root", "s/sub", models=make, child_root_model="s/root", traces_dir=traces_dir)
+    result = rlm.run(LOG, "What went wrong?")
+    assert result.status == "ok"
+    _, nodes = stored(result.run_id)
+    asked = sorted((n for n in nodes if n.kind == "rlm_query"), key=lambda n: n.meta["batch_index"])
+    for i, node in enumerate(asked):
+        a = 50_000 * i
+        assert node.context_spans == [[a, a + 50_000]]
+        cell, final = sorted(
+            (n for n in nodes if n.kind == "code" and n.parent_id == node.meta["child_run"]),
+            key=lambda n: n.node_id,
+        )
+        assert cell.context_spans == [[a, a + 50_000]] and final.context_spans == []
+        calls = sorted(
+            (n for n in nodes if n.parent_id == cell.node_id), key=lambda n: n.meta["batch_index"]
+        )
+        assert [n.context_spans for n in calls] == [
+            [[a + k, a + k + 10_000]] for k in range(0, 50_000, 10_000)
+        ]
+
+
+def test_the_demo_reads_what_it_reads(traces_dir: Path) -> None:
+    """The demo's first cell joins the parts and prints 500 characters: it read 500, not all."""
+    context = needle_document(200_000)
+    result = RLM("demo/root", "demo/sub", traces_dir=traces_dir).run(context, QUESTION)
+    _, nodes = stored(result.run_id)
+    probe, search, cut, reduce = sorted(
+        (n for n in nodes if n.kind == "code"), key=lambda n: n.node_id
+    )
+    assert probe.context_spans == [[0, 500]] and probe.meta["shown_spans"] == [[0, 500]]
+    assert search.context_spans == [[0, len(context)]]  # finditer scans everything
+    (call,) = [n for n in nodes if n.kind == "llm_query"]
+    ((start, end),) = call.context_spans
+    assert cut.context_spans == [[start, end]] and context[start:end] in call.input
+    assert context.find(NEEDLE) in range(start, end) and reduce.context_spans == []
+    assert call.meta["used_by"] == ["a", "answer", "answers", "found"]
