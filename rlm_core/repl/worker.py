@@ -128,7 +128,7 @@ class SubCalls:
                 self._waiting.pop(call_id, None)
         reply = slot.reply
         if reply.get("ok"):
-            self.flow.received(call_id, reply.get("value"))
+            self.flow.received(call_id, reply.get("value"), args)
             return reply.get("value")
         if reply.get("abort"):
             self.abort = str(reply["abort"])
