@@ -232,6 +232,12 @@ def _needles(nodes: Sequence[Node], needles: Sequence[str], text: str) -> list[F
         if not any(h["seen_by_model"] or h["shown_to_root"] for h in hits):
             readers = sorted({i for h in hits for i in h["read_by_code"]})
             how = "only code read it" if readers else "nothing read it"
+            maybe = {i for h in hits for i in h["maybe_seen_by_model"]}
+            if maybe:
+                how += (
+                    f"; {len(maybe)} sub-call(s) saw the same text at a place the trace could "
+                    "not tell"
+                )
             out.append(
                 Finding(
                     "needle_unseen",
