@@ -13,7 +13,15 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
-from rlm_core.analysis.narrate import EXAMPLES, LEARN_DIR, code_patterns, example_run_id, narrate
+from rlm_core.analysis.narrate import (
+    EXAMPLES,
+    LEARN_DIR,
+    code_patterns,
+    example_run_id,
+    narrate,
+    pair_outcome,
+)
+from rlm_core.evaluate.scoring import score_for
 from rlm_core.exchange.jsonl import FORMAT
 from rlm_core.types import Node
 
@@ -158,3 +166,16 @@ def test_record_writes_importable_exports(tmp_path: Path) -> None:
             assert run_id and (store.get_run(run_id) or {}).get("status") == "ok"
     finally:
         store.close()
+
+
+def test_pair_outcome_says_who_found_the_answer_and_when_both_missed() -> None:
+    assert pair_outcome([("RLM", 1.0), ("RAG (BM25)", 0.0)]) == (
+        "RAG (BM25) missed the expected answer; RLM found it."
+    )
+    assert (
+        pair_outcome([("RLM", 1.0), ("summarize", 1.0)]) == "Both runs found the expected answer."
+    )
+    assert (pair_outcome([("RLM", 0.0), ("RAG (BM25)", 0.0)]) or "").startswith("Both runs missed")
+    assert pair_outcome([("RLM", None), ("RAG (BM25)", 1.0)]) is None
+    assert score_for("Q?", ("Q?",), ("48213",), (), "The code is 48213.") == 1.0
+    assert score_for("Other?", ("Q?",), ("48213",), (), "48213") is None
