@@ -130,9 +130,11 @@ def test_walkthrough_from_start_to_summary(traces_dir: Path) -> None:
         badges.update(
             re.findall(r"badge\[(pattern: \w+)\]", " ".join(m.value for m in at.markdown))
         )
-        if step == 2:  # the probe cell: its slice is highlighted in the document view
+        if step == 2:  # the probe cell: the 500 characters it read and printed are highlighted
             body = str(at.get("html")[0].proto.body)
-            assert 'class="rlm-mark rlm-focus"' in body
+            assert 'class="rlm-mark rlm-shown"' in body and "range 1 of 1: chars 0–500" in str(
+                [t.value for t in at.text]
+            )
             assert any("def" not in c.value and "context" in c.value for c in at.code)
         if step < count - 1:
             at.button(key="learn_next").click().run()
