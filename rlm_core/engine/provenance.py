@@ -146,8 +146,11 @@ def _matched(text: str, lo: int, hi: int, index: ContextIndex) -> list[Piece]:
         places = index.find_all(text[lo:hi])
         if places:
             return [Piece(lo, hi, places[0], places)]
-    found, j = [], lo
+    found, j, windows = [], lo, index.windows()
     while j <= hi - MIN_SHORT:
+        if (j + K > hi or text[j : j + K] not in windows) and not (j == 0 or text[j - 1] == "\n"):
+            j += 1  # most positions start nothing: this test is the whole cost of the scan
+            continue
         piece = _seed(text, j, lo, hi, index)
         if piece is not None:
             found.append(piece)

@@ -50,7 +50,10 @@ class ContextIndex:
         """What short texts were found to hold, kept by provenance.py for reuse (a batch's
         prompts share their template)."""
 
-    def _windows(self) -> dict[str, int]:
+    def windows(self) -> dict[str, int]:
+        """Sampled window -> its first position (`window_places` has them all)."""
+        if self._first is not None:  # built: no lock on the hot path
+            return self._first
         with self._lock:
             if self._first is None:
                 text, first, more = self.text, dict[str, int](), self._more
@@ -79,7 +82,7 @@ class ContextIndex:
 
     def window_places(self, window: str) -> Sequence[int]:
         """Sampled positions whose K characters are `window`."""
-        at = self._windows().get(window)
+        at = self.windows().get(window)
         return () if at is None else self._more.get(window) or (at,)
 
     def line_places(self, head: str) -> Sequence[int]:
@@ -98,9 +101,13 @@ class ContextIndex:
         length, text = end - start, self.text
         run = text[start:end]
         if length >= SURE:
-            found = {start}
+            found, first, more = {start}, self.windows(), self._more
             for phase in range(STEP):  # every other occurrence holds a sampled window at a phase
-                for at in self.window_places(run[phase : phase + K]):
+                window = run[phase : phase + K]
+                seen = first.get(window)
+                if seen is None or (seen == start + phase and window not in more):
+                    continue  # the run's own window, found nowhere else
+                for at in more.get(window) or (seen,):
                     q = at - phase
                     if q not in found and q >= 0 and text.startswith(run, q):
                         found.add(q)
@@ -134,7 +141,8 @@ def forward(a: str, ai: int, b: str, bi: int, limit: int) -> int:
     limit = min(limit, len(a) - ai, len(b) - bi)
     n, step = 0, 32
     while n < limit:
-        step = min(step, limit - n)
+        if step > limit - n:
+            step = limit - n
         if a[ai + n : ai + n + step] == b[bi + n : bi + n + step]:
             n, step = n + step, step * 2
         elif step == 1:
@@ -149,7 +157,8 @@ def backward(a: str, ai: int, b: str, bi: int, limit: int) -> int:
     limit = min(limit, ai, bi)
     n, step = 0, 32
     while n < limit:
-        step = min(step, limit - n)
+        if step > limit - n:
+            step = limit - n
         if a[ai - n - step : ai - n] == b[bi - n - step : bi - n]:
             n, step = n + step, step * 2
         elif step == 1:
