@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from conftest import repl, stored
 from provenance_corpus import (
+    BOILERPLATE,
     FIXED_CHUNKS,
     HEADERS,
     LICENSE,
@@ -35,10 +36,11 @@ from provenance_corpus import (
 )
 
 from rlm_core import RLM
+from rlm_core.analysis.insight import coverage, where_is
 from rlm_core.analysis.narrate import QUESTION
 from rlm_core.context import text_of
 from rlm_core.engine.provenance import place
-from rlm_core.engine.spans import SURE, ContextIndex
+from rlm_core.engine.spans import SURE, ContextIndex, merge_spans
 from rlm_core.evaluate.examples import NEEDLE, needle_document
 from rlm_core.models.model import Role
 from rlm_core.models.scripted import ScriptedModel
@@ -203,3 +205,21 @@ def test_the_demo_reads_what_it_reads(traces_dir: Path) -> None:
     assert cut.context_spans == [[start, end]] and context[start:end] in call.input
     assert context.find(NEEDLE) in range(start, end) and reduce.context_spans == []
     assert call.meta["used_by"] == ["a", "answer", "answers", "found"]
+
+
+def test_coverage_and_where_is_agree_with_the_slices(traces_dir: Path) -> None:
+    """Minutes with a notice every fifth paragraph; 60 paragraphs sent one per call: Coverage
+    marks exactly those paragraphs as seen, and Where is X? names, for each copy of the notice,
+    the one call whose paragraph it is (or none)."""
+    context, (cell,) = CASES["town"]
+    (calls,) = run_shapes(context, [cell], traces_dir)
+    _, truth = cell.truth(context)
+    seen = [[s["start"], s["end"]] for s in coverage(calls, len(context)) if s["state"] == "model"]
+    assert seen == merge_spans(r for pieces in truth for r in pieces)
+    for hit in where_is(context, BOILERPLATE, calls):
+        owner = [
+            n.node_id
+            for n, pieces in zip(calls, truth, strict=True)
+            if any(s <= hit["start"] and hit["end"] <= e for s, e in pieces)
+        ]
+        assert hit["seen_by_model"] == owner and hit["maybe_seen_by_model"] == []
