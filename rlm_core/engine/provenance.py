@@ -189,21 +189,27 @@ def _widen(p: Piece, text: str, lo: int, hi: int, index: ContextIndex) -> None:
 
 def _seed(text: str, j: int, lo: int, hi: int, index: ContextIndex) -> Piece | None:
     """The longest run through text[j] that starts at a sampled window or at a line start."""
-    context, best = index.text, None
-    if j + K <= hi:
-        places = index.window_places(text[j : j + K])
-        if len(places) <= MAX_SEED_PLACES:
-            for i in places:
-                back = backward(text, j, context, i, j - lo)
-                run = back + forward(text, j, context, i, hi - j)
-                if best is None or run > best.size:
-                    best = Piece(j - back, j - back + run, i - back)
-    if best is not None or not (j == 0 or text[j - 1] == "\n"):
+    windows = index.window_places(text[j : j + K]) if j + K <= hi else ()
+    best = _longest(text, j, lo, hi, index.text, windows)
+    if best is not None or not _line_start(text, j):
         return best
     line_end = text.find("\n", j, hi)
     head = text[j : min(j + LINE_KEY, hi if line_end < 0 else line_end)]
-    places = index.line_places(head) if len(head) >= MIN_SHORT else ()
-    for i in places[:MAX_SEED_PLACES]:
+    lines = index.line_places(head) if len(head) >= MIN_SHORT else ()
+    # a line start is tried even when the line is common (a few per text): its run is flagged
+    return _longest(text, j, lo, hi, index.text, lines[:MAX_SEED_PLACES])
+
+
+def _longest(
+    text: str, j: int, lo: int, hi: int, context: str, places: Sequence[int]
+) -> Piece | None:
+    """The longest run of text[lo:hi] through text[j] aligned with one of `places` (positions
+    of the context whose text text[j] starts); none when they are too common to try (a window
+    found at more places than that starts nothing: the scan would try it at every position)."""
+    if len(places) > MAX_SEED_PLACES:
+        return None
+    best = None
+    for i in places:
         back = backward(text, j, context, i, j - lo)
         run = back + forward(text, j, context, i, hi - j)
         if best is None or run > best.size:
