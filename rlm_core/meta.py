@@ -101,6 +101,12 @@ class SubCallMeta(CommonMeta, total=False):
     refused_calls: Annotated[int, "calls of the batch a limit refused (on the one node for them)"]
     fallback_from: Annotated[str, "`rlm_query` at the deepest level, sent as `llm_query`"]
     used_by: Annotated[list[str], "variables that kept its text (`[]`: dropped)"]
+    ambiguous: Annotated[
+        list[dict[str, Any]],
+        "runs of its text found at several places of the context that nothing told apart, not "
+        "in `context_spans`: the first place (`start`, `end`), `occurrences` (null: could not "
+        "be counted) and the candidate `places`",
+    ]
     child_run: Annotated[str, "the child run's node id (`rlm_query`)"]
     round: Annotated[int, "summary round (summarize)"]
     part: Annotated[int, "part of the text summarized (summarize)"]

@@ -179,6 +179,8 @@ class CellResult:
     stdout_total_chars: int = 0
     """Length of everything printed, including what was dropped beyond the capture cap."""
     read_spans: list[list[int]] = field(default_factory=list)
+    copied_spans: list[list[int]] = field(default_factory=list)
+    """Ranges the cell copied text out of (a hint for placing what it sent and printed)."""
     assignments: dict[str, list[str]] = field(default_factory=dict)
 
 

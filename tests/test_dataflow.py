@@ -101,3 +101,20 @@ def test_sandbox_reports_call_keys(tmp_path: Path) -> None:
         sb.execute("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", timeout_s=10)
         result = sb.execute("e = llm_query('after')", timeout_s=10)
         assert result.assignments == {"e": ["2.1"]}
+
+
+def test_an_answer_its_prompt_already_holds_is_not_found_in_the_prompts(fake: Any) -> None:
+    """The template says "reply NOT FOUND"; the answers that do are in `answers`, not in
+    `prompts` (which held that text before any answer came back)."""
+    code = (
+        "prompts = [f'Reply NOT FOUND if it is absent.\\n{context[i:i + 30]}' for i in (0, 30)]\n"
+        "answers = llm_query_batched(prompts)\nkept = [a for a in answers if a != 'x']"
+    )
+    result, _, _ = fake([repl(code), repl("FINAL('done')")], "q" * 60, sub=lambda b: "NOT FOUND")
+    _, nodes = stored(result.run_id)
+    subs = by_kind(nodes, "llm_query")
+    assert by_kind(nodes, "code")[0].meta["assignments"] == {
+        "answers": [n.node_id for n in sorted(subs, key=lambda n: n.meta["batch_index"])],
+        "kept": [n.node_id for n in sorted(subs, key=lambda n: n.meta["batch_index"])],
+    }
+    assert all(n.meta["used_by"] == ["answers", "kept"] for n in subs)

@@ -15,7 +15,8 @@ from rlm_core.analysis.insight import (
     timeline,
     where_is,
 )
-from rlm_core.engine.spans import ContextIndex, map_spans, pieces_of_original
+from rlm_core.engine.provenance import place
+from rlm_core.engine.spans import ContextIndex, map_spans
 from rlm_core.types import Node
 
 T0 = 1_000.0
@@ -241,7 +242,7 @@ def test_child_offsets_map_through_pieces_of_the_original() -> None:
     original = "".join(f"<{i:04d}>" for i in range(500))
     index = ContextIndex(original)
     child = "Instructions first. " + original[300:600]
-    pieces = pieces_of_original(child, index)
+    pieces = place(child, index).pieces
     assert pieces == [(20, 320, 300)]
     assert map_spans([[0, 25], [100, 110]], pieces) == [[300, 305], [380, 390]]
     assert map_spans([[0, 10]], pieces) == []
@@ -262,3 +263,12 @@ def test_estimate_with_known_and_unknown_prices() -> None:
     # a local GGUF runs here: free before its file is ever loaded (no file at this path)
     local = estimate("local//nowhere/model.gguf", "demo/sub", 1000)
     assert local["root_usd_per_iteration"] == 0 and local["unknown_prices"] == []
+
+
+def test_where_is_names_calls_that_saw_the_text_at_an_undecided_place() -> None:
+    text = "header line one\n" * 3 + "x" * 50
+    flag = {"start": 0, "end": 15, "occurrences": 3, "places": [0, 16, 32]}
+    call = Node("q", "r", "c", "llm_query", 1, 1, meta={"ambiguous": [flag]})
+    hits = where_is(text, "header line one", [call])
+    assert [h["maybe_seen_by_model"] for h in hits] == [["q"], ["q"], ["q"]]
+    assert all(h["seen_by_model"] == [] for h in hits)

@@ -139,6 +139,12 @@ def test_window_is_bounded_for_huge_ranges() -> None:
     assert hi == total and hi - lo <= document_view.RADIUS + 5
 
 
+def test_window_opens_on_the_range() -> None:
+    """The box shows about two lines before the range, so the range is in view at once."""
+    lo, hi = document_view.window(500_000, 500_080, 1_000_000)
+    assert 500_000 - lo == document_view.LEAD and hi == 500_080 + document_view.RADIUS
+
+
 def test_ranges_of_each_kind(demo: tuple[str, list[Node]]) -> None:
     _, nodes = demo
     sub = of_kind(nodes, "llm_query")[0]

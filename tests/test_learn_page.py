@@ -13,7 +13,15 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
-from rlm_core.analysis.narrate import EXAMPLES, LEARN_DIR, code_patterns, example_run_id, narrate
+from rlm_core.analysis.narrate import (
+    EXAMPLES,
+    LEARN_DIR,
+    code_patterns,
+    example_run_id,
+    narrate,
+    pair_outcome,
+)
+from rlm_core.evaluate.scoring import score_for
 from rlm_core.exchange.jsonl import FORMAT
 from rlm_core.types import Node
 
@@ -122,9 +130,11 @@ def test_walkthrough_from_start_to_summary(traces_dir: Path) -> None:
         badges.update(
             re.findall(r"badge\[(pattern: \w+)\]", " ".join(m.value for m in at.markdown))
         )
-        if step == 2:  # the probe cell: its slice is highlighted in the document view
+        if step == 2:  # the probe cell: the 500 characters it read and printed are highlighted
             body = str(at.get("html")[0].proto.body)
-            assert 'class="rlm-mark rlm-focus"' in body
+            assert 'class="rlm-mark rlm-shown"' in body and "range 1 of 1: chars 0–500" in str(
+                [t.value for t in at.text]
+            )
             assert any("def" not in c.value and "context" in c.value for c in at.code)
         if step < count - 1:
             at.button(key="learn_next").click().run()
@@ -159,3 +169,16 @@ def test_record_writes_importable_exports(tmp_path: Path) -> None:
             assert found is not None and found.status == "ok"
     finally:
         store.close()
+
+
+def test_pair_outcome_says_who_found_the_answer_and_when_both_missed() -> None:
+    assert pair_outcome([("RLM", 1.0), ("RAG (BM25)", 0.0)]) == (
+        "RAG (BM25) missed the expected answer; RLM found it."
+    )
+    assert (
+        pair_outcome([("RLM", 1.0), ("summarize", 1.0)]) == "Both runs found the expected answer."
+    )
+    assert (pair_outcome([("RLM", 0.0), ("RAG (BM25)", 0.0)]) or "").startswith("Both runs missed")
+    assert pair_outcome([("RLM", None), ("RAG (BM25)", 1.0)]) is None
+    assert score_for("Q?", ("Q?",), ("48213",), (), "The code is 48213.") == 1.0
+    assert score_for("Other?", ("Q?",), ("48213",), (), "48213") is None

@@ -67,12 +67,11 @@ def test_reads_of_a_text_context(text_box: Sandbox, code: str, expected: list[li
     assert reads(text_box, code) == expected
 
 
-def test_derived_strings_do_not_keep_recording(text_box: Sandbox) -> None:
-    assert reads(text_box, "piece = context[0:100]") == [[0, 100]]
-    assert (
-        reads(text_box, "a = piece[10:20]\nb = piece.split()\nimport re\nre.findall('x', piece)")
-        == []
-    )
+def test_reads_through_a_slice_are_reads_of_the_context_there(text_box: Sandbox) -> None:
+    assert reads(text_box, "piece = context[100:200]") == [[100, 200]]
+    assert reads(text_box, "a = piece[10:40]\nb = piece[-5:]") == [[110, 140], [195, 200]]
+    assert reads(text_box, "import re\nn = len(re.findall('x', piece))") == [[100, 200]]
+    assert reads(text_box, "short = piece[:5]\nx = short.upper()") == [[100, 105]]
 
 
 def test_context_still_behaves_like_a_str(text_box: Sandbox) -> None:
@@ -205,3 +204,49 @@ def test_random_access_is_recorded_within_bounds() -> None:
     recorder.active = False
     recorder.add(0, 10)  # outside a cell nothing is recorded
     assert recorder.take() == []
+
+
+def test_strings_built_from_slices_tell_where_their_pieces_came_from(tmp_path: Path) -> None:
+    """f-strings, `+`, joins, split and strip keep each piece's place; the worker sends them with
+    the sub-call ([start in the prompt, end, start in the context])."""
+    path = tmp_path / "context.txt"
+    path.write_text(TEXT)
+    sent: list[dict[str, Any]] = []
+
+    def handler(fn: str, args: dict[str, Any]) -> str:
+        sent.append(args)
+        return "ok"
+
+    lines = TEXT.splitlines()
+    third, fourth = TEXT.index(lines[3]), TEXT.index(lines[4])
+    joined = len(lines[3]) + 1
+    code = (
+        "a = context[100:150]\n"
+        "llm_query(f'Q: {a}!')\n"
+        "llm_query('x' + context[200:240] + context[240:260])\n"
+        "llm_query('\\n'.join(context.splitlines()[3:5]))\n"
+        "llm_query(str(context[300:350]).strip())\n"
+        "llm_query(f'{context[0:5]} {3.14159:.2f} {a!r:.3}')"
+    )
+    with Sandbox(ContextRef(str(path), "text"), handler) as sb:
+        result = sb.execute(code, timeout_s=20)
+    assert result.error is None, result.error
+    froms = [args["_from"][0] for args in sent]
+    assert froms[0] == [[3, 53, 100]]
+    assert froms[1] == [[1, 41, 200], [41, 61, 240]]
+    assert froms[2] == [[0, joined - 1, third], [joined, joined + len(lines[4]), fourth]]
+    assert froms[3] == [[0, 50, 300]] and TEXT[300:350].strip() == TEXT[300:350]
+    assert froms[4] == [] and sent[4]["prompt"] == f"{TEXT[0:5]} 3.14 {TEXT[100:150]!r:.3}"
+
+
+def test_rewritten_cells_keep_python_semantics(text_box: Sandbox) -> None:
+    code = (
+        "import os, threading\n"
+        "t = threading.Thread(target=lambda: None)\nt.start()\nt.join()\n"
+        "width = 6\n"
+        "print(f\"{3.14159:.2f}|{'x'!r}|{width=}|{'ab':>{width}}|{f'{1}{2}'}\")\n"
+        "print(', '.join(str(i) for i in range(3)), os.path.join('a', 'b'), '-'.join([]))"
+    )
+    result = text_box.execute(code, timeout_s=20)
+    assert result.error is None, result.error
+    assert result.stdout == "3.14|'x'|width=6|    ab|12\n0, 1, 2 a/b \n"

@@ -231,7 +231,9 @@ def test_sub_calls_reach_handler_with_args(sandbox: Sandbox, handler: RecordingH
     )
     result = run(sandbox, code)
     assert result.stdout == "answer to p1 answer to p3\n"
-    assert handler.calls == [
+    # beside the arguments: where each text's pieces came from, and what the cell copied
+    assert all({"_from", "_copied"} <= set(args) for _, args in handler.calls)
+    assert [(fn, {k: v for k, v in a.items() if k[0] != "_"}) for fn, a in handler.calls] == [
         ("llm_query", {"prompt": "p1", "model": None}),
         ("llm_query", {"prompt": "p2", "model": "small"}),
         ("rlm_query", {"prompt": "p3", "context": {"k": [1, 2]}}),
@@ -243,7 +245,7 @@ def test_batched_call_is_one_handler_call(sandbox: Sandbox, handler: RecordingHa
     result = run(sandbox, "print(llm_query_batched(['a', 'b', 'c']))")
     assert result.stdout == "['answer to a', 'answer to b', 'answer to c']\n"
     run(sandbox, "rlm_query_batched(('x', 'y'), contexts=['cx', ['cy']])")
-    assert handler.calls == [
+    assert [(fn, {k: v for k, v in a.items() if k[0] != "_"}) for fn, a in handler.calls] == [
         ("llm_query_batched", {"prompts": ["a", "b", "c"], "model": None}),
         ("rlm_query_batched", {"prompts": ["x", "y"], "contexts": ["cx", ["cy"]]}),
     ]

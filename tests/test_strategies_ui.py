@@ -71,6 +71,12 @@ def test_learn_questions_run_each_pair_and_show_the_traces() -> None:
     assert list(table["strategy"]) == ["RLM", "RAG (BM25)"]
     read = table.set_index("strategy")["read by code"]
     assert read["RLM"] == "100%" and read["RAG (BM25)"] == "0%"
+    # the pair shows what its text claims: RAG's retrieval misses, the RLM does not
+    check = table.set_index("strategy")["check"]
+    assert check["RLM"].startswith("correct") and check["RAG (BM25)"].startswith("incorrect")
+    assert any(
+        "RAG (BM25) missed the expected answer; RLM found it" in m.value for m in at.markdown
+    )
 
     at.radio(key="learn_question").set_value("prompt").run()
     assert not at.exception

@@ -14,6 +14,7 @@ import pytest
 from rlm_core.context import flatten
 from rlm_core.engine import prompts
 from rlm_core.engine.parsing import code_blocks, text_final
+from rlm_core.engine.provenance import spans_in
 from rlm_core.engine.scripted import root_reply
 from rlm_core.engine.spans import ContextIndex
 from rlm_core.evaluate.examples import EXAMPLES, LABELS, NEEDLE, label_counts, needle_document
@@ -51,10 +52,10 @@ def test_spans_find_every_slice_and_merge_neighbours() -> None:
     context = "".join(rng.choice("abcdefghij ") for _ in range(200_000))
     index = ContextIndex(context)
     prompt = f"Q?\n{context[1000:3000]}\n---\n{context[3000:5000]}\n{context[150_000:150_500]}"
-    assert index.spans(prompt) == [[1000, 5000], [150_000, 150_500]]
-    assert index.spans("nothing from the context here at all, not a single slice of it") == []
-    assert index.spans(context[77:120]) == [[77, 120]]  # short: found by a direct search
-    assert index.spans("abc") == []  # too short to mean anything
+    assert spans_in(prompt, index) == [[1000, 5000], [150_000, 150_500]]
+    assert spans_in("nothing from the context here at all, not a single slice of it", index) == []
+    assert spans_in(context[77:120], index) == [[77, 120]]  # short: found by a direct search
+    assert spans_in("abc", index) == []  # too short to mean anything
 
 
 def test_spans_of_a_list_context_are_offsets_into_the_joined_parts() -> None:
@@ -63,14 +64,15 @@ def test_spans_of_a_list_context_are_offsets_into_the_joined_parts() -> None:
     assert offsets == [("0", 0), ("1", len(parts[0]) + 2)]
     index = ContextIndex(parts)
     start = len(parts[0]) + 2
-    assert index.spans("x " + parts[1]) == [[start, start + len(parts[1])]]
+    # whitespace at the ends of a matched run is left out: it may be the prompt's own
+    assert spans_in("x " + parts[1], index) == [[start, start + len(parts[1].rstrip())]]
 
 
 def test_spans_are_fast_on_a_big_context() -> None:
     context = "lorem ipsum dolor sit amet " * 400_000  # 10.8 M chars, highly repetitive
     index = ContextIndex(context)
     t = time.perf_counter()
-    index.spans("q\n" + context[5_000_000:5_100_000])
+    spans_in("q\n" + context[5_000_000:5_100_000], index)
     print(f"10 MB index + one 100 K-char prompt: {time.perf_counter() - t:.2f} s")
 
 

@@ -9,6 +9,7 @@ import pytest
 
 from rlm_core import RLM, TraceStore
 from rlm_core.analysis.views import (
+    ambiguity_notes,
     clip,
     describe_spans,
     filter_rows,
@@ -113,6 +114,19 @@ def test_span_description_names_parts_of_dict_and_list_contexts() -> None:
     assert "across parts 'a.txt' to 'b.md'" in span_description([[90, 110]], context)
     assert "in part '1'" in span_description([[8, 9]], ["xxxx", "yyyy"])
     assert describe_spans([[0, 1]], 0) == ["chars 0–1 of 0 (0.0%–0.0%)"]
+
+
+def test_ambiguous_runs_are_named_with_how_often_they_occur() -> None:
+    flags = [
+        {"start": 400, "end": 824, "occurrences": 12, "places": [400, 1400]},
+        {"start": 90, "end": 150, "occurrences": None, "places": []},
+    ]
+    node = Node("n", "r", "c", "llm_query", 1, 1, meta={"ambiguous": flags})
+    first, second = ambiguity_notes(node, 2_000)
+    assert first.startswith("424 chars of it are not placed: this text occurs 12 times")
+    assert "chars 400–824 (20.0%)" in first
+    assert "occurs more than once" in second
+    assert ambiguity_notes(Node("m", "r", "c", "llm_query", 1, 1), 2_000) == []
 
 
 def test_slice_with_margin_clamps_to_the_text() -> None:

@@ -17,7 +17,9 @@ from rlm_core.types import Node
 from ui.safe import esc
 
 RADIUS = 2_000
-"""Characters shown either side of a range."""
+"""Characters shown after a range (and before a position)."""
+LEAD = 240
+"""Characters shown before a range: about two lines, so the box opens with the range in view."""
 MAX_RANGE_SHOWN = 6_000
 """Longer ranges (a cell that read everything) are shown from their start only."""
 
@@ -79,10 +81,11 @@ def ranges_of(node: Node, nodes: Sequence[Node]) -> tuple[Spans, Spans]:
 
 
 def window(start: int, end: int, total: int, radius: int = RADIUS) -> tuple[int, int]:
-    """[lo, hi) to show around the range [start, end): bounded even for a huge range."""
+    """[lo, hi) to show around the range [start, end): bounded even for a huge range, starting
+    shortly before the range so that it is in view without scrolling."""
     start = max(0, min(start, total))
     end = max(start, min(end, start + MAX_RANGE_SHOWN, total))
-    return max(0, start - radius), min(total, end + radius)
+    return max(0, start - min(radius, LEAD)), min(total, end + radius)
 
 
 def window_html(text: str, lo: int, hi: int, marks: Sequence[Mark]) -> str:
@@ -164,7 +167,7 @@ def show(
     if end - start > MAX_RANGE_SHOWN:
         st.caption(f"this range is {end - start:,} chars long; its first {MAX_RANGE_SHOWN:,} shown")
     kinds = ["focus", "read"] + (["shown"] if shown else [])
-    st.caption(" · ".join(LEGEND[k] for k in kinds) + f" · ±{RADIUS:,} chars of context")
+    st.caption(" · ".join(LEGEND[k] for k in kinds) + f" · {RADIUS:,} chars of context after")
 
 
 def show_at(

@@ -291,11 +291,21 @@ def coverage(nodes: Sequence[Node], context_chars: int) -> list[dict[str, Any]]:
     return out
 
 
+def _may_cover(node: Node, start: int, end: int) -> bool:
+    """A run of the node's text that occurs at several places, one of them around [start, end)."""
+    return any(
+        q <= start and end <= q + int(i["end"]) - int(i["start"])
+        for i in node.meta.get("ambiguous") or []
+        for q in i.get("places") or []
+    )
+
+
 def where_is(
     context_text: str, needle: str, nodes: Sequence[Node], cap: int = WHERE_IS_CAP
 ) -> list[dict[str, Any]]:
     """Every occurrence of `needle` (up to `cap`): which sub-calls saw all of it, which code
-    cells read any of it, and which cells printed all of it to the root model."""
+    cells read any of it, which cells printed all of it to the root model, and which sub-calls
+    saw the same text at a place the trace could not tell (meta.ambiguous)."""
     out: list[dict[str, Any]] = []
     at = context_text.find(needle) if needle else -1
     while at >= 0 and len(out) < cap:
@@ -318,6 +328,9 @@ def where_is(
                     n.node_id
                     for n in nodes
                     if n.kind == "code" and _covers(n.meta.get("shown_spans") or [], at, end)
+                ],
+                "maybe_seen_by_model": [
+                    n.node_id for n in nodes if n.kind in SUB_CALL_KINDS and _may_cover(n, at, end)
                 ],
             }
         )

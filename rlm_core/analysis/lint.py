@@ -86,11 +86,17 @@ def _unused_results(nodes: Sequence[Node]) -> list[Finding]:
     ]
 
 
-def _repeated_calls(nodes: Sequence[Node]) -> list[Finding]:
-    groups: dict[tuple[str, str | None, str], list[str]] = defaultdict(list)
+def _repeated_calls(nodes: Sequence[Node], by_id: dict[str, Node]) -> list[Finding]:
+    """The same prompt to the same model more than once. A child RLM's question goes with its
+    context: the same question over different chunks (rlm_query_batched) is a map, not a repeat."""
+    groups: dict[tuple[str, str | None, str, str], list[str]] = defaultdict(list)
     for n in nodes:
         if n.kind in SUB_CALL_KINDS and n.input:
-            groups[(n.kind, n.model, n.input)].append(n.node_id)
+            child = by_id.get(str(n.meta.get("child_run")))
+            context = ""  # an llm_query's prompt is all its model sees
+            if n.kind == "rlm_query":
+                context = str(child.meta.get("context_sha") if child else n.context_spans)
+            groups[(n.kind, n.model, n.input, context)].append(n.node_id)
     return [
         Finding(
             "repeated_call",
@@ -99,7 +105,7 @@ def _repeated_calls(nodes: Sequence[Node]) -> list[Finding]:
             f"{f' to {model}' if model else ''}.",
             ids,
         )
-        for (kind, model, prompt), ids in groups.items()
+        for (kind, model, prompt, _), ids in groups.items()
         if len(ids) > 1
     ]
 
@@ -226,6 +232,12 @@ def _needles(nodes: Sequence[Node], needles: Sequence[str], text: str) -> list[F
         if not any(h["seen_by_model"] or h["shown_to_root"] for h in hits):
             readers = sorted({i for h in hits for i in h["read_by_code"]})
             how = "only code read it" if readers else "nothing read it"
+            maybe = {i for h in hits for i in h["maybe_seen_by_model"]}
+            if maybe:
+                how += (
+                    f"; {len(maybe)} sub-call(s) saw the same text at a place the trace could "
+                    "not tell"
+                )
             out.append(
                 Finding(
                     "needle_unseen",
@@ -246,7 +258,7 @@ def lint(
     found = [
         *_final_unread(nodes, by_id),
         *_unused_results(nodes),
-        *_repeated_calls(nodes),
+        *_repeated_calls(nodes, by_id),
         *_oversized_prompts(nodes),
         *_repeated_errors(nodes, by_id),
         *_no_progress(nodes, by_id),

@@ -257,6 +257,23 @@ def narrate(node: Node, nodes: Sequence[Node], total: int) -> Step:
     return Step(node.node_id, title, found, text)
 
 
+def pair_outcome(sides: Sequence[tuple[str, float | None]]) -> str | None:
+    """One sentence on which runs of a Learn pair found the expected answer (the names are our
+    strategy labels); None when the expected answer is not known."""
+    if not sides or any(points is None for _, points in sides):
+        return None
+    right = [name for name, points in sides if points is not None and points >= 0.999]
+    wrong = [name for name, _ in sides if name not in right]
+    if not wrong:
+        return "Both runs found the expected answer."
+    if not right:
+        return (
+            "Both runs missed the expected answer here: the demo models cannot answer this "
+            "question, so the pair shows what each run read, not which one is right."
+        )
+    return f"{' and '.join(wrong)} missed the expected answer; {' and '.join(right)} found it."
+
+
 # ---- the bundled examples --------------------------------------------------------------------
 
 EXAMPLES = {

@@ -146,6 +146,26 @@ def span_description(spans: Sequence[Sequence[int]], context: Any) -> str:
     return "; ".join(lines) + (f" — {summary}" if summary else "")
 
 
+def ambiguity_notes(node: Node, total: int) -> list[str]:
+    """One line per run of a node's text that occurs at several places of the context: the
+    trace shows the first place but does not claim it (meta.ambiguous, see engine/provenance)."""
+    lines = []
+    for item in node.meta.get("ambiguous") or []:
+        start, end, count = int(item["start"]), int(item["end"]), item.get("occurrences")
+        often = f"occurs {count:,} times" if count else "occurs more than once"
+        lines.append(
+            f"{end - start:,} chars of it are not placed: this text {often} in the document and "
+            f"nothing tells which copy it came from; the first it could be is at chars "
+            f"{start:,}–{end:,} ({_pct(start, total)})"
+        )
+    return lines
+
+
+def ambiguous_spans(node: Node) -> list[list[int]]:
+    """The first place of each run of the node's text that occurs at several places."""
+    return [[int(i["start"]), int(i["end"])] for i in node.meta.get("ambiguous") or []]
+
+
 def slice_with_margin(
     context_text: str, start: int, end: int, margin: int = 300
 ) -> tuple[str, str, str]:

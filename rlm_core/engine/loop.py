@@ -11,6 +11,7 @@ from typing import Any
 
 from rlm_core.engine import prompts
 from rlm_core.engine.parsing import TextFinal, code_blocks, text_final
+from rlm_core.engine.positions import Pieces
 from rlm_core.engine.recorder import Recorder
 from rlm_core.engine.subcalls import SubCalls
 from rlm_core.errors import LimitExceeded
@@ -149,10 +150,20 @@ class RLMLoop:
                     return value
         return self.rec.last_response.strip() or None
 
-    def _child(self, context: Any, question: str, node: Node) -> tuple[str | None, str]:
-        """A child RLM at depth + 1 under `node`: its own REPL, its own root model."""
+    def _child(
+        self, context: Any, question: str, node: Node, pieces: Pieces
+    ) -> tuple[str | None, str]:
+        """A child RLM at depth + 1 under `node`: its own REPL, its own root model; `pieces`
+        are where its context sits in the original."""
         parent = self.rec
-        child = Recorder(parent.run, context, question, depth=parent.depth + 1, parent=node.node_id)
+        child = Recorder(
+            parent.run,
+            context,
+            question,
+            depth=parent.depth + 1,
+            parent=node.node_id,
+            pieces=pieces,
+        )
         try:
             return RLMLoop(child).run(), child.node.node_id
         except LimitExceeded as exc:

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from rlm_core.context import size_of, text_of
+from rlm_core.context import size_of
 from rlm_core.engine import prompts
 from rlm_core.engine.budget import Ticket
+from rlm_core.engine.positions import Pieces, Positions
 from rlm_core.engine.run import Run
-from rlm_core.engine.spans import map_spans, pieces_of_original
 from rlm_core.errors import (
     DiskFull,
     LimitExceeded,
@@ -49,8 +49,11 @@ class Recorder:
         depth: int = 0,
         parent: str | None = None,
         prompt: str | None = None,
+        pieces: Pieces | None = None,
     ) -> None:
+        """A child (`parent` set) gets `pieces`: where its context sits in the original."""
         self.run, self.context, self.question, self.depth = run, context, question, depth
+        self.positions = Positions(run.index, None if parent is None else pieces or [])
         self.model: Model = run.models.root(depth)
         """The model that answers this RLM's root turns."""
         self.context_ref = run.context_ref(context)
@@ -90,7 +93,6 @@ class Recorder:
         self.call_nodes: dict[str, str] = {}
         self.sub_nodes: list[Node] = []
         self.used_by: dict[str, set[str]] = {}
-        self._segments: list[tuple[int, int, int]] | None = None
 
     # ---- nodes ---------------------------------------------------------------------------
 
@@ -244,6 +246,9 @@ class Recorder:
             for node_id in ids:
                 self.used_by.setdefault(node_id, set()).add(name)
         view = prompts.model_view(result, cfg.max_output_chars)
+        positions = self.positions
+        positions.cell_done(result.copied_spans)
+        shown = positions.locate(view, copied=positions.copied([])).spans if view else []
         run.tracer.end(
             node,
             "error" if result.error else "ok",
@@ -251,7 +256,7 @@ class Recorder:
             stderr=result.stderr,
             error=result.error,
             model_view=view,
-            context_spans=self.in_original(result.read_spans),
+            context_spans=positions.original(result.read_spans),
             meta={
                 **node.meta,
                 "variables": result.variables,
@@ -259,7 +264,7 @@ class Recorder:
                 "timed_out": result.timed_out,
                 "stdout_chars": result.stdout_total_chars,
                 "assignments": assignments,
-                "shown_spans": run.index.spans(view) if view else [],
+                "shown_spans": shown,
             },
         )
         if self.stop is not None:
@@ -323,7 +328,7 @@ class Recorder:
         self.node.meta.update(answer=answer, limit=limit)
         self.run.tracer.end(self.node, status, output=answer, error=error)
 
-    # ---- data flow and read positions -------------------------------------------------------
+    # ---- data flow ---------------------------------------------------------------------------
 
     def register(self, key: str | None, node: Node) -> None:
         """A sub-call node, and the sandbox's key for its result (to follow it into variables)."""
@@ -334,15 +339,3 @@ class Recorder:
     def nodes_of(self, keys: list[str]) -> list[str]:
         """Sub-call node ids for the sandbox's call keys (unknown keys are dropped)."""
         return [self.call_nodes[k] for k in keys if k in self.call_nodes]
-
-    def in_original(self, spans: list[list[int]]) -> list[list[int]]:
-        """Read ranges of this RLM's context as ranges of the run's original context.
-
-        A child's context is a piece of the original (or text around pieces of it): ranges map
-        through the pieces found verbatim; reads of text that is not in the original are dropped.
-        """
-        if self.node.parent_id is None or not spans:
-            return spans
-        if self._segments is None:
-            self._segments = pieces_of_original(text_of(self.context), self.run.index)
-        return map_spans(spans, self._segments)

@@ -12,21 +12,30 @@ from typing import Any
 
 from rlm_core.context import text_of
 from rlm_core.engine.budget import Ticket
+from rlm_core.engine.positions import Pieces
+from rlm_core.engine.provenance import Placement
 from rlm_core.engine.recorder import Recorder
 from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, again, status_of
 from rlm_core.repl.sandbox import SubCallError
 from rlm_core.repl.wire import SUB_CALLS
 from rlm_core.types import Node, new_id
 
-ChildRLM = Callable[[Any, str, Node], tuple[str | None, str]]
-"""Runs a child RLM over (context, question) under an rlm_query node: (answer, its run node id).
-The child running out of turns ends only the child: its partial answer is the answer."""
+ChildRLM = Callable[[Any, str, Node, Pieces], tuple[str | None, str]]
+"""Runs a child RLM over (context, question) under an rlm_query node, knowing where its context
+sits in the original: (answer, its run node id). The child running out of turns ends only the
+child: its partial answer is the answer."""
+CONTEXT_HEADER = "\n\nContext:\n"
+"""Between the prompt and the context of an `rlm_query` sent as one prompt at the deepest level."""
 
 
-def fallback_prompt(prompt: str, context: Any) -> str:
+def fallback(prompt: str, context: Any, hints: Hinted) -> tuple[str, Hinted]:
     """At the deepest level a child RLM would exceed max_depth: the sub model is asked instead,
-    with the context the code passed in the prompt (or it would never be seen)."""
-    return prompt if context is None else f"{prompt}\n\nContext:\n{text_of(context)}"
+    with the context the code passed in the prompt (or it would never be seen); the hints of
+    the prompt's pieces follow it there."""
+    if context is None:
+        return prompt, hints
+    shifted = hints.appended(len(prompt) + len(CONTEXT_HEADER))
+    return f"{prompt}{CONTEXT_HEADER}{text_of(context)}", shifted
 
 
 def checked(fn: str, args: dict[str, Any]) -> None:
@@ -74,19 +83,30 @@ class SubCalls:
             raise again(run.stopped)
         if fn in ("llm_query", "llm_query_batched"):
             self._check_model(fn, args.get("model"))
+        # where the pieces of each text came from, per the worker (absent from other REPLs)
+        sent = args.get("_from")
+        froms: list[Any] = sent if isinstance(sent, list) else []
+        hints = Hinted(froms, self.rec.positions.copied(args.get("_copied")))
         if fn == "llm_query":
-            return self.llm_query(args["prompt"], args.get("model"), key=key)
+            return self.llm_query(args["prompt"], args.get("model"), key=key, hints=hints.at(0))
+        n = len(args.get("prompts") or ())
         if fn == "llm_query_batched":
-            return self._llm_batch(args["prompts"], args.get("model"), key)
+            each = [hints.at(i) for i in range(n)]
+            return self._llm_batch(args["prompts"], args.get("model"), key, each)
         if fn == "rlm_query":
-            return self.rlm_query(args["prompt"], args.get("context"), key=key)
+            prompt, context = args["prompt"], args.get("context")
+            return self.rlm_query(prompt, context, key=key, hints=hints.at(0, 1))
         if fn == "rlm_query_batched":
-            contexts = args.get("contexts") or [None] * len(args["prompts"])
+            contexts = args.get("contexts") or [None] * n
             calls = list(zip(args["prompts"], contexts, strict=True))
+            # the worker lists the prompts' pieces, then the contexts'
+            each = [hints.at(i, n + i) for i in range(n)]
             if self.rec.depth >= run.config.max_depth:  # every child would be a plain sub-call
-                prompts = [fallback_prompt(p, c) for p, c in calls]
-                return self._llm_batch(prompts, None, key, {"fallback_from": "rlm_query"})
-            return self._batched(self.rlm_query, calls, key)
+                sent_as = [fallback(p, c, h) for (p, c), h in zip(calls, each, strict=True)]
+                prompts, each = [p for p, _ in sent_as], [h for _, h in sent_as]
+                meta = {"fallback_from": "rlm_query"}
+                return self._llm_batch(prompts, None, key, each, meta)
+            return self._batched(self.rlm_query, calls, key, each)
         raise SubCallError(f"unknown function {fn}")
 
     def _check_model(self, fn: str, model: str | None) -> None:
@@ -104,6 +124,7 @@ class SubCalls:
         prompts: list[str],
         model: str | None,
         key: str | None,
+        hints: list[Hinted],
         meta: dict[str, Any] | None = None,
     ) -> list[str]:
         """A batch of sub-calls: the budget for all of them is reserved before any is sent."""
@@ -118,16 +139,19 @@ class SubCalls:
             rec.stop = rec.stop or exc
             raise
 
-        def one(prompt: str, ticket: Ticket, meta: dict[str, Any], key: str | None) -> str:
-            return self.llm_query(prompt, model, meta, key, ticket)
+        def one(
+            prompt: str, ticket: Ticket, meta: dict[str, Any], key: str | None, hints: Hinted
+        ) -> str:
+            return self.llm_query(prompt, model, meta, key, hints, ticket)
 
-        return self._batched(one, list(zip(prompts, tickets, strict=True)), key, info)
+        return self._batched(one, list(zip(prompts, tickets, strict=True)), key, hints, info)
 
     def _batched(
         self,
         one: Any,
         calls: list[tuple[Any, Any]],
         key: str | None,
+        hints: list[Hinted],
         meta: dict[str, Any] | None = None,
     ) -> list[str]:
         """Run calls concurrently; a failed call gives its error text in its slot."""
@@ -138,7 +162,14 @@ class SubCalls:
         # their own, and a shared pool full of waiting parents would deadlock.
         with ThreadPoolExecutor(min(len(calls), self.rec.run.config.concurrency)) as pool:
             futures = [
-                pool.submit(one, a, b, {**info, "batch_index": i}, f"{key}/{i}" if key else None)
+                pool.submit(
+                    one,
+                    a,
+                    b,
+                    {**info, "batch_index": i},
+                    f"{key}/{i}" if key else None,
+                    hints[i],
+                )
                 for i, (a, b) in enumerate(calls)
             ]
             results = []
@@ -155,17 +186,19 @@ class SubCalls:
         model: str | None,
         meta: dict[str, Any] | None = None,
         key: str | None = None,
+        hints: Hinted | None = None,
         ticket: Ticket | None = None,
     ) -> str:
         rec = self.rec
         messages = [{"role": "user", "content": prompt}]
-        spans = rec.run.index.spans(prompt)
+        placed = self._placed(prompt, hints or NO_HINTS)
+        meta = {**(meta or {}), **ambiguity(placed)}
         try:
             text, _ = rec.ask(
                 "llm_query",
                 rec.run.models.sub(model),
                 messages,
-                spans=spans,
+                spans=placed.spans,
                 meta=meta,
                 key=key,
                 ticket=ticket,
@@ -183,22 +216,25 @@ class SubCalls:
         context: Any,
         meta: dict[str, Any] | None = None,
         key: str | None = None,
+        hints: Hinted | None = None,
     ) -> str:
-        rec = self.rec
+        rec, hints = self.rec, hints or NO_HINTS
         if rec.depth >= rec.run.config.max_depth:
             meta = {**(meta or {}), "fallback_from": "rlm_query"}
-            return self.llm_query(fallback_prompt(prompt, context), None, meta, key)
+            prompt, hints = fallback(prompt, context, hints)
+            return self.llm_query(prompt, None, meta, key, hints)
         child_context = prompt if context is None else context
+        placed = self._placed(text_of(child_context), hints.of_context())
         node = rec.child(
             "rlm_query",
             input=prompt,
-            meta=meta or {},
-            context_spans=rec.run.index.spans(text_of(child_context)),
+            meta={**(meta or {}), **ambiguity(placed)},
+            context_spans=placed.spans,
         )
         rec.register(key, node)
         tracer = rec.run.tracer
         try:
-            answer, child_id = self.start_child(child_context, prompt, node)
+            answer, child_id = self.start_child(child_context, prompt, node, placed.pieces)
         except (LimitExceeded, RunCancelled) as exc:
             tracer.end(node, status_of(exc), error=str(exc))
             rec.stop = rec.stop or exc
@@ -208,3 +244,49 @@ class SubCalls:
             raise SubCallError(f"rlm_query failed: {exc}") from exc
         tracer.end(node, "ok", output=answer, meta={**node.meta, "child_run": child_id})
         return answer or ""
+
+    def _placed(self, text: str, hints: Hinted) -> Placement:
+        return self.rec.positions.locate(text, hints.exact, hints.copied)
+
+
+def ambiguity(placed: Placement) -> dict[str, Any]:
+    """The node meta for runs of a text that occur at several places nothing told apart."""
+    return {"ambiguous": placed.ambiguous} if placed.ambiguous else {}
+
+
+class Hinted:
+    """What the worker said about the texts of one sub-call frame: the pieces of each text
+    (`froms`, in the order the worker listed them) and the copy hints of the cell."""
+
+    def __init__(
+        self, froms: list[Any], copied: list[list[list[int]]], picked: tuple[int, ...] = (0,)
+    ) -> None:
+        self.froms, self.copied, self.picked = froms, copied, picked
+
+    def at(self, *positions: int) -> Hinted:
+        """The hints of the texts at these positions (a prompt, then its context)."""
+        return Hinted(self.froms, self.copied, positions)
+
+    def _text(self, i: int) -> list[Any]:
+        item = self.froms[i] if i < len(self.froms) else []
+        return item if isinstance(item, list) else []
+
+    @property
+    def exact(self) -> list[Any]:
+        return self._text(self.picked[0])
+
+    def of_context(self) -> Hinted:
+        """The hints of the context that goes with the prompt (the prompt's own when none)."""
+        return Hinted(self.froms, self.copied, self.picked[-1:])
+
+    def appended(self, shift: int) -> Hinted:
+        """The prompt's pieces followed by its context's, shifted by `shift` (one prompt)."""
+        context = [
+            [t[0] + shift, t[1] + shift, t[2]]
+            for t in self._text(self.picked[-1])
+            if isinstance(t, list) and len(t) == 3 and all(type(v) is int for v in t)
+        ]
+        return Hinted([self._text(self.picked[0]) + context], self.copied)
+
+
+NO_HINTS = Hinted([], [])

@@ -96,6 +96,36 @@ def needle_document(chars: int, seed: int = 7) -> str:
 
 NEEDLE = "The secret code for the vault is 48213."
 
+_ASIDES = (
+    "The vault was cold that week.",
+    "A new code of conduct was read aloud.",
+    "Nothing secret was discussed.",
+    "The vault door was painted green.",
+    "The code on the old map was smudged.",
+    "Some said the meeting had been secret.",
+)
+"""Idle remarks that each name one word of the vault question, never two."""
+DECOY_PASSAGES = 12
+
+
+def decoy_document(chars: int, seed: int = 13) -> str:
+    """The chronicle with the vault, codes and secrets mentioned in passages of idle remarks, each
+    word more often than in the one sentence that holds the code: a keyword ranking prefers the
+    remarks, reading every mention does not."""
+    rng = random.Random(seed)
+    asides = [" ".join(rng.sample(_ASIDES, len(_ASIDES))) for _ in range(DECOY_PASSAGES)]
+    room = chars - len(NEEDLE) - sum(len(a) + 1 for a in asides) - 1
+    body = filler(rng, max(room, 0))
+    cuts = [(k * 2 + 1) * len(body) // (2 * DECOY_PASSAGES) for k in range(DECOY_PASSAGES)]
+    inserts = [(c, a) for c, a in zip(cuts, asides, strict=True)] + [(len(body) * 2 // 3, NEEDLE)]
+    out, last = [], 0
+    for cut, sentence in sorted(inserts):
+        at = max(last, body.rfind(". ", 0, cut) + 2)
+        out += [body[last:at], sentence + " "]
+        last = at
+    return "".join(out) + body[last:]
+
+
 LABELS = ("billing", "shipping", "returns", "account", "technical")
 
 
@@ -279,6 +309,15 @@ EXAMPLES = {
         build=needle_document,
         questions=("What is the secret code for the vault?",),
         answers=lambda text: ("48213",),
+    ),
+    "needle_decoys": Example(
+        title="Chronicle with decoys (60 K characters)",
+        description="Town records where the vault, codes and secrets come up in idle remarks more "
+        "often than in the one sentence that holds the code.",
+        build=decoy_document,
+        questions=("What is the secret code for the vault?",),
+        answers=lambda text: ("48213",),
+        size=60_000,
     ),
     "needle_logs": Example(
         title="Server logs with a hidden fact (300 K characters)",

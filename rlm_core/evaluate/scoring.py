@@ -4,7 +4,7 @@ exact match, numeric partial credit 0.75^|error|, and F1 over sets of pairs."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 SHORT_ANSWER_WORDS = 30
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?")
@@ -89,3 +89,18 @@ def score(kind: str, answer: str | None, expected: str) -> float:
     if answer is None or not answer.strip():
         return 0.0
     return SCORERS[kind](answer, expected)
+
+
+def score_for(
+    question: str,
+    questions: Sequence[str],
+    answers: Sequence[str],
+    scoring: Sequence[str],
+    answer: str | None,
+) -> float | None:
+    """The score of `answer` when `question` is one of `questions`, whose `answers` and
+    `scoring` rules are known (an example's); None for any other question."""
+    if question.strip() not in questions:
+        return None
+    i = list(questions).index(question.strip())
+    return score(scoring[i] if i < len(scoring) else "exact", answer, answers[i])

@@ -45,7 +45,8 @@ class Flow:
     def set_document(self, context: Any) -> None:
         """Remember the document's text. A result that is a verbatim piece of it (an extractive
         answer) is found inside every copy of the document the code holds, so for such results
-        only the very object counts as flow, not containment."""
+        only the very object counts as flow, not containment (likewise for a result its own
+        prompt holds)."""
         if isinstance(context, dict):
             context = "\n\n".join(str(v) for v in context.values())
         elif isinstance(context, list):
@@ -53,17 +54,26 @@ class Flow:
         text = str.__str__(context) if isinstance(context, str) else str(context)
         self._document = text if len(text) <= DOCUMENT_CHECK_CHARS else None
 
-    def received(self, call_id: int, value: Any) -> None:
+    def received(self, call_id: int, value: Any, args: dict[str, Any]) -> None:
+        """A sub-call's result; `args` are the call's, whose prompts it may repeat."""
         if isinstance(value, str):
-            self._add(str(call_id), value)
+            self._add(str(call_id), value, args.get("prompt"))
         elif isinstance(value, list):
+            prompts = args.get("prompts") or []
             for i, item in enumerate(value):
                 if isinstance(item, str):
-                    self._add(f"{call_id}/{i}", item)
+                    self._add(f"{call_id}/{i}", item, prompts[i] if i < len(prompts) else None)
 
-    def _add(self, key: str, text: str) -> None:
+    def _add(self, key: str, text: str, prompt: Any) -> None:
         if MIN_RESULT_CHARS <= len(text) <= KEEP_CHARS - self._kept:
-            copied = self._document is None or str.__contains__(self._document, text)
+            # a result the document or its own prompt already holds ("NOT FOUND" when the
+            # template says "reply NOT FOUND") is in every copy of those: only the very
+            # object counts as flow, or the prompts would seem to hold every answer
+            copied = (
+                self._document is None
+                or str.__contains__(self._document, text)
+                or (isinstance(prompt, str) and str.__contains__(prompt, text))
+            )
             with self._lock:
                 if copied:
                     self._copied.add(key)

@@ -14,6 +14,8 @@ import linecache
 import sys
 import traceback
 import types
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -97,14 +99,26 @@ def format_error(exc: BaseException) -> str:
     return "".join(te.format())
 
 
+@dataclass(frozen=True)
+class Provenance:
+    """How the worker follows the context into strings (tracking.py, compose.py), handed in by
+    worker.py: the cell rewrite, the names it calls, and the places of a value's pieces."""
+
+    reads: Reads
+    rewrite: Callable[[ast.Module], ast.Module]
+    builders: dict[str, Callable[..., Any]]
+    segments: Callable[[Any], list[list[int]]]
+
+
 class Session:
     """The persistent namespace plus the functions model code can call."""
 
     def __init__(
-        self, context: Any, calls: SubCalls, gate: InterruptGate, cap: int, reads: Reads
+        self, context: Any, calls: SubCalls, gate: InterruptGate, cap: int, prov: Provenance
     ) -> None:
         self._calls = calls
-        self._reads = reads
+        self._prov = prov
+        self._reads = prov.reads
         self._final_value: Any = None
         self._gate = gate
         self._cap = cap
@@ -112,7 +126,7 @@ class Session:
         self._reserve: bytearray | None = bytearray(EMERGENCY_RESERVE)
         self.final: dict[str, Any] | None = None
         self.namespace: dict[str, Any] = {}
-        self._reserved = {"context": context, **self._api()}
+        self._reserved = {"context": context, **self._api(), **prov.builders}
         self.restore()
 
     def user_values(self) -> dict[str, Any]:
@@ -135,24 +149,32 @@ class Session:
         self.namespace["__builtins__"] = builtins
 
     def _api(self) -> dict[str, Any]:
-        calls, session = self._calls, self
+        calls, session, prov = self._calls, self, self._prov
+
+        def call(fn: str, args: dict[str, Any], texts: list[Any]) -> Any:
+            # where each text's pieces came from, and what the cell copied since the last call:
+            # the engine places the prompt's text in the context with them (never shown to code)
+            froms = [prov.segments(t) for t in texts]
+            extra = {"_from": froms, "_copied": prov.reads.recent.take()}
+            return calls.call(fn, args | extra)
 
         def llm_query(prompt: str, model: str | None = None) -> str:
             """Ask the sub-model one question; returns its answer text."""
             _check_str("llm_query", "prompt", prompt)
             _check_model("llm_query", model)
-            return calls.call("llm_query", {"prompt": prompt, "model": model})
+            return call("llm_query", {"prompt": prompt, "model": model}, [prompt])
 
         def llm_query_batched(prompts: list[str], model: str | None = None) -> list[str]:
             """Ask the sub-model many questions concurrently; answers come back in order."""
             prompts = _check_prompts("llm_query_batched", prompts)
             _check_model("llm_query_batched", model)
-            return calls.call("llm_query_batched", {"prompts": prompts, "model": model})
+            return call("llm_query_batched", {"prompts": prompts, "model": model}, prompts)
 
         def rlm_query(prompt: str, context: Any = None) -> str:
             """Start a child RLM on `context` (default: the prompt itself); returns its answer."""
             _check_str("rlm_query", "prompt", prompt)
-            return calls.call("rlm_query", {"prompt": prompt, "context": context})
+            args = {"prompt": prompt, "context": context}
+            return call("rlm_query", args, [prompt, prompt if context is None else context])
 
         def rlm_query_batched(prompts: list[str], contexts: list[Any] | None = None) -> list[str]:
             """Run one child RLM per prompt concurrently; answers come back in order."""
@@ -164,7 +186,7 @@ class Session:
                     )
                 contexts = list(contexts)
             args = {"prompts": prompts, "contexts": contexts}
-            return calls.call("rlm_query_batched", args)
+            return call("rlm_query_batched", args, [*prompts, *(contexts or prompts)])
 
         def SHOW_VARS() -> str:
             """Names, types and sizes of the variables you have defined."""
@@ -232,7 +254,11 @@ class Session:
             error = f"SubCallAborted: {self._calls.abort}\n"
         self.restore()
         self._refill_reserve()
-        reads, assignments = self._reads.take(), self._data_flow()
+        reads, copies, assignments = (
+            self._reads.take(),
+            self._reads.take_copies(),
+            self._data_flow(),
+        )
         return {
             "type": "done",
             "stdout": out.getvalue(),
@@ -242,6 +268,7 @@ class Session:
             "final": self.final,
             "variables": self.user_variables(),
             "reads": reads,
+            "copies": copies,
             "assignments": assignments,
         }
 
@@ -256,7 +283,7 @@ class Session:
             return {}
 
     def _exec(self, code: str, filename: str) -> None:
-        tree = ast.parse(code, filename=filename)
+        tree = self._prov.rewrite(ast.parse(code, filename=filename))
         last = None
         # Like a notebook, show the value of a trailing expression: small models rely on it.
         if tree.body and isinstance(tail := tree.body[-1], ast.Expr):

@@ -58,7 +58,8 @@ def _call_keys(value: Any, generation: int) -> list[str]:
     return [f"{generation}.{k}" for k in items if isinstance(k, str)]
 
 
-def _spans(value: Any) -> list[list[int]]:
+def spans(value: Any) -> list[list[int]]:
+    """[start, end) pairs from untrusted JSON; anything else is dropped."""
     items = value if isinstance(value, list) else []
     return [
         [a, b]
@@ -93,7 +94,8 @@ def _cell_result(frame: dict[str, Any], generation: int = 1) -> CellResult:
         final=final,
         variables={str(k): str(v) for k, v in dict(variables or {}).items()},
         stdout_total_chars=total if isinstance(total, int) else len(text("stdout")),
-        read_spans=_spans(frame.get("reads")),
+        read_spans=spans(frame.get("reads")),
+        copied_spans=spans(frame.get("copies")),
         assignments={
             str(name): _call_keys(keys, generation)
             for name, keys in (assignments if isinstance(assignments, dict) else {}).items()

@@ -30,10 +30,12 @@ def _sibling(name: str) -> types.ModuleType:
 
 
 if TYPE_CHECKING:
-    from rlm_core.repl import confine, flow, namespace, tracking, wire
+    from rlm_core.repl import compose, confine, flow, namespace, patterns, tracking, wire
 else:
     wire = _sibling("wire")
     tracking = _sibling("tracking")
+    patterns = _sibling("patterns")
+    compose = _sibling("compose")
     flow = _sibling("flow")
     confine = _sibling("confine")
     namespace = _sibling("namespace")
@@ -126,7 +128,7 @@ class SubCalls:
                 self._waiting.pop(call_id, None)
         reply = slot.reply
         if reply.get("ok"):
-            self.flow.received(call_id, reply.get("value"))
+            self.flow.received(call_id, reply.get("value"), args)
             return reply.get("value")
         if reply.get("abort"):
             self.abort = str(reply["abort"])
@@ -186,13 +188,19 @@ def main(argv: list[str]) -> int:
         reads = tracking.Reads()
         raw = read_context(source, kind)
         context = tracking.track(raw, reads)
-        tracking.patch_modules()
+        patterns.patch_modules(tracking.TrackedStr)
     except BaseException as exc:
         channel.send({"type": "fatal", "error": f"{type(exc).__name__}: {exc}"})
         return 2
     calls = SubCalls(channel)
     calls.flow.set_document(raw)
-    session = namespace.Session(context, calls, gate, int(cap), reads)
+    prov = namespace.Provenance(
+        reads=reads,
+        rewrite=compose.rewrite,
+        builders=compose.builders(tracking.compose, tracking.TrackedStr),
+        segments=tracking.segments,
+    )
+    session = namespace.Session(context, calls, gate, int(cap), prov)
     cells: queue.Queue[dict[str, Any]] = queue.Queue()
     threading.Thread(target=read_loop, args=(channel, calls, cells), daemon=True).start()
     channel.send({"type": "ready"})

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any, ClassVar
 
+from rlm_core.engine.provenance import spans_in
 from rlm_core.errors import LimitExceeded
 from rlm_core.models.facts import count_tokens, window_tokens
 from rlm_core.repl.sandbox import Repl, SubCallError
@@ -140,7 +141,7 @@ class Algorithm2(Baseline):
                 last_help, _ = self.ask(
                     "llm_query",
                     [{"role": "user", "content": prompt}],
-                    spans=self.run.index.spans(prompt),
+                    spans=spans_in(prompt, self.run.index),
                     meta={"iteration": it},
                 )
                 observed = OBSERVATION.format(tool="llm") + last_help
@@ -176,7 +177,7 @@ class Algorithm2(Baseline):
         summary, _ = self.ask(
             "lm",
             [{"role": "user", "content": prompt}],
-            spans=self.run.index.spans(kept),
+            spans=spans_in(kept, self.run.index),
             meta=meta,
         )
         return [

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from rlm_core.context import labelled_text
+from rlm_core.engine.provenance import spans_in
 from rlm_core.engine.recorder import Recorder
 from rlm_core.models.facts import count_tokens
 from rlm_core.types import Node, NodeKind
@@ -69,7 +70,7 @@ class Baseline:
         """Where text[start:end] lies in the original context."""
         if isinstance(self.rec.context, str):
             return [[start, end]] if end > start else []
-        return self.run.index.spans(self.text[start:end])
+        return spans_in(self.text[start:end], self.run.index)
 
     def ask(
         self,

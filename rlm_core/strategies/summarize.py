@@ -10,6 +10,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
+from rlm_core.engine.provenance import spans_in
 from rlm_core.models.facts import CHARS_PER_TOKEN, count_tokens, window_tokens
 from rlm_core.models.scripted import NOT_FOUND
 from rlm_core.strategies.base import OUTPUT_RESERVE_TOKENS, Baseline, fit, with_marker
@@ -87,7 +88,7 @@ class Summarize(Baseline):
             "truncated_chars": dropped,
             "window_tokens": window,
         }
-        spans = self.run.index.spans(kept) if rounds else self.spans(0, len(kept))
+        spans = spans_in(kept, self.run.index) if rounds else self.spans(0, len(kept))
         messages = [{"role": "user", "content": header + with_marker(kept, dropped)}]
         answer, node = self.ask("lm", messages, spans=spans, meta=meta)
         return self.final(answer.strip(), node)
@@ -112,7 +113,7 @@ class Summarize(Baseline):
                 text=text[a:b],
             )
             # round 1 reads the document itself; later rounds read notes, found verbatim or not
-            spans = self.spans(a, b) if round_no == 1 else self.run.index.spans(text[a:b])
+            spans = self.spans(a, b) if round_no == 1 else spans_in(text[a:b], self.run.index)
             meta = {
                 "round": round_no,
                 "part": i + 1,

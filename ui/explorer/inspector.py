@@ -201,10 +201,13 @@ def _sub_call(
     if node.meta.get("fallback_from"):
         st.caption("asked rlm_query at the maximum depth, so it became one sub-model call")
     st.markdown("**Slice of the document it saw**")
+    notes = views.ambiguity_notes(node, run.context_chars or 0)
     if node.context_spans:
         _positions(store, run, node)
-    else:
+    elif not notes:
         st.info("No part of the original context was found verbatim in what this call saw.")
+    for note in notes[:MAX_SLICES]:
+        st.warning(note)
     label = "Prompt" if node.kind == "llm_query" else "Question / prompt for the child RLM"
     st.markdown(f"**{label}**")
     show_text(node.input, key=f"{node.node_id}_prompt")

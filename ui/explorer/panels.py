@@ -276,6 +276,10 @@ def _where(store: TraceStore, run: RunSummary, nodes: list[Node], select: Select
                 ("seen by a model call", hit["seen_by_model"]),
                 ("printed to the root model", hit["shown_to_root"]),
                 ("read by code", hit["read_by_code"]),
+                (
+                    "maybe seen by a model call (same text, place unknown)",
+                    hit["maybe_seen_by_model"],
+                ),
             ):
                 st.caption(f"{role}: {len(ids)} node(s)" + ("" if ids else " — none"))
                 node_buttons(ids, nodes, select, key=f"where_{i}_{role[:4]}")

@@ -13,11 +13,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from rlm_core.analysis.narrate import pair_outcome
 from rlm_core.config import RLMConfig
 from rlm_core.context import size_of
 from rlm_core.engine.prompts import truncate
 from rlm_core.engine.spans import merge_spans
 from rlm_core.evaluate.examples import EXAMPLES
+from rlm_core.evaluate.scoring import score_for
 from rlm_core.strategies.registry import label, run_strategy
 from rlm_core.types import Node, RunSummary
 from ui.common import store
@@ -57,15 +59,16 @@ PAIRS = (
         "How is this different from RAG?",
         "RAG decides what the model may read *before* anything has been understood: a keyword "
         "ranking (BM25 here) picks k chunks and the rest of the document does not exist for the "
-        "model. That is fine when the answer sits in one passage that shares words with the "
-        "question. It breaks when the answer depends on every record (counting, aggregating, "
-        "comparing), because no k chunks hold all of it. An RLM decides what to read *while* it "
-        "works: its code can walk over every record and hand slices to a sub model. The columns "
-        "*read by code* and *seen by a model* below measure how much of the document each run "
-        "touched. (The demo sub model only quotes sentences, so it cannot count; a real model's "
-        "code would `sum()` over the records it reads.)",
-        "tickets",
-        20_000,
+        "model. In this chronicle the vault, codes and secrets come up in a dozen passages of "
+        "idle remarks, each naming those words more often than the one sentence that holds the "
+        "code: BM25's top 5 chunks are all remarks, and RAG's model answers from them. An RLM "
+        "decides what to read *while* it works: its code finds every mention, hands each "
+        "passage to a sub model and keeps the one answer that came back. The same gap opens "
+        "when the answer depends on every record (counting, aggregating): no k chunks hold all "
+        "of it. The columns *read by code* and *seen by a model* measure how much of the "
+        "document each run touched; open the RAG trace to see which chunks it retrieved.",
+        "needle_decoys",
+        60_000,
         Side("rlm"),
         Side("rag"),
     ),
@@ -275,6 +278,21 @@ def render() -> None:
         hide_index=True,
         column_config={"trace": st.column_config.LinkColumn("trace", display_text="open")},
     )
+    q, c = done["question"], done["choice"]
+    sides = (pair.left, pair.right)
+    points = [
+        score_for(
+            q,
+            c.questions,
+            c.answers,
+            c.scoring,
+            (found.answer if (found := store().get_run(r)) else None),
+        )
+        for r in done["runs"]
+    ]
+    outcome = pair_outcome([(label(s.strategy), p) for s, p in zip(sides, points, strict=True)])
+    if outcome:
+        st.markdown(f"**{outcome}**")
     columns = st.columns(2)
     for column, side, run_id in zip(columns, (pair.left, pair.right), done["runs"], strict=True):
         with column:
