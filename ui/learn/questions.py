@@ -280,16 +280,8 @@ def render() -> None:
     )
     q, c = done["question"], done["choice"]
     sides = (pair.left, pair.right)
-    points = [
-        score_for(
-            q,
-            c.questions,
-            c.answers,
-            c.scoring,
-            (found.answer if (found := store().get_run(r)) else None),
-        )
-        for r in done["runs"]
-    ]
+    answers = [run.answer if (run := store().get_run(r)) else None for r in done["runs"]]
+    points = [score_for(q, c.questions, c.answers, c.scoring, a) for a in answers]
     outcome = pair_outcome([(label(s.strategy), p) for s, p in zip(sides, points, strict=True)])
     if outcome:
         st.markdown(f"**{outcome}**")
