@@ -34,6 +34,7 @@ _STYLE = {
     "code": "background:#cfe3ff;color:#111;padding:0;",
 }
 """Mark class -> inline style; the class names are ours, never taken from the text."""
+_UNDERLINE = "border-bottom:2px solid #c77c00;"
 LEGEND = {
     "read": "yellow: the node's ranges",
     "focus": "underlined: the current range",
@@ -89,7 +90,8 @@ def window(start: int, end: int, total: int, radius: int = RADIUS) -> tuple[int,
 
 
 def window_html(text: str, lo: int, hi: int, marks: Sequence[Mark]) -> str:
-    """HTML of text[lo:hi] with the marks (start, end, class) highlighted; later marks win."""
+    """HTML of text[lo:hi] with the marks (start, end, class) highlighted; later marks win their
+    colour, and the current range stays underlined under any other colour."""
     lo, hi = max(0, lo), min(len(text), hi)
     cuts = {lo, hi}
     for s, e, _ in marks:
@@ -99,8 +101,12 @@ def window_html(text: str, lo: int, hi: int, marks: Sequence[Mark]) -> str:
     for a, b in itertools.pairwise(points):
         piece = esc(text[a:b])
         cls = next((c for s, e, c in reversed(marks) if s <= a and b <= e), None)
+        focus = cls != "focus" and any(c == "focus" and s <= a and b <= e for s, e, c in marks)
         if cls in _STYLE:
-            out.append(f'<mark class="rlm-mark rlm-{cls}" style="{_STYLE[cls]}">{piece}</mark>')
+            names, style = f"rlm-mark rlm-{cls}", _STYLE[cls]
+            if focus:  # printed over the current range: still underlined as the current range
+                names, style = f"{names} rlm-focus", style + _UNDERLINE
+            out.append(f'<mark class="{names}" style="{style}">{piece}</mark>')
         else:
             out.append(piece)
     head = f'<div class="rlm-doc" style="{_BOX}">'
