@@ -131,6 +131,17 @@ def test_window_html_renders_hostile_text_inert() -> None:
     assert "![x](http://evil.example/p.png)" in "".join(parser.text)
 
 
+def test_the_current_range_stays_underlined_where_it_was_also_printed() -> None:
+    text = "a" * 10 + "b" * 10 + "c" * 10
+    marks = [(10, 20, "focus"), (5, 25, "shown")]  # printed over the whole current range
+    out = document_view.window_html(text, 0, len(text), marks)
+    parser = _Tags()
+    parser.feed(out)
+    classes = [attrs.get("class") or "" for tag, attrs in parser.tags if tag == "mark"]
+    assert any("rlm-shown" in c and "rlm-focus" in c for c in classes)
+    assert any("rlm-shown" in c and "rlm-focus" not in c for c in classes)  # outside it: not
+
+
 def test_window_is_bounded_for_huge_ranges() -> None:
     total = 100_000_000
     lo, hi = document_view.window(10, total, total)
