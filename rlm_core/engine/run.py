@@ -75,6 +75,10 @@ class Usage:
         return None if self.cost_unknown else self.cost_usd
 
 
+LIVE_TOTALS_S = 0.5
+"""How often, at most, a running run's totals are rewritten as its calls finish."""
+
+
 @dataclass
 class Budget:
     """The tree-wide limits on calls, tokens and cost, and what has been used of them."""
@@ -82,6 +86,9 @@ class Budget:
     config: RLMConfig
     usage: Usage = field(default_factory=Usage)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    on_usage: Callable[[], None] | None = None
+    """Told of new usage at most every LIVE_TOTALS_S (the root rewrites its run node)."""
+    _told: float = 0.0
 
     def reserve_call(self) -> None:
         """Count one model call, or raise if a limit forbids making it."""
@@ -99,6 +106,12 @@ class Budget:
     def spent(self, completion: Completion) -> None:
         with self.lock:
             self.usage.add(completion)
+            now = time.monotonic()
+            tell = self.on_usage is not None and now - self._told >= LIVE_TOTALS_S
+            if tell:
+                self._told = now
+        if tell and self.on_usage is not None:  # outside the lock: other calls go on meanwhile
+            self.on_usage()
 
 
 def child_root_model(config: RLMConfig) -> str:
