@@ -46,6 +46,16 @@ class JournalSink:
         self._file.close()
 
 
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The journal's header line (who wrote it), or None while it is not readable."""
+    with path.open("rb") as f:
+        try:
+            header: dict[str, Any] = json.loads(f.readline())
+        except ValueError:
+            return None
+    return header
+
+
 def read_journal(path: Path, offset: int = 0) -> tuple[dict[str, Any] | None, list[Node], int]:
     """Header, node events from `offset`, and the offset after the last complete line.
 
