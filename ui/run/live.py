@@ -61,11 +61,11 @@ def going(run_id: str, run: RunSummary | None) -> bool:
 
 def status_line(run: RunSummary) -> str:
     """Our own words and numbers only (rendered as markdown)."""
-    tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
     elapsed = (run.ended_at or time.time()) - run.created_at
     return (
-        f"{status_badge(run.status)} · iteration {run.iterations} · {run.llm_calls:,} model "
-        f"calls · {tokens:,} tokens · cost {cost_text(run.cost_usd)} · {elapsed:.1f} s"
+        f"{status_badge(run.status)} · iteration {run.iterations or 0} · "
+        f"{run.llm_calls or 0:,} model calls · {run.tokens:,} tokens · "
+        f"cost {cost_text(run.cost_usd)} · {elapsed:.1f} s"
     )
 
 
