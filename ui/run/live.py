@@ -25,7 +25,7 @@ from ui.safe import word
 from ui.widgets import explorer_button, status_badge
 
 GRAPH_COST = "_live_graph_cost"
-REDRAW_SHARE = 0.05
+REDRAW_SHARE = 0.03
 """The share of the server's time the live graph may take: after a draw that took t seconds
 (reading the nodes, building and sending the payload), the next waits t / REDRAW_SHARE."""
 TICK_S = 1.0
@@ -100,7 +100,7 @@ def render(run_id: str) -> None:
             graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=360)
         cost = time.perf_counter() - started
         st.session_state[GRAPH_COST] = (run_id, cost)
-        if live and redraw_every(run_id) > 2 * every:  # grown: slow the timer down
+        if live and redraw_every(run_id) > 1.5 * every:  # grown: slow the timer down
             st.rerun()
 
     status()
