@@ -22,6 +22,7 @@ from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import RunResult
 
 EVAL_SETTINGS = (
+    "child_root_model",
     "api_base",
     "prompt",
     "temperature",
@@ -33,7 +34,8 @@ EVAL_SETTINGS = (
     "timeout_s",
     "cell_timeout_s",
 )
-"""The settings `eval` takes as flags (its models are chosen with --model / --sub-model)."""
+"""The settings `eval` takes as flags (its root and sub models are chosen with --model /
+--sub-model)."""
 
 
 def _add_settings(p: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
@@ -321,9 +323,6 @@ def _eval_parser(sub: Any) -> None:
         help="sub model of every RLM (default: demo/sub for demo models, else the root model)",
     )
     p.add_argument(
-        "--child-root-model", metavar="M", help="root model of child RLMs (default: the sub model)"
-    )
-    p.add_argument(
         "--method",
         action="append",
         choices=METHODS,
@@ -347,7 +346,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     )
 
     models = args.model or ["demo/root"]
-    config = _config(args, child_root_model=args.child_root_model)
+    config = _config(args)
     plan = EvalPlan(
         tasks=tuple(args.task or ["needle"]),
         sizes=tuple(args.size or [10_000, 100_000]),
@@ -355,7 +354,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         config=config,
         methods=tuple(dict.fromkeys(args.method or DEFAULT_METHODS)),
     )
-    preflight([m for pair in plan.models for m in pair], config)
+    preflight(plan)
     store: TraceStore | None
     try:
         store = TraceStore(args.traces_dir)

@@ -49,7 +49,10 @@ class RLMConfig:
     root_model: str = setting("demo/root", "model that writes the REPL code", "model")
     sub_model: str = setting("demo/sub", "model behind `llm_query`", "model")
     child_root_model: str | None = setting(
-        None, "root model of child RLMs (`None`: the sub model)", "model"
+        None,
+        "root model of child RLMs (`None`: the sub model; under a `demo/recursive` root, "
+        "`demo/recursive`, so the demo recurses to max depth)",
+        "model",
     )
     api_base: str | None = setting(None, "base URL of an OpenAI-compatible server", "model")
     api_key: str | None = setting(

@@ -39,6 +39,10 @@ CLICK_POINT = """(id) => {
   return {x: r.left + p.x, y: r.top + p.y};
 }"""
 """JS: the page coordinates of a graph node, for a real mouse click on it."""
+QUESTION_EMPTY = """() => {
+  const boxes = document.querySelectorAll('input[aria-label="Question"]');
+  return boxes.length === 1 && boxes[0].value === "";
+}"""
 
 
 def launch(pw: Any) -> Any:
@@ -62,6 +66,33 @@ class Guard:
         else:
             self.foreign.append(url)
             route.abort()
+
+
+def fill(pg: Any, label: str, value: str) -> None:
+    box = pg.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+
+
+def fill_run_form(pg: Any, url: str, base_url: str, question: str) -> None:
+    """The Run page with a pasted context, `question`, and the fake server's `openai/root` and
+    `openai/sub` typed in as custom models (with its URL as API base)."""
+    pg.goto(url)
+    pg.get_by_text("Paste text", exact=True).click()
+    area = pg.get_by_label("Paste the context", exact=True)
+    area.fill(f"Notes for {question} " * 50)
+    area.press("Control+Enter")
+    # the example's suggested question goes: wait until its input is replaced by an empty one
+    pg.wait_for_function(QUESTION_EMPTY)
+    fill(pg, "Question", question)
+    for label, model in (("Root model", "openai/root"), ("Sub model", "openai/sub")):
+        pg.get_by_label(label, exact=True).click()
+        pg.keyboard.type("Other (type")  # filters the options down to the free-text one
+        pg.keyboard.press("Enter")
+        fill(pg, f"{label}: litellm model name", model)
+    pg.get_by_text("Provider settings (API base, key)").click()
+    fill(pg, "API base (for vLLM, llama.cpp server, LM Studio, Ollama)", base_url)
+    fill(pg, "API key (kept in this browser session only; never saved)", "sk-browser")
 
 
 def free_port() -> int:

@@ -34,7 +34,7 @@ def test_example_document_runs_with_demo_models_to_the_answer() -> None:
     assert not at.exception
     assert [s.value for s in at.success] == ["Answer"]
     assert any("48213" in t.value for t in at.text)
-    assert any("model calls" in c.value and "cost $0.0000" in c.value for c in at.caption)
+    assert any("model calls" in m.value and "cost $0.0000" in m.value for m in at.markdown)
 
 
 def test_uploaded_files_become_the_context() -> None:

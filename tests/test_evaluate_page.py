@@ -67,6 +67,27 @@ def test_unknown_model_is_reported_before_anything_runs() -> None:
     assert "current_eval" not in at.session_state
 
 
+def test_the_child_root_model_reaches_every_rlm_of_the_evaluation() -> None:
+    at = page()
+    at.multiselect(key="ev_sizes").set_value([10_000]).run()
+    at.multiselect(key="ev_models").set_value(["demo/recursive"]).run()
+    at.multiselect(key="ev_methods").set_value(["rlm"]).run()
+    at.selectbox(key="ev_child_root").set_value("demo/root").run()
+    at.number_input(key="ev_max_depth").set_value(2).run()
+    at.button(key="ev_start").click().run()
+    at = wait_until_finished(at)
+    assert not at.exception and not at.error
+    store = TraceStore()
+    try:
+        [run] = store.list_runs()
+        children = [n for n in store.nodes(run.run_id) if n.kind == "run" and n.depth > 0]
+    finally:
+        store.close()
+    assert run.config["child_root_model"] == "demo/root"
+    # demo/root maps with llm_query, so its children stop the recursion at one level
+    assert {(n.depth, n.meta["root_model"]) for n in children} == {(1, "demo/root")}
+
+
 def test_nothing_selected_disables_the_button() -> None:
     at = page()
     at.multiselect(key="ev_tasks").set_value([]).run()

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser import launch, needs_chromium, streamlit_server
+from browser import fill_run_form, launch, needs_chromium, streamlit_server
 from conftest import ROOT, FakeOpenAIServer, FakeReply, by_model, repl
 
 from rlm_core import TraceStore
@@ -19,27 +19,8 @@ CALLS = 30
 WAIT_MS = 120_000
 
 
-def fill(pg: Any, label: str, value: str) -> None:
-    box = pg.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-
-
 def start_run(pg: Any, url: str, base_url: str, question: str) -> None:
-    pg.goto(url)
-    pg.get_by_text("Paste text", exact=True).click()
-    area = pg.get_by_label("Paste the context", exact=True)
-    area.fill(f"Notes for {question} " * 50)
-    area.press("Control+Enter")
-    fill(pg, "Question", question)
-    for label, model in (("Root model", "openai/root"), ("Sub model", "openai/sub")):
-        pg.get_by_label(label, exact=True).click()
-        pg.keyboard.type("Other (type")  # filters the options down to the free-text one
-        pg.keyboard.press("Enter")
-        fill(pg, f"{label}: litellm model name", model)
-    pg.get_by_text("Provider settings (API base, key)").click()
-    fill(pg, "API base (for vLLM, llama.cpp server, LM Studio, Ollama)", base_url)
-    fill(pg, "API key (kept in this browser session only; never saved)", "sk-sessions")
+    fill_run_form(pg, url, base_url, question)
     pg.get_by_role("button", name="Run", exact=True).click()
 
 

@@ -56,7 +56,18 @@ def test_loop_out_of_turns_asks_once_more_then_ends_as_a_limit(traces_dir: Any) 
     )
     assert result.status == "limit" and result.iterations == 3
     assert "FINAL" in models.seen[-1][-1]["content"]  # the last-chance question was asked
-    assert result.answer == block("print('still looking')").strip()
+    assert result.answer is None  # its last reply was code that never ran: no answer
+
+
+def test_out_of_turns_a_reply_in_words_or_a_text_final_is_the_partial_answer(
+    traces_dir: Any,
+) -> None:
+    for last, answer in (("It is probably 7.", "It is probably 7."), ("FINAL(7)", "7")):
+        models = scripted([block("print('still looking')"), block("x = 1"), last])
+        result = RLM("fake/root", "fake/sub", models=models, repl=FakeRepl, max_iterations=2).run(
+            "some text", "Where?"
+        )
+        assert (result.status, result.answer) == ("limit", answer)
 
 
 def test_every_node_is_recorded_in_order_with_its_parent(traces_dir: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from rlm_core.config import settings
 from rlm_core.models import local as local_model
 from rlm_core.models.scripted import DEMO_MODELS, is_demo
 
@@ -40,6 +41,8 @@ PROVIDERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "Groq": ("GROQ_API_KEY", ("groq/llama-3.3-70b-versatile",)),
 }
 CUSTOM = "Other (type a litellm model name)…"
+CHILD_ROOT_DEFAULT = "default: the sub model (under demo/recursive: demo/recursive)"
+"""The child root option that leaves `child_root_model` unset (see engine.run.child_root_model)."""
 SAVED = "settings_models"
 """Session: {model: api_base or None} of the models that passed Test connection."""
 KEYS = "settings_keys"
@@ -98,3 +101,10 @@ def model_picker(label: str, presets: list[str], key: str, help: str | None = No
             f"{label}: litellm model name", key=f"{key}_custom", placeholder="provider/model"
         ).strip()
     return str(choice)
+
+
+def child_root_picker(key: str) -> str | None:
+    """The root model of child RLMs: a name, None for the default, '' while none is typed."""
+    spec = next(s for s in settings() if s.name == "child_root_model")
+    chosen = model_picker(spec.label, [CHILD_ROOT_DEFAULT, *ROOT_PRESETS], key, help=spec.help)
+    return None if chosen == CHILD_ROOT_DEFAULT else chosen

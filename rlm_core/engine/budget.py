@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -82,6 +83,10 @@ def check_cost_limit(config: RLMConfig, models: Iterable[str] = ()) -> None:
         )
 
 
+LIVE_TOTALS_S = 0.5
+"""How often, at most, a running run's totals are rewritten as its calls finish."""
+
+
 @dataclass
 class Budget:
     """The limits and what has been used of them; `reserve` before a call, `settle` after."""
@@ -96,6 +101,9 @@ class Budget:
     in_flight: int = 0
     fired: LimitExceeded | None = None
     """The first refusal: every later request is refused too, so nothing runs past a limit."""
+    on_usage: Callable[[], None] | None = None
+    """Told of new usage at most every LIVE_TOTALS_S (the root rewrites its run node)."""
+    _told: float = 0.0
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
     @property
@@ -158,6 +166,12 @@ class Budget:
                 self.held_cost -= ticket.cost_usd
                 self.in_flight -= 1
                 self._cond.notify_all()
+            now = time.monotonic()
+            tell = self.on_usage is not None and now - self._told >= LIVE_TOTALS_S
+            if tell:
+                self._told = now
+        if tell and self.on_usage is not None:  # outside the lock: other calls go on meanwhile
+            self.on_usage()
 
     def _reserve_calls(self, n: int) -> None:
         limit = self.config.max_llm_calls

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from rlm_core.engine import prompts
-from rlm_core.engine.parsing import TextFinal, code_blocks, text_final
+from rlm_core.engine.parsing import TextFinal, answer_in, code_blocks, text_final
 from rlm_core.engine.positions import Pieces
 from rlm_core.engine.recorder import Recorder
 from rlm_core.engine.subcalls import SubCalls
@@ -97,7 +97,7 @@ class RLMLoop:
         messages.append({"role": "user", "content": prompts.LAST_CHANCE})
         response = self._ask_root(messages, sent, cfg.max_iterations + 1)
         tag = text_final(response)
-        partial = tag.value if tag and tag.value is not None else response.strip() or None
+        partial = answer_in(response)
         if tag and tag.var:
             partial = self._quiet_value(repl, tag.var) or partial
         raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
@@ -148,7 +148,7 @@ class RLMLoop:
                 value = self._quiet_value(repl, name)
                 if value:
                     return value
-        return self.rec.last_response.strip() or None
+        return answer_in(self.rec.last_response)
 
     def _child(
         self, context: Any, question: str, node: Node, pieces: Pieces

@@ -60,6 +60,17 @@ def text_final(response: str) -> TextFinal | None:
     return None
 
 
+def answer_in(response: str) -> str | None:
+    """What a root reply offers as an answer when the run ends before FINAL: a text FINAL's
+    value, else the reply itself when it holds no code (code that never ran is no answer)."""
+    tag = text_final(response)
+    if tag is not None and tag.value is not None:
+        return tag.value
+    if code_blocks(response):
+        return None
+    return response.strip() or None
+
+
 def replace_code_block(response: str, index: int, code: str) -> str:
     """The response with its `index`-th (1-based) code block's body replaced by `code`."""
     matches = list(_CODE_BLOCK.finditer(response))

@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import socket
+import threading
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -89,6 +90,10 @@ class Recorder:
         self.stop: Stop | None = None
         """Set when a sub-call hit a limit or was cancelled: the cell ends and so does the run."""
         self._seq = itertools.count(1)  # count() is safe across the sandbox's call threads
+        self._node_lock = threading.RLock()
+        """Held while the run node is rewritten: call threads report live totals on it."""
+        if parent is None:
+            run.budget.on_usage = self.progress
         # data flow: the sandbox's key of a call's result -> its node; variables each node reached
         self.call_nodes: dict[str, str] = {}
         self.sub_nodes: list[Node] = []
@@ -285,14 +290,19 @@ class Recorder:
     # ---- the run node ----------------------------------------------------------------------
 
     def progress(self) -> None:
-        """Rewrite the run node with the counts so far: the live status line reads it."""
-        self.node.meta["iterations"] = self.iterations
-        if self.depth == 0:
-            usage = self.run.budget.usage
-            self.node.meta["llm_calls"] = usage.calls
-            self.node.tokens_in, self.node.tokens_out = usage.tokens_in, usage.tokens_out
-            self.node.cost_usd = usage.cost
-        self.run.tracer.start(self.node)
+        """Rewrite the run node with the counts so far (the root's: the whole tree's usage), so
+        every reader of a running run sees its totals. The loop calls it after each turn and,
+        for the root, the budget as calls finish; an ended run node is never written again."""
+        with self._node_lock:
+            if self.node.status != "running":
+                return
+            self.node.meta["iterations"] = self.iterations
+            if self.depth == 0:
+                usage = self.run.budget.usage
+                self.node.meta["llm_calls"] = usage.calls
+                self.node.tokens_in, self.node.tokens_out = usage.tokens_in, usage.tokens_out
+                self.node.cost_usd = usage.cost
+            self.run.tracer.start(self.node)
 
     def recorded(
         self, body: Callable[[], str | None], partial: Callable[[], str | None]
@@ -324,9 +334,10 @@ class Recorder:
         for sub in list(self.sub_nodes):  # rewritten so the store shows where each text went
             sub.meta["used_by"] = sorted(self.used_by.get(sub.node_id, ()))
             self.run.tracer.start(sub)
-        self.progress()
-        self.node.meta.update(answer=answer, limit=limit)
-        self.run.tracer.end(self.node, status, output=answer, error=error)
+        with self._node_lock:  # no live rewrite between the last counts and the end
+            self.progress()
+            self.node.meta.update(answer=answer, limit=limit)
+            self.run.tracer.end(self.node, status, output=answer, error=error)
 
     # ---- data flow ---------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 from rlm_core.config import RLMConfig
 from rlm_core.engine.budget import Budget
+from rlm_core.engine.scripted import RECURSIVE
 from rlm_core.engine.spans import ContextIndex
 from rlm_core.errors import LimitExceeded, RunCancelled, Stop
 from rlm_core.models.model import Model, Role
@@ -54,6 +55,15 @@ class Clock:
         return time.time() - self.started
 
 
+def child_root_model(config: RLMConfig) -> str:
+    """The root model of child RLMs: the configured one, else the sub model, except under a
+    `demo/recursive` root, whose children are `demo/recursive` too. The scripted sub model as a
+    root would run the map script and start no child, so max depth would change nothing."""
+    if config.child_root_model:
+        return config.child_root_model
+    return config.root_model if config.root_model == RECURSIVE else config.sub_model
+
+
 ModelFactory = Callable[[str, Role], Model]
 """Makes the model for a name in a role; chosen at the edge (engine/rlm.py, a replay, a test)."""
 
@@ -82,8 +92,7 @@ class Models:
     def root(self, depth: int) -> Model:
         """The root model of an RLM at `depth` (a child's is the child root model)."""
         cfg = self.config
-        name = cfg.root_model if depth == 0 else (cfg.child_root_model or cfg.sub_model)
-        return self.get(name, "root")
+        return self.get(cfg.root_model if depth == 0 else child_root_model(cfg), "root")
 
     def sub(self, name: str | None = None) -> Model:
         return self.get(name or self.config.sub_model, "sub")

@@ -16,6 +16,7 @@ from rlm_core.engine.prompts import LAST_CHANCE
 from rlm_core.models.scripted import NOT_FOUND, Policy, keywords
 
 _QUESTION_LINE = re.compile(r"^Question: (.+)$", re.MULTILINE)
+RECURSIVE = "demo/recursive"
 
 
 def root_reply(model: str, messages: list[dict[str, Any]]) -> str:
@@ -25,7 +26,7 @@ def root_reply(model: str, messages: list[dict[str, Any]]) -> str:
     turn = sum(1 for m in messages if m["role"] == "assistant")
     if LAST_CHANCE in str(messages[-1]["content"]):
         return "I am out of turns.\nFINAL(I could not finish in the turns I had.)"
-    steps = [_probe, _filter, _recurse if model == "demo/recursive" else _map, _reduce]
+    steps = [_probe, _filter, _recurse if model == RECURSIVE else _map, _reduce]
     if turn < len(steps):
         return steps[turn](question)
     return '```repl\nFINAL_VAR("answer")\n```'

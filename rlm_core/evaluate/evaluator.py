@@ -63,6 +63,12 @@ class EvalPlan:
             raise ValueError(f"methods must be among {', '.join(METHODS)}")
 
     @property
+    def model_names(self) -> list[str]:
+        """Every model the plan may call: roots, sub models and the child root model."""
+        child = [self.config.child_root_model] if self.config.child_root_model else []
+        return list(dict.fromkeys([*(m for pair in self.models for m in pair), *child]))
+
+    @property
     def total(self) -> int:
         questions = sum(len(EXAMPLES[t].questions) for t in self.tasks)
         return questions * len(self.sizes) * len(self.models) * len(self.methods)
@@ -281,12 +287,12 @@ def rows_csv(rows: Iterable[EvalRow]) -> str:
     return buffer.getvalue()
 
 
-def preflight(models: Iterable[str], config: RLMConfig) -> None:
+def preflight(plan: EvalPlan) -> None:
     """Raise ModelError before anything runs for a model that cannot be routed or loaded, or
     whose price a cost limit would need and litellm does not know."""
-    models = list(models)
+    config, models = plan.config, plan.model_names
     check_cost_limit(config, models)
-    for model in dict.fromkeys(models):
+    for model in models:
         check_model(model, api_base=config.api_base, api_key=config.api_key)
         if local_model.is_local(model):
             local_model.load(model)

@@ -107,8 +107,11 @@ def keywords(question: str) -> list[str]:
 def sub_reply(prompt: str) -> str:
     """The sentence of the prompt's text sharing the most keywords with its question."""
     match = _QUESTION_LINE.search(prompt)
-    question = match.group(1) if match else prompt.split("\n", 1)[0]
-    body = prompt[match.end() :] if match else prompt
+    if match:
+        question, body = match.group(1), prompt[match.end() :]
+    else:  # the first line asks (as in an rlm_query sent on as llm_query at max depth)
+        question, _, rest = prompt.partition("\n")
+        body = rest or prompt  # a one-line prompt is its own text
     words = set(keywords(question))
     best, best_score = "", 0
     for sentence in re.split(r"(?<=[.!?])\s+|\n+", body):

@@ -20,7 +20,13 @@ from rlm_core.types import new_id
 from ui.common import cost_text, store, when
 from ui.config_inputs import limit_inputs
 from ui.jobs import Job, jobs
-from ui.model_picker import ROOT_PRESETS, saved_api_base, saved_models, session_key
+from ui.model_picker import (
+    ROOT_PRESETS,
+    child_root_picker,
+    saved_api_base,
+    saved_models,
+    session_key,
+)
 from ui.safe import md
 from ui.widgets import explorer_link
 
@@ -74,6 +80,8 @@ def plan_form() -> ev.EvalPlan | None:
         [SAME_AS_ROOT, *options],
         key="ev_sub",
     )
+    with right:
+        child_root = child_root_picker("ev_child_root")
     methods = right.multiselect(
         "Methods (strategies)",
         list(ev.METHODS),
@@ -87,10 +95,22 @@ def plan_form() -> ev.EvalPlan | None:
     if not tasks or not sizes or not roots or not methods:
         st.info("Pick at least one task, size, model and method.")
         return None
+    if child_root == "":
+        st.info("Type the name of the child root model.")
+        return None
     base = api_base or next((b for m in roots if (b := saved_api_base(m))), None)
     try:
-        keyed = [*roots, *([] if sub == SAME_AS_ROOT else [sub])]
-        config = RLMConfig(api_base=base, api_key=session_key(*keyed, api_base=base), **limits)
+        keyed = [
+            *roots,
+            *([] if sub == SAME_AS_ROOT else [sub]),
+            *([child_root] if child_root else []),
+        ]
+        config = RLMConfig(
+            api_base=base,
+            api_key=session_key(*keyed, api_base=base),
+            child_root_model=child_root,
+            **limits,
+        )
         pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
         return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
     except ValueError as exc:
@@ -240,7 +260,7 @@ def render() -> None:
     if st.button("Start evaluation", type="primary", disabled=plan is None, key="ev_start"):
         assert plan is not None
         try:
-            ev.preflight([m for pair in plan.models for m in pair], plan.config)
+            ev.preflight(plan)
         except ModelError as exc:
             st.error(md(exc))
         else:

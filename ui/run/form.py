@@ -9,17 +9,19 @@ import streamlit as st
 from rlm_core.config import RLMConfig
 from rlm_core.context import size_of
 from rlm_core.engine.budget import check_cost_limit
+from rlm_core.engine.run import child_root_model
 from rlm_core.errors import ModelError
 from rlm_core.evaluate.examples import EXAMPLES
 from rlm_core.ingest import Context, context_from_files
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model
 from rlm_core.readers import Data, IngestError
-from ui.config_inputs import choice_input, limit_inputs, setting
+from ui.config_inputs import choice_input, limit_inputs
 from ui.context_choice import ContextChoice
 from ui.model_picker import (
     ROOT_PRESETS,
     SUB_PRESETS,
+    child_root_picker,
     model_picker,
     saved_api_base,
     session_key,
@@ -108,18 +110,12 @@ def size_line(choice: ContextChoice) -> str:
     return f"{choice.chars:,} characters · about {choice.chars // 4:,} tokens"
 
 
-SAME_AS_SUB = "same as the sub model"
-
-
 def config_form() -> RLMConfig | None:
     """Models, key and limits; returns None (with the reason shown) when the input is unusable."""
     left, right = st.columns(2)
     with left:
         root = model_picker("Root model", ROOT_PRESETS, "root_model")
-        spec = setting("child_root_model")
-        child = model_picker(
-            spec.label, [SAME_AS_SUB, *ROOT_PRESETS], "child_root_model", help=spec.help
-        )
+        child_root = child_root_picker("child_root_model")
     with right:
         sub = model_picker("Sub model", SUB_PRESETS, "sub_model")
         prompt = choice_input("prompt", "prompt")
@@ -134,8 +130,7 @@ def config_form() -> RLMConfig | None:
         )
     with st.expander("Limits"):
         limits = limit_inputs("lim")
-    child_root = None if child == SAME_AS_SUB else child
-    if not root or not sub or not child:
+    if not root or not sub or child_root == "":
         st.warning("Type a model name for each model.")
         return None
     if not _local_ready(root, sub, *([child_root] if child_root else [])):
@@ -160,7 +155,7 @@ def config_form() -> RLMConfig | None:
 
 def check_models(config: RLMConfig) -> bool:
     """Whether every model of the config can be called (else the reason is shown)."""
-    models = {config.root_model, config.sub_model, config.child_root_model or config.sub_model}
+    models = {config.root_model, config.sub_model, child_root_model(config)}
     try:
         for model in models:
             check_model(model, api_base=config.api_base, api_key=config.api_key)

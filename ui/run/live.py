@@ -1,4 +1,9 @@
-"""The Run page's live panel: status line, growing graph, Stop, then the answer."""
+"""The Run page's live panel: status line and Stop, the growing graph, then the answer.
+
+Every count comes from the run's row, which the engine rewrites as calls finish: the status line
+and the summary after the run cannot disagree. The graph is redrawn only as often as its cost
+allows, so watching a big run does not slow it down (the run shares this process).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +16,19 @@ from rlm_core.analysis.graph import vis_payload
 from rlm_core.config import RLMConfig
 from rlm_core.engine.rlm import RLM
 from rlm_core.store.trace_store import TraceStore
-from rlm_core.types import Node, RunResult, new_id
+from rlm_core.types import RunResult, RunSummary, new_id
 from ui.common import cost_text, store
 from ui.context_choice import verdict
 from ui.graph_component import graph
 from ui.jobs import Job, JobRunner, jobs
 from ui.safe import md, word
 from ui.widgets import explorer_button, status_badge
+
+GRAPH_COST = "_live_graph_cost"
+REDRAW_SHARE = 0.03
+"""The share of the server's time the live graph may take: after a draw that took t seconds
+(reading the nodes, building and sending the payload), the next waits t / REDRAW_SHARE."""
+TICK_S = 1.0
 
 
 def start_run(
@@ -39,59 +50,94 @@ def start_run(
     return run_id
 
 
-def status_line(root: Node, nodes: list[Node]) -> str:
-    calls = sum(1 for n in nodes if n.kind in ("lm", "llm_query") and n.status != "running")
-    tokens = sum((n.tokens_in or 0) + (n.tokens_out or 0) for n in nodes if n.kind != "run")
-    costs = [n.cost_usd for n in nodes if n.kind in ("lm", "llm_query") and n.status == "ok"]
-    cost = None if any(c is None for c in costs) else sum(c for c in costs if c is not None)
-    iteration = max((n.meta.get("iteration", 0) for n in nodes if n.depth == 0), default=0)
-    elapsed = (root.ended_at or time.time()) - root.started_at
+def owned_and_running(run_id: str) -> bool:
+    """Whether this server is running the run now (so it can be stopped)."""
+    job = jobs().get(run_id)
+    return job is not None and job.running
+
+
+def going(run_id: str, run: RunSummary | None) -> bool:
+    """Whether the run is still going: its job here, else its row (a CLI run, say)."""
+    if jobs().get(run_id) is not None:
+        return owned_and_running(run_id)
+    return run is not None and run.status == "running"
+
+
+def status_line(run: RunSummary) -> str:
+    """Our own words and numbers only (rendered as markdown)."""
+    elapsed = (run.ended_at or time.time()) - run.created_at
     return (
-        f"{status_badge(root.status)} · iteration {iteration} · {calls} model calls · "
-        f"{tokens:,} tokens · cost {cost_text(cost)} · {elapsed:.1f} s"
+        f"{status_badge(run.status)} · iteration {run.iterations or 0} · "
+        f"{run.llm_calls or 0:,} model calls · {run.tokens:,} tokens · "
+        f"cost {cost_text(run.cost_usd)} · {elapsed:.1f} s"
     )
 
 
 def render(run_id: str) -> None:
-    live = jobs().get(run_id)
-    running = live is not None and live.running
+    """The status line (every second while the run goes), the graph (as often as its cost
+    allows: two fragments, so a big graph is not re-sent with every status line), the answer."""
+    live = going(run_id, store().get_run(run_id))
 
-    @st.fragment(run_every=1.0 if running else None)
-    def panel() -> None:
-        live = jobs().get(run_id)
-        nodes = store().nodes(run_id)
-        if not nodes:
-            st.info("Starting the run…")
+    @st.fragment(run_every=TICK_S if live else None)
+    def status() -> None:
+        run = store().get_run(run_id)
+        still = going(run_id, run)
+        if run is None:
+            st.info("Starting the run…" if still else "This run is not in the store.")
             return
-        root = nodes[0]
-        still_running = live is not None and live.running
-        cols = st.columns([5, 1])
-        cols[0].markdown(status_line(root, nodes))
-        if still_running and cols[1].button("Stop", key="stop_run", type="secondary"):
+        line, stop = st.columns([3, 1], vertical_alignment="center")
+        line.markdown(status_line(run))
+        if owned_and_running(run_id) and stop.button("Stop", key="stop_run"):
             jobs().stop(run_id)
             st.toast("Stopping the run…")
-        graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=420)
-        if not still_running:
-            finished(run_id, root, live.crash if live else None)
-            if running:  # it just ended: one full rerun so the page leaves live mode
-                st.rerun()
+        st.text(f"Question: {run.question or ''}")  # plain text: it may hold anything
+        if live and not still:  # it just ended: one full rerun so the page leaves live mode
+            st.rerun()
 
-    panel()
+    every = redraw_every(run_id)
+
+    @st.fragment(run_every=every if live else None)
+    def drawing() -> None:
+        started = time.perf_counter()
+        nodes = store().nodes(run_id)
+        if nodes:
+            graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=360)
+        cost = time.perf_counter() - started
+        st.session_state[GRAPH_COST] = (run_id, cost)
+        if live and redraw_every(run_id) > 1.5 * every:  # grown: slow the timer down
+            st.rerun()
+
+    status()
+    drawing()
+    if not live:
+        job = jobs().get(run_id)
+        finished(run_id, job.crash if job else None)
 
 
-def finished(run_id: str, root: Node, crash: str | None) -> None:
+def redraw_every(run_id: str) -> float:
+    """Seconds between redraws of the live graph: its last draw's cost / REDRAW_SHARE."""
+    drawn, cost = st.session_state.get(GRAPH_COST, (None, 0.0))
+    return max(TICK_S, cost / REDRAW_SHARE if drawn == run_id else 0.0)
+
+
+def finished(run_id: str, crash: str | None) -> None:
     if crash:
         st.error(md(crash))
     run = store().get_run(run_id)
     if run is None:
         return
-    status = run.status
+    status, answered = run.status, bool(run.answer)
+    ended = "The run was stopped" if status == "interrupted" else ""
+    if status == "limit":
+        ended = f"Stopped by the limit `{word(run.limit_name)}`"
     if status == "ok":
         st.success("Answer")
-    elif status == "limit":
-        st.warning(f"Stopped by the limit `{word(run.limit_name)}`; best partial answer:")
-    elif status == "interrupted":
-        st.warning("The run was stopped; partial answer:")
+    elif ended:
+        st.warning(
+            f"{ended}; best partial answer:"
+            if answered
+            else f"{ended} before the root model wrote an answer: there is none."
+        )
     elif status == "error" or not crash:  # the error may quote a provider: plain text
         st.error("The run failed:")
         st.text(run.error or "unknown error")
@@ -102,10 +148,5 @@ def finished(run_id: str, root: Node, crash: str | None) -> None:
         judged = verdict(expected[1], expected[2], run.answer)
         if judged:
             st.text(f"Check against the known answer: {judged}")
-    tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
-    duration = (run.ended_at or time.time()) - run.created_at
-    st.caption(
-        f"{run.iterations} iterations · {run.llm_calls} model calls · {tokens:,} tokens · "
-        f"cost {cost_text(run.cost_usd)} · {duration:.1f} s · run {run_id}"
-    )
+    st.caption(f"run {word(run_id)}")
     explorer_button("Open this run in the Explorer", run_id)

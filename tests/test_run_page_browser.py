@@ -1,0 +1,93 @@
+"""The Run page in headless Chromium at 1400x900: a double click on Run starts one run; its
+status line, Stop and graph show beside the button without scrolling; a reload mid-run shows the
+same live run; Stop ends it with a note that there is no answer. Screenshots go to RLM_SHOTS_DIR
+(default: the test's temporary folder); waits are generous, nothing is timed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser import Guard, fill_run_form, launch, needs_chromium, streamlit_server
+from conftest import ROOT, FakeOpenAIServer, FakeReply, by_model, repl
+
+pytestmark = [pytest.mark.browser, needs_chromium]
+CALLS = 2_000
+WAIT_MS = 120_000
+VIEWPORT = {"width": 1400, "height": 900}
+
+
+def root(body: dict[str, Any]) -> str:
+    if len(body["messages"]) > 2:
+        return repl("FINAL('done')")
+    return repl(f"answers = llm_query_batched([f'q{{i}}' for i in range({CALLS})])")
+
+
+def slow_sub(body: dict[str, Any]) -> FakeReply:
+    return FakeReply("an answer", delay_s=0.05)
+
+
+def in_view(pg: Any, locator: Any) -> bool:
+    """Whether the element is drawn inside the viewport, with the page not scrolled."""
+    box = locator.bounding_box()
+    scrolled = pg.evaluate("window.scrollY")
+    return box is not None and scrolled == 0 and 0 <= box["y"] < VIEWPORT["height"] - 20
+
+
+def live_panel_shows(pg: Any) -> None:
+    """Stop, the status line and the graph with nodes drawn, all beside the Run button."""
+    stop = pg.get_by_role("button", name="Stop", exact=True)
+    stop.wait_for(timeout=WAIT_MS)
+    status = pg.get_by_text("model calls ·")
+    status.wait_for(timeout=WAIT_MS)
+    pg.wait_for_function(
+        "window.__visnet && window.__visnet.body.data.nodes.length > 2", timeout=WAIT_MS
+    )
+    run = pg.get_by_role("button", name="Run", exact=True)
+    graph = pg.locator("canvas").first
+    for element in (run, stop, status, graph):
+        assert in_view(pg, element)
+    assert run.is_disabled()
+
+
+def test_run_page_tracks_its_run_through_a_double_click_and_a_reload(
+    traces_dir: Path, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    shots = Path(os.environ.get("RLM_SHOTS_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "RLM_TRACES_DIR": str(traces_dir)}
+    guard = Guard()
+    with (
+        FakeOpenAIServer(by_model({"root": root, "sub": slow_sub})) as fake,
+        streamlit_server("app.py", cwd=ROOT, log_path=tmp_path / "st.log", env=env) as url,
+        sync_playwright() as pw,
+    ):
+        browser = launch(pw)
+        pg = browser.new_context(viewport=VIEWPORT).new_page()
+        pg.route("**/*", guard)
+        fill_run_form(pg, url, fake.base_url, "What do the notes say?")
+        pg.evaluate("window.scrollTo(0, 0)")
+        pg.get_by_role("button", name="Run", exact=True).dblclick()
+        live_panel_shows(pg)
+        pg.screenshot(path=str(shots / "run_page_after_run.png"))
+        pg.wait_for_function("location.search.includes('run=')", timeout=WAIT_MS)
+        run_id = pg.evaluate("new URLSearchParams(location.search).get('run')")
+
+        pg.reload()
+        live_panel_shows(pg)
+        assert pg.get_by_text("Question: What do the notes say?").count() == 1
+        pg.screenshot(path=str(shots / "run_page_after_reload.png"))
+
+        pg.get_by_role("button", name="Stop", exact=True).click()
+        pg.get_by_text("Open this run in the Explorer").wait_for(timeout=WAIT_MS)
+        pg.get_by_text("before the root model wrote an answer").wait_for(timeout=WAIT_MS)
+        assert pg.get_by_role("button", name="Run", exact=True).is_enabled()
+        pg.screenshot(path=str(shots / "run_page_stopped.png"))
+        browser.close()
+    assert guard.foreign == []
+    # the double click started one run
+    assert [p.stem for p in (traces_dir / "journal").glob("*.jsonl")] == [run_id]
