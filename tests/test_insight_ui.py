@@ -137,9 +137,11 @@ def test_the_current_range_stays_underlined_where_it_was_also_printed() -> None:
     out = document_view.window_html(text, 0, len(text), marks)
     parser = _Tags()
     parser.feed(out)
-    classes = [attrs.get("class") or "" for tag, attrs in parser.tags if tag == "mark"]
-    assert any("rlm-shown" in c and "rlm-focus" in c for c in classes)
-    assert any("rlm-shown" in c and "rlm-focus" not in c for c in classes)  # outside it: not
+    # the printed colour wins, inside an underlining mark of the current range
+    assert '<mark class="rlm-mark rlm-focus"' in out and out.count("rlm-focus") == 1
+    focus_at = out.index("rlm-focus")
+    assert out.index("rlm-shown", focus_at) < out.index("</mark></mark>", focus_at)
+    assert out.count('class="rlm-mark rlm-shown"') == 3  # before, inside and after the range
 
 
 def test_window_is_bounded_for_huge_ranges() -> None:

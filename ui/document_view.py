@@ -34,7 +34,6 @@ _STYLE = {
     "code": "background:#cfe3ff;color:#111;padding:0;",
 }
 """Mark class -> inline style; the class names are ours, never taken from the text."""
-_UNDERLINE = "border-bottom:2px solid #c77c00;"
 LEGEND = {
     "read": "yellow: the node's ranges",
     "focus": "underlined: the current range",
@@ -103,10 +102,10 @@ def window_html(text: str, lo: int, hi: int, marks: Sequence[Mark]) -> str:
         cls = next((c for s, e, c in reversed(marks) if s <= a and b <= e), None)
         focus = cls != "focus" and any(c == "focus" and s <= a and b <= e for s, e, c in marks)
         if cls in _STYLE:
-            names, style = f"rlm-mark rlm-{cls}", _STYLE[cls]
+            piece = f'<mark class="rlm-mark rlm-{cls}" style="{_STYLE[cls]}">{piece}</mark>'
             if focus:  # printed over the current range: still underlined as the current range
-                names, style = f"{names} rlm-focus", style + _UNDERLINE
-            out.append(f'<mark class="{names}" style="{style}">{piece}</mark>')
+                piece = f'<mark class="rlm-mark rlm-focus" style="{_STYLE["focus"]}">{piece}</mark>'
+            out.append(piece)
         else:
             out.append(piece)
     head = f'<div class="rlm-doc" style="{_BOX}">'

@@ -99,6 +99,9 @@ class Budget:
     held_tokens: int = 0
     held_cost: float = 0.0
     in_flight: int = 0
+    calls_held: int = 0
+    """Calls reserved and not yet over: they count against max_llm_calls; `usage.calls` counts
+    the calls that were sent, when they are over (what the run shows as model calls)."""
     fired: LimitExceeded | None = None
     """The first refusal: every later request is refused too, so nothing runs past a limit."""
     on_usage: Callable[[], None] | None = None
@@ -122,7 +125,7 @@ class Budget:
             return self._hold(model, calls, check)
         except (LimitExceeded, RunCancelled):
             with self._cond:
-                self.usage.calls -= len(calls)  # refused calls were never made
+                self.calls_held -= len(calls)  # refused calls are never made
             raise
 
     def _hold(self, model: str, calls: list[Messages], check: Callable[[], None]) -> list[Ticket]:
@@ -146,10 +149,12 @@ class Budget:
                 self._cond.wait(WAIT_S)  # calls in flight may give back what they did not use
                 check()
 
-    def settle(self, ticket: Ticket, done: Completion | None) -> None:
+    def settle(self, ticket: Ticket, done: Completion | None, *, sent: bool = True) -> None:
         """The call is over: give back its ticket and count what it used (`done` is None for a
-        call that failed, which counts as a call only)."""
+        call that failed, which counts as a call only; one never `sent` counts for nothing)."""
         with self._cond:
+            self.calls_held -= 1
+            self.usage.calls += sent
             if done is not None:
                 self.usage.add(done)
                 used_in = ticket.input_tokens if done.tokens_in is None else done.tokens_in
@@ -178,7 +183,7 @@ class Budget:
         with self._cond:
             if self.fired is not None:
                 raise again(self.fired)
-            made = self.usage.calls
+            made = self.usage.calls + self.calls_held
             if limit is not None and made + n > limit:
                 self.fired = LimitExceeded("max_llm_calls", f"{limit} model calls made")
                 if made < limit:
@@ -188,7 +193,7 @@ class Budget:
                         f"max_llm_calls={limit} are left",
                     )
                 raise self.fired
-            self.usage.calls += n
+            self.calls_held += n
 
     def _price(self, model: str) -> tuple[float, float]:
         if self.config.max_cost_usd is None:

@@ -6,13 +6,14 @@ It also keeps the run's data flow: which sub-call's text reached which REPL vari
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
 import socket
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -122,15 +123,27 @@ class Recorder:
         calls: list[list[dict[str, str]]],
         meta: dict[str, Any] | None = None,
     ) -> list[Ticket]:
-        """Clock and budget for `calls` (a batch: all or none) before any node is written. The
-        first refusal of the run tree is recorded on one node (with the number of calls it
-        refused); later ones write nothing."""
+        """Clock and budget for `calls` (a batch: all or none) before any node is written."""
+        with self._refusal(kind, model, calls, meta):
+            return self.run.budget.reserve(model.name, calls, self.run.clock.check)
+
+    @contextlib.contextmanager
+    def _refusal(
+        self,
+        kind: NodeKind,
+        model: Model,
+        calls: list[list[dict[str, str]]],
+        meta: dict[str, Any] | None = None,
+    ) -> Iterator[None]:
+        """Checks that nothing stopped the run, then the body's own (a reservation). The first
+        refusal of the run tree is recorded on one node (with the number of calls it refused);
+        later ones write nothing."""
         run = self.run
         try:
             if run.stopped is not None:
                 raise again(run.stopped)
             run.clock.check()
-            return run.budget.reserve(model.name, calls, run.clock.check)
+            yield
         except (LimitExceeded, RunCancelled) as exc:
             if run.first_stop(exc):
                 meta = {**(meta or {}), **({"refused_calls": len(calls)} if len(calls) > 1 else {})}
@@ -205,11 +218,15 @@ class Recorder:
         """One traced model call: an `lm` node (this RLM's root model, recording the messages
         added since `sent`) or an `llm_query` node (a sub-call, recording its prompt). A call of
         a batch comes with the ticket the batch reserved for it."""
-        lm = kind == "lm"
+        lm, batched = kind == "lm", ticket is not None
         if ticket is None:
             (ticket,) = self.reserve(kind, model, [messages], meta)
         done: Completion | None = None
+        sent = False
         try:  # whatever happens, the ticket goes back: calls waiting for room depend on it
+            if batched:  # it waited for its turn in the batch: the run may have stopped since
+                with self._refusal(kind, model, [messages], meta):
+                    pass
             node = self.child(
                 kind,
                 input=json.dumps(messages[sent:], ensure_ascii=False)
@@ -220,9 +237,10 @@ class Recorder:
             )
             if not lm:
                 self.register(key, node)
+            sent = True
             done = self.call(node, model, messages, ticket)
         finally:
-            self.run.budget.settle(ticket, done)
+            self.run.budget.settle(ticket, done, sent=sent)
         if lm:
             self.last_response = done.text
         return done.text, node
