@@ -57,9 +57,10 @@ class RLMConfig:
     )
     prompt: str = setting(
         "auto",
-        "root system prompt: `full`, `small` (short, for small local models), or "
-        "`auto`: `small` for `local/`, `ollama/`, `ollama_chat/` models; the run node records "
-        "which",
+        "root system prompt: `full`, `small` (short, with worked examples, for models up to "
+        "8 B parameters), or `auto`: by the size the model's server reports, else a size in "
+        "its name, else `small` for GGUF runtimes on your machine (`local/`, Ollama, llama.cpp, "
+        "LM Studio), else `full`; the run node records which and why",
         "model",
         choices=PROMPTS,
     )

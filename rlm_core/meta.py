@@ -29,6 +29,7 @@ class RunMeta(CommonMeta, total=False):
     sub_model: Annotated[str | None, "model behind `llm_query`"]
     config: Annotated[dict[str, Any], "RLMConfig without the key"]
     prompt: Annotated[str, "prompt variant: `rlm-v1`, `rlm-small-v2`, `<strategy>-v1`"]
+    prompt_reason: Annotated[str, "why that variant: chosen, or what `auto` went by"]
     context_sha: Annotated[str, "sha256 of the context blob"]
     context_kind: Annotated[str, "`text` (a str) or `json` (a list or dict)"]
     context_chars: Annotated[int, "characters of the context (its parts added up)"]
