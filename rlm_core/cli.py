@@ -25,6 +25,7 @@ EVAL_SETTINGS = (
     "api_base",
     "prompt",
     "temperature",
+    "seed",
     "max_iterations",
     "max_depth",
     "max_llm_calls",

@@ -67,6 +67,14 @@ class RLMConfig:
     temperature: float | None = setting(
         None, "sampling temperature (`None`: provider default)", "model", low=0.0, high=2.0
     )
+    seed: int | None = setting(
+        None,
+        "sampling seed sent with every model call, so a run can be repeated (`None`: none; "
+        "honoured by llama.cpp, `local/`, vLLM, Ollama, OpenAI)",
+        "model",
+        low=0,
+        high=2**31 - 1,
+    )
     max_iterations: int = setting(
         30,
         "root turns per RLM; then it is asked once more for an answer",

@@ -44,6 +44,9 @@ class RunMeta(CommonMeta, total=False):
         list[int], "turns whose literal FINAL after an empty search was refused"
     ]
     ignored_text_finals: Annotated[list[int], "turns with a text FINAL beside code (ignored)"]
+    last_chance: Annotated[
+        dict[str, Any], "the last-chance reply not taken as the answer (`reply`, `taken`, `why`)"
+    ]
     strategy: Annotated[str, "the strategy that ran (`rlm`, `plain`, `rag`, ...)"]
     strategy_options: Annotated[dict[str, Any], "the strategy's options"]
     strategy_note: Annotated[str, "one line on what the strategy could not see"]
@@ -100,6 +103,7 @@ class SubCallMeta(CommonMeta, total=False):
     batch_index: Annotated[int, "position in the batch"]
     batch_size: Annotated[int, "calls in the batch"]
     fallback_from: Annotated[str, "`rlm_query` at the deepest level, sent as `llm_query`"]
+    no_context_text: Annotated[bool, "the prompt held no text of the context: a guess asked for"]
     used_by: Annotated[list[str], "variables that kept its text (`[]`: dropped)"]
     child_run: Annotated[str, "the child run's node id (`rlm_query`)"]
     round: Annotated[int, "summary round (summarize)"]

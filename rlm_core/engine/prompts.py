@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_core.context import parts, size_of
+from rlm_core.engine.guesses import found_nothing
 from rlm_core.models import served
 from rlm_core.types import CellResult
 
@@ -91,22 +92,9 @@ FOUND_NOTHING = """\
 Your code found nothing, so the output does not contain the answer. Search for each word of \
 the question on its own, or print a sample of `context` to see how it is written."""
 
-GUESS_REFUSED = """\
-Your last search found nothing, so that answer is a guess and was not accepted. Search for \
-each word of the question on its own."""
-
-_NOTHING = {"", "0", "[]", "{}", "()", "None", "Counter()"}
-
-
-def found_nothing(views: list[str]) -> bool:
-    """Every block printed nothing or an empty result. A 1.5B model then made up an answer (a
-    search for the question's exact words had missed), unless told the search had failed."""
-    return all(view.strip() in _NOTHING for view in views)
-
-
-def prompt_name(choice: str, root_model: str) -> str:
-    """The prompt variant by the model's name alone (no server is asked): for estimates."""
-    return choose_prompt(choice, root_model, ask=False)[0]
+NOT_FOUND = "not found"
+"""The run's answer when the last-chance reply was a guess after searches that all came back
+empty: saying so beats passing a made-up value on as the answer."""
 
 
 def choice_of(name: object) -> str | None:

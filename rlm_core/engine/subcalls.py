@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlm_core.context import text_of
+from rlm_core.engine import fits, guesses
 from rlm_core.engine.recorder import Recorder
 from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, status_of
 from rlm_core.repl.sandbox import SubCallError
@@ -27,6 +28,8 @@ class SubCalls:
 
     def __init__(self, rec: Recorder, start_child: ChildRLM, *, allowed: bool = True) -> None:
         self.rec, self.start_child, self.allowed = rec, start_child, allowed
+        self.blind: list[str] = []
+        """Sub-calls whose prompt held no text of the context (the loop tells the root)."""
 
     def handle(self, fn: str, args: dict[str, Any]) -> Any:
         key = args.get("_call_id")  # the sandbox's name for this call's result, for data flow
@@ -87,10 +90,20 @@ class SubCalls:
         rec = self.rec
         messages = [{"role": "user", "content": prompt}]
         spans = rec.run.index.spans(prompt)
+        meta = dict(meta or {})
+        # only the root's own calls: a child's context need not be a piece of the original
+        if rec.depth == 0 and guesses.no_context_text(prompt, spans, rec.run.index.text):
+            meta["no_context_text"] = True
+        sub = rec.run.models.sub(model)
+        if (too_big := fits.too_big(sub.name, prompt, rec.run.config)) is not None:
+            node = rec.child("llm_query", input=prompt, context_spans=spans, meta=meta)
+            rec.register(key, node)
+            rec.run.tracer.end(node, "error", error=too_big)
+            raise SubCallError(too_big)
         try:
-            text, _ = rec.ask(
-                "llm_query", rec.run.models.sub(model), messages, spans=spans, meta=meta, key=key
-            )
+            text, node = rec.ask("llm_query", sub, messages, spans=spans, meta=meta, key=key)
+            if meta.get("no_context_text"):
+                self.blind.append(node.node_id)
         except ModelError as exc:
             raise SubCallError(f"llm_query failed: {exc}") from exc
         except (LimitExceeded, RunCancelled) as exc:

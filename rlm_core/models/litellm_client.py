@@ -126,6 +126,7 @@ class LiteLLMClient:
         retries: int = 3,
         timeout_s: float = 600.0,
         temperature: float | None = None,
+        seed: int | None = None,
         backoff_s: float = 1.0,
     ) -> None:
         self.name = name
@@ -134,6 +135,7 @@ class LiteLLMClient:
         self.retries = max(0, retries)
         self.timeout_s = timeout_s
         self.temperature = temperature
+        self.seed = seed
         self.backoff_s = backoff_s
 
     def __repr__(self) -> str:
@@ -204,6 +206,8 @@ class LiteLLMClient:
         }
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
         if max_output_tokens is not None:
             kwargs["max_tokens"] = max_output_tokens
         if self.api_base:
