@@ -79,7 +79,7 @@ def literal_final(code: str) -> str | None:
 
 def question_words(question: str) -> list[str]:
     """The words of a question worth searching for on their own, rarest-looking first."""
-    words = [w for w in _WORD.findall(question) if w.lower() not in _STOPWORDS]
+    words = [w for w in _WORD.findall(question) if len(w) > 2 and w.lower() not in _STOPWORDS]
     unique = list(dict.fromkeys(words))
     return sorted(unique, key=lambda w: (not any(c in w for c in "-_0123456789"), -len(w)))[:4]
 
