@@ -21,6 +21,7 @@ class CommonMeta(TypedDict, total=False):
     retries: Annotated[int, "attempts retried before the one that answered or failed"]
     retry_errors: Annotated[list[str], "what went wrong in each retried attempt"]
     iteration: Annotated[int, "the root turn (1-based) the node belongs to"]
+    cached_tokens: Annotated[int, "prompt tokens the provider served from its prompt cache"]
 
 
 class RunMeta(CommonMeta, total=False):
@@ -69,6 +70,9 @@ class RunMeta(CommonMeta, total=False):
 
 class LmMeta(CommonMeta, total=False):
     messages_before: Annotated[int, "messages sent in earlier calls (`input` holds the rest)"]
+    prefix_tokens: Annotated[
+        int, "tokens of the previous root call (prompt and reply) this prompt starts with"
+    ]
     prompt_is_full: Annotated[bool, "`input` is the whole prompt, not a delta (imported runs)"]
     compactions: Annotated[int, "compactions before this call (Algorithm 2)"]
     compaction: Annotated[int, "this call compacts the history, the n-th time (Algorithm 2)"]

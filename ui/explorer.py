@@ -207,7 +207,7 @@ def _body(run_id: str, timer: float | None) -> None:
         playing = bool(st.session_state.get(PLAY_KEY))
     if _timer(run, playing) != timer:
         st.rerun()  # the fragment's timer is set when it is defined: start, change or drop it
-    _header(run)
+    _header(run, nodes[0].meta.get("prompt"))
     fork_panel.origin(nodes)
     transfer.export_buttons(s, run_id)
     controls = st.container()
@@ -325,11 +325,12 @@ def _duration(run: dict[str, Any]) -> str:
     return f"{(end or start) - start:.1f} s"
 
 
-def _header(run: dict[str, Any]) -> None:
+def _header(run: dict[str, Any], prompt: Any = None) -> None:
     status = run.get("status")
     st.text(
         f"{status_badge(status)}  ·  root model: {run.get('root_model') or '—'}  ·  "
-        f"sub model: {run.get('sub_model') or '—'}  ·  run id {run.get('run_id')}"
+        f"sub model: {run.get('sub_model') or '—'}  ·  prompt: {prompt or '—'}  ·  "
+        f"run id {run.get('run_id')}"
     )
     tokens = (run.get("tokens_in") or 0) + (run.get("tokens_out") or 0)
     stats = [

@@ -28,6 +28,7 @@ class RLMLoop:
     def __init__(self, rec: Recorder, *, note: str = "", subcalls: bool = True) -> None:
         self.rec, self.note = rec, note
         self.calls = SubCalls(rec, self._child, allowed=subcalls)
+        self._last_lm: Node | None = None
 
     def run(self) -> str | None:
         """Run to FINAL and return the answer; limits and cancellation raise."""
@@ -128,8 +129,12 @@ class RLMLoop:
         ]
 
     def _ask_root(self, messages: list[dict[str, str]], sent: int, iteration: int) -> str:
-        meta = {"iteration": iteration, "messages_before": sent}
-        text, _ = self.rec.ask("lm", self.rec.model, messages, sent=sent, meta=meta)
+        meta: dict[str, Any] = {"iteration": iteration, "messages_before": sent}
+        if self._last_lm is not None and self._last_lm.tokens_in is not None:
+            # every turn only appends, so this call starts with the last one's prompt and reply:
+            # what a server's prefix cache can reuse (the rest it must read anew)
+            meta["prefix_tokens"] = self._last_lm.tokens_in + (self._last_lm.tokens_out or 0)
+        text, self._last_lm = self.rec.ask("lm", self.rec.model, messages, sent=sent, meta=meta)
         return text
 
     def _feedback(self, shown: list[str], extra: str) -> str:

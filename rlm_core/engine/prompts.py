@@ -97,6 +97,11 @@ NOT_FOUND = "not found"
 empty: saying so beats passing a made-up value on as the answer."""
 
 
+def prompt_name(choice: str, root_model: str) -> str:
+    """The prompt variant by the model's name alone (no server is asked): for estimates."""
+    return choose_prompt(choice, root_model, ask=False)[0]
+
+
 def choice_of(name: object) -> str | None:
     """The RLMConfig.prompt choice that gives a recorded variant ("rlm-small-v2" -> "small")."""
     return {SMALL_PROMPT_NAME: "small", PROMPT_NAME: "full"}.get(str(name))

@@ -132,6 +132,8 @@ class Recorder:
             meta["replayed"] = True
         if done.retry_errors:
             meta |= {"retries": len(done.retry_errors), "retry_errors": done.retry_errors}
+        if done.cached_tokens is not None:
+            meta["cached_tokens"] = done.cached_tokens
         run.tracer.end(
             node,
             "ok",

@@ -244,4 +244,7 @@ class LiteLLMClient:
             cost_usd=_response_cost(litellm, resp, self.name),
             latency_s=latency,
             finish_reason=getattr(choice, "finish_reason", None),
+            cached_tokens=_count(
+                getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+            ),
         )

@@ -131,7 +131,7 @@ def _openai_models(facts: dict[str, Any], name: str, data: Any) -> None:
         return
     facts["names"] += [entry.get("id"), entry.get("root")]  # vLLM: root is the repository
     facts["runtime"] = {"llamacpp": "llama.cpp", "vllm": "vLLM"}.get(str(entry.get("owned_by")))
-    meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+    meta = _dict(entry.get("meta"))
     _set(facts, "params", meta.get("n_params"), "llama.cpp server, /v1/models meta.n_params")
     _set(facts, "window", entry.get("max_model_len"))  # vLLM
     _set(facts, "window", meta.get("n_ctx_train"))
@@ -161,14 +161,18 @@ def _ollama(facts: dict[str, Any], data: Any) -> None:
     if not isinstance(data, dict):
         return
     facts["runtime"] = "Ollama"
-    info = data.get("model_info") if isinstance(data.get("model_info"), dict) else {}
+    info = _dict(data.get("model_info"))
     _set(facts, "params", info.get("general.parameter_count"), "Ollama, /api/show parameter count")
-    details = data.get("details") if isinstance(data.get("details"), dict) else {}
+    details = _dict(data.get("details"))
     size = details.get("parameter_size")  # "1.5B"
     if isinstance(size, str):
         _set(facts, "params", params_in_name(size.lower()), "Ollama, /api/show parameter_size")
     windows = [v for k, v in info.items() if k.endswith(".context_length")]
     _set(facts, "window", windows[0] if windows else None)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _get(url: str, api_key: str | None) -> Any:
