@@ -4,6 +4,7 @@ Explorer shows it, and which prompt ran."""
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from conftest import explorer_page, repl, stored
@@ -31,7 +32,7 @@ def test_root_calls_record_the_prefix_they_share_and_what_the_server_cached(
     assert "900 tokens" in line and "850 served from the provider's cache" in line
     # the system prompt comes first and every turn only appends: a prefix cache can reuse it
     sent = [r["messages"] for r in server.requests if r["model"] == "root"]
-    assert all(b[: len(a)] == a for a, b in zip(sent, sent[1:]))
+    assert all(b[: len(a)] == a for a, b in itertools.pairwise(sent))
     totals = where_time_went(nodes)
     assert totals["root calls"] == 3 and totals["cached (reported)"] == 850
     shared = sum(min(n.meta.get("prefix_tokens", 0), n.tokens_in) for n in lms)
