@@ -18,10 +18,12 @@ import streamlit as st
 from rlm_core.config import RLMConfig
 from rlm_core.errors import ModelError
 from rlm_core.evaluate import evaluator as ev
+from rlm_core.evaluate import report
 from rlm_core.evaluate.examples import EXAMPLES, SIZES
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import new_id
 from ui.common import ROOT_PRESETS, cost_text, explorer_link, store, when
+from ui.sampling import sampling_inputs
 from ui.settings_page import saved_api_base, saved_models, session_key
 
 SAME_AS_ROOT = "same as the root model (demo/sub for demo models)"
@@ -123,6 +125,8 @@ def plan_form() -> ev.EvalPlan | None:
         timeout = c2.number_input("Timeout in s (0 = none)", 0, 86_400, 600, key="ev_timeout")
         cost = c3.number_input("Max cost in USD (0 = none)", 0.0, 1_000.0, 0.0, key="ev_cost")
         api_base = st.text_input("API base (empty: from Settings)", key="ev_api_base").strip()
+        seeds = int(c1.number_input("Seeds per question (RLM runs)", 1, 20, 1, key="ev_seeds"))
+        sampling = sampling_inputs("ev")
     if not tasks or not sizes or not roots or not methods:
         st.info("Pick at least one task, size, model and method.")
         return None
@@ -134,9 +138,11 @@ def plan_form() -> ev.EvalPlan | None:
             max_iterations=int(iterations),
             timeout_s=float(timeout) or None,
             max_cost_usd=float(cost) or None,
+            **sampling,
         )
         pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
-        return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
+        runs = tuple(range(1, seeds + 1)) if seeds > 1 else (config.seed,)
+        return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods), runs)
     except ValueError as exc:
         st.error(str(exc))
         return None
@@ -259,6 +265,8 @@ def results(trace_store: TraceStore) -> None:
     )
     rows = ev.load_rows(trace_store, chosen)
     st.dataframe(side_by_side(rows), hide_index=True)
+    st.caption("Per question: the RLM over its seeds against the plain model")
+    st.dataframe(pd.DataFrame(report.rlm_vs_plain(rows)), hide_index=True)
     figure = chart(rows)
     if figure is not None:
         st.altair_chart(figure)

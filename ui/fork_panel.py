@@ -20,6 +20,7 @@ from rlm_core.models.resolve import check_model
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node, RunResult, new_id
 from ui.common import explorer_link, manager, status_badge
+from ui.sampling import sampling_inputs
 from ui.settings_page import session_key
 
 log = logging.getLogger(__name__)
@@ -149,6 +150,7 @@ def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: 
             "API key (this browser session only; never saved)", type="password", key=KEY_FIELD
         )
         limits = _limit_inputs(config, node.node_id)
+        sampling = sampling_inputs(f"fork_{node.node_id}", config)
         submitted = st.form_submit_button("Run fork", type="primary")
     if not submitted:
         return
@@ -156,7 +158,7 @@ def _fork_form(store: TraceStore, run: dict[str, Any], nodes: list[Node], node: 
     if not all(models.values()):
         st.error("Type a model name for the root and the sub model.")
         return
-    wanted = {**models, "api_base": api_base.strip() or None, **limits}
+    wanted = {**models, "api_base": api_base.strip() or None, **limits, **sampling}
     changes = {k: v for k, v in wanted.items() if v != config.get(k)}
     key = api_key.strip() or session_key(models["root_model"]) or session_key(models["sub_model"])
     for field in ("root_model", "sub_model"):

@@ -16,6 +16,7 @@ from rlm_core.models import local as local_model
 from rlm_core.models.scripted import DEMO_MODELS
 from rlm_core.readers import Data, IngestError
 from ui.common import CUSTOM, ROOT_PRESETS, SUB_PRESETS
+from ui.sampling import sampling_inputs
 from ui.settings_page import saved_api_base, saved_models, session_key
 
 SOURCES = ("Example document", "Upload files", "Upload a folder", "Paste text")
@@ -163,6 +164,8 @@ def config_form() -> RLMConfig | None:
         cost = c2.number_input("Max cost in USD (0 = none)", 0.0, 10_000.0, 0.0, key="lim_cost")
         timeout = c3.number_input("Run timeout in s (0 = none)", 0, 86_400, 0, key="lim_time")
         cell = c1.number_input("Cell timeout in s", 1, 3_600, 60, key="lim_cell")
+    with st.expander("Sampling (temperature, seed)"):
+        sampling = sampling_inputs("run")
     if not root or not sub:
         st.warning("Type a model name for the root and the sub model.")
         return None
@@ -182,6 +185,7 @@ def config_form() -> RLMConfig | None:
             max_cost_usd=_optional(float(cost)),
             timeout_s=_optional(float(timeout)),
             cell_timeout_s=float(cell),
+            **sampling,
         )
     except ValueError as exc:
         st.error(str(exc))
