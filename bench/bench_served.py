@@ -32,6 +32,7 @@ os.environ.setdefault("RLM_LOCAL_N_CTX", "8192")
 from heldout import question
 
 from rlm_core import RLM
+from rlm_core.analysis.timing import where_time_went
 from rlm_core.config import RLMConfig
 from rlm_core.evaluate.scoring import score
 from rlm_core.store.trace_store import TraceStore
@@ -106,7 +107,7 @@ def one(model: str, api_base: str | None, size: int, seed: int, args: argparse.N
         "turns": result.iterations,
         "sub_calls": sum(1 for n in nodes if n.kind in ("llm_query", "rlm_query")),
         "prompt_tokens": sum(n.tokens_in or 0 for n in lms),
-        "reused_tokens": sum(int(n.meta.get("reused_tokens") or 0) for n in lms),
+        "new_tokens": where_time_went(lms)["of which new"],
         "status": result.status,
         "answer": (result.answer or "")[:40],
         "expected": q.answer,

@@ -119,3 +119,19 @@ def test_temperature_and_seed_reach_the_server_and_are_recorded(fake: Any) -> No
     assert (body["temperature"], body["seed"]) == (0.0, 7)
     config = stored(result.run_id)[1][0].meta["config"]
     assert (config["temperature"], config["seed"]) == (0.0, 7)
+
+
+def test_an_answer_from_output_that_never_mentions_the_question_is_refused(fake: Any) -> None:
+    sample = repl("print(context[:300])")
+    search = repl("i = context.find('amber-falcon')\nprint(context[i - 40:i + 60])")
+    question = "Which magic number belongs to amber-falcon?"
+    replies = [sample, "FINAL(17)", search, "FINAL(4417)"]
+    result, _, root = fake(replies, "17 rows. " + CONTEXT, question, prompt="small")
+    assert result.answer == "4417"
+    assert "Nothing printed so far mentions amber-falcon" in root.seen[2][-1]["content"]
+    assert guesses.key_words("What door number holds granite-willow crates?") == ["granite-willow"]
+    assert guesses.key_words("What is the secret code for the vault?") == [
+        "secret",
+        "vault",
+        "code",
+    ]

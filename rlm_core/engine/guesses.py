@@ -84,10 +84,32 @@ def question_words(question: str) -> list[str]:
     return sorted(unique, key=lambda w: (not any(c in w for c in "-_0123456789"), -len(w)))[:4]
 
 
-def refusal(count: int, question: str, guess: str) -> str:
+def key_words(question: str) -> list[str]:
+    """The words an answer's evidence must mention: names like `granite-willow` or `X7` when the
+    question has any (a plain word like "door" turns up in any long text), else all of them."""
+    words = question_words(question)
+    keys = [w for w in words if any(c in w for c in "-_0123456789") or w[1:] != w[1:].lower()]
+    return keys or words
+
+
+def on_topic(seen: str, question: str) -> bool:
+    """Whether the code run so far or what it printed mentions the question's key words: an
+    answer taken from a sample that never mentions them is a number picked at random (a 1.5B
+    model printed 2,000 characters of the document and answered with a number in them)."""
+    lowered, words = seen.lower(), key_words(question)
+    return not words or any(word.lower() in lowered for word in words)
+
+
+def refusal(count: int, question: str, guess: str, off_topic: bool = False) -> str:
     """What a refused guess is told: different words each time, ending with code to copy. The
     same sentence repeated 7 times changed nothing; code that searches word by word does."""
     words = question_words(question)
+    if count == 1 and off_topic:
+        return (
+            f"Nothing printed so far mentions {' or '.join(key_words(question))}, so {guess} "
+            "is a guess and was not accepted. Search for those words on their own and print the "
+            "text around each match."
+        )
     code = (
         "```repl\nimport re\n"
         f"for word in {words!r}:\n"

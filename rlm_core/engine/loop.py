@@ -49,21 +49,23 @@ class RLMLoop:
         sent, searched_in_vain, found_any = 0, False, False
         previous_blocks: list[str] = []
         refused: list[str] = []
+        seen = ""  # the code run and what it printed: what an answer can rest on
         for iteration in range(1, cfg.max_iterations + 1):
             rec.iterations = iteration
             response = self._ask_root(messages, sent, iteration)
             sent = len(messages)
             blocks = code_blocks(response)
             tag = None if blocks else text_final(response)
-            # A small model answers right after a search that found nothing with a made-up
-            # value, as text or as a cell holding only FINAL(<literal>); that answer is refused
-            # (and recorded) so it searches again. Answers naming variables or expressions come
-            # from the REPL, not from thin air.
-            guess = self._guess(blocks, tag) if searched_in_vain else None
+            # A small model answers right after a search that found nothing, or from output that
+            # never mentions what was asked, with a made-up value, as text or as a cell holding
+            # only FINAL(<literal>); that answer is refused (and recorded) so it searches again.
+            # Answers naming variables or expressions come from the REPL, not from thin air.
+            off_topic = small and not guesses.on_topic(seen, rec.question)
+            guess = self._guess(blocks, tag) if searched_in_vain or off_topic else None
             if guess is not None:
                 refused.append(guess)
                 rec.node.meta.setdefault("refused_guesses", []).append(iteration)
-                why = guesses.refusal(len(refused), rec.question, guess)
+                why = guesses.refusal(len(refused), rec.question, guess, off_topic)
                 messages += self._turn(response, [], why)
                 continue
             if not blocks:
@@ -82,6 +84,7 @@ class RLMLoop:
                 views.append(node.model_view or "")
             shown = [prompts.cell_feedback(i, view) for i, view in enumerate(views, 1)]
             notes = []
+            seen += "".join(f"{code}\n{view}\n" for code, view in zip(blocks, views, strict=False))
             empty = guesses.found_nothing(views)
             found_any = found_any or not empty
             searched_in_vain = small and empty
