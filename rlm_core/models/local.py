@@ -71,7 +71,8 @@ def load(model: str) -> _Loaded:
         # 0 means the window the model was trained with, read from the file's metadata
         n_ctx = int(os.environ.get("RLM_LOCAL_N_CTX") or 0)
         # llama.cpp's default is half the cores: on 2 cores one thread, half the speed
-        threads = len(os.sched_getaffinity(0))
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        threads = threads or os.cpu_count() or 1
         try:
             llm = module.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
