@@ -135,3 +135,24 @@ def test_an_answer_from_output_that_never_mentions_the_question_is_refused(fake:
         "vault",
         "code",
     ]
+
+
+def test_a_number_printed_next_to_another_key_is_not_the_answer(fake: Any) -> None:
+    two = (
+        HAYSTACK
+        + "One of the special magic numbers for copper-meadow is: 9120. "
+        + HAYSTACK
+        + "One of the special magic numbers for amber-falcon is: 4417. "
+        + HAYSTACK
+    )
+    both = repl(
+        "import re\nfor m in re.finditer('magic numbers', context):\n"
+        "    print(context[m.start() - 20:m.end() + 40])"
+    )
+    question = "Which magic number belongs to amber-falcon?"
+    result, _, root = fake([both, "FINAL(9120)", "FINAL(4417)"], two, question, prompt="small")
+    assert result.answer == "4417"
+    assert "9120 was not printed next to amber-falcon" in root.seen[2][-1]["content"]
+    assert guesses.supported("4417", "for amber-falcon is: 4417", question)
+    assert not guesses.supported("12345", "for amber-falcon is: 4417", question)
+    assert guesses.supported("the vault", "anything", question)  # no number: nothing to check

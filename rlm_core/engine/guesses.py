@@ -100,15 +100,49 @@ def on_topic(seen: str, question: str) -> bool:
     return not words or any(word.lower() in lowered for word in words)
 
 
-def refusal(count: int, question: str, guess: str, off_topic: bool = False) -> str:
+_DIGITS = re.compile(r"\d{2,}")
+NEAR = 40
+"""Characters around a number, beyond its own printed line, where a key word may stand (a fact
+wrapped over two lines of the document)."""
+
+
+def supported(answer: str, seen: str, question: str) -> bool:
+    """Every number in the answer was printed on a line with a key word of the question (or
+    within NEAR characters of one). Where several keys' facts were printed, a 1.5B model took
+    the first number shown, not the one next to its own key; a number printed nowhere was made
+    up."""
+    words = [w.lower() for w in key_words(question)]
+    lowered = seen.lower()
+
+    def around(m: re.Match[str]) -> str:
+        start = min(lowered.rfind("\n", 0, m.start()) + 1, max(0, m.start() - NEAR))
+        end = lowered.find("\n", m.end())
+        return lowered[start : max(m.end() + NEAR, len(lowered) if end < 0 else end)]
+
+    for number in _DIGITS.findall(answer):
+        found = re.finditer(rf"(?<!\d){number}(?!\d)", lowered)
+        if not any(not words or any(w in around(m) for w in words) for m in found):
+            return False
+    return True
+
+
+def refusal(count: int, question: str, guess: str, why: str = "empty") -> str:
     """What a refused guess is told: different words each time, ending with code to copy. The
-    same sentence repeated 7 times changed nothing; code that searches word by word does."""
+    same sentence repeated 7 times changed nothing; code that searches word by word does. `why`:
+    the last search came back `empty`, the output is `off_topic`, or the number is `unsupported`
+    (not printed next to the question's key words)."""
     words = question_words(question)
-    if count == 1 and off_topic:
+    if count == 1 and why == "off_topic":
         return (
             f"Nothing printed so far mentions {' or '.join(key_words(question))}, so {guess} "
             "is a guess and was not accepted. Search for those words on their own and print the "
             "text around each match."
+        )
+    if count == 1 and why == "unsupported":
+        return (
+            f"{guess} was not printed next to {' or '.join(key_words(question))}, so it is not "
+            "the answer to this question (the output may show other keys' numbers). Print the "
+            "text around each match of those words and answer with the number next to them."
         )
     code = (
         "```repl\nimport re\n"

@@ -60,12 +60,17 @@ class RLMLoop:
             # never mentions what was asked, with a made-up value, as text or as a cell holding
             # only FINAL(<literal>); that answer is refused (and recorded) so it searches again.
             # Answers naming variables or expressions come from the REPL, not from thin air.
-            off_topic = small and not guesses.on_topic(seen, rec.question)
-            guess = self._guess(blocks, tag) if searched_in_vain or off_topic else None
-            if guess is not None:
+            guess = self._guess(blocks, tag) if small else None
+            off_topic = not guesses.on_topic(seen, rec.question)
+            if guess is not None and (
+                searched_in_vain or off_topic or not guesses.supported(guess, seen, rec.question)
+            ):
                 refused.append(guess)
                 rec.node.meta.setdefault("refused_guesses", []).append(iteration)
-                why = guesses.refusal(len(refused), rec.question, guess, off_topic)
+                reason = (
+                    "empty" if searched_in_vain else "off_topic" if off_topic else "unsupported"
+                )
+                why = guesses.refusal(len(refused), rec.question, guess, reason)
                 messages += self._turn(response, [], why)
                 continue
             if not blocks:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -78,8 +79,13 @@ def asks_server(model: str, api_base: str | None) -> str | None:
 
 
 def describe(model: str, api_base: str, api_key: str | None = None) -> Served:
-    """Everything the server at `api_base` reports about `model` (cached per process)."""
-    return _describe(served_name(model), server_root(api_base), api_key)
+    """Everything the server at `api_base` reports about `model` (cached per process). One probe
+    at a time: the 16 sub-calls of a batch ask at once, and one answer serves them all."""
+    with _probe_lock:
+        return _describe(served_name(model), server_root(api_base), api_key)
+
+
+_probe_lock = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
