@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import dataclass, field
 
 # What printing an empty result looks like, whatever its type: builtins, collections, numpy and
 # pandas reprs, `str.find`'s -1, a bare `print()`.
@@ -180,3 +181,43 @@ BLIND_SUBCALL = """\
 Note: your llm_query prompt held no text of `context`. The helper model cannot see `context`, \
 so its answer is a guess. Put the text to read into the prompt, for example \
 llm_query("Question: ... Text: " + context[start:start + 4000])."""
+
+
+@dataclass
+class Evidence:
+    """What a root model's answers can rest on, turn by turn: the code it ran and what that
+    printed, whether the last turn found nothing, and the guesses refused so far."""
+
+    question: str
+    seen: str = ""
+    searched_in_vain: bool = False
+    found_any: bool = False
+    refused: list[str] = field(default_factory=list)
+
+    def saw(self, blocks: list[str], views: list[str]) -> bool:
+        """Record a turn's cells; True when every one of them found nothing."""
+        self.seen += "".join(f"{code}\n{view}\n" for code, view in zip(blocks, views, strict=False))
+        self.searched_in_vain = found_nothing(views)
+        self.found_any = self.found_any or not self.searched_in_vain
+        return self.searched_in_vain
+
+    def refuse(self, guess: str) -> str | None:
+        """What to tell the model when `guess` (an answer written out) rests on nothing: right
+        after an empty search, on output that never mentions the question's key words, or a
+        number not printed next to them. None: the answer stands."""
+        if self.searched_in_vain:
+            why = "empty"
+        elif not on_topic(self.seen, self.question):
+            why = "off_topic"
+        elif not supported(guess, self.seen, self.question):
+            why = "unsupported"
+        else:
+            return None
+        self.refused.append(guess)
+        return refusal(len(self.refused), self.question, guess, why)
+
+    def last_chance(self, value: str) -> str | None:
+        """Why the last-chance answer is not the run's answer, or None when it may be."""
+        if value in self.refused:
+            return "refused as a guess before"
+        return None if self.found_any else "no search found text"

@@ -46,31 +46,21 @@ class RLMLoop:
         system = prompts.system_prompt(cfg.max_output_chars, window, name) + self.note
         messages = prompts.opening(rec.context, rec.question, system, name)
         small = name == prompts.SMALL_PROMPT_NAME
-        sent, searched_in_vain, found_any = 0, False, False
-        previous_blocks: list[str] = []
-        refused: list[str] = []
-        seen = ""  # the code run and what it printed: what an answer can rest on
+        sent, previous_blocks = 0, list[str]()
+        evidence = guesses.Evidence(rec.question)
         for iteration in range(1, cfg.max_iterations + 1):
             rec.iterations = iteration
             response = self._ask_root(messages, sent, iteration)
             sent = len(messages)
             blocks = code_blocks(response)
             tag = None if blocks else text_final(response)
-            # A small model answers right after a search that found nothing, or from output that
-            # never mentions what was asked, with a made-up value, as text or as a cell holding
-            # only FINAL(<literal>); that answer is refused (and recorded) so it searches again.
-            # Answers naming variables or expressions come from the REPL, not from thin air.
+            # A small model answers an empty search, or output that never mentions what was
+            # asked, with a made-up value, as text or as a cell holding only FINAL(<literal>);
+            # that answer is refused (and recorded) so it searches again. Answers naming
+            # variables or expressions come from the REPL, not from thin air.
             guess = self._guess(blocks, tag) if small else None
-            off_topic = not guesses.on_topic(seen, rec.question)
-            if guess is not None and (
-                searched_in_vain or off_topic or not guesses.supported(guess, seen, rec.question)
-            ):
-                refused.append(guess)
+            if guess is not None and (why := evidence.refuse(guess)) is not None:
                 rec.node.meta.setdefault("refused_guesses", []).append(iteration)
-                reason = (
-                    "empty" if searched_in_vain else "off_topic" if off_topic else "unsupported"
-                )
-                why = guesses.refusal(len(refused), rec.question, guess, reason)
                 messages += self._turn(response, [], why)
                 continue
             if not blocks:
@@ -89,11 +79,7 @@ class RLMLoop:
                 views.append(node.model_view or "")
             shown = [prompts.cell_feedback(i, view) for i, view in enumerate(views, 1)]
             notes = []
-            seen += "".join(f"{code}\n{view}\n" for code, view in zip(blocks, views, strict=False))
-            empty = guesses.found_nothing(views)
-            found_any = found_any or not empty
-            searched_in_vain = small and empty
-            if searched_in_vain:
+            if evidence.saw(blocks, views) and small:
                 notes.append(prompts.FOUND_NOTHING)
             if len(self.calls.blind) > blind_before:
                 notes.append(guesses.BLIND_SUBCALL)
@@ -112,10 +98,9 @@ class RLMLoop:
         partial = tag.value if tag and tag.value is not None else response.strip() or None
         if tag and tag.var:
             partial = self._quiet_value(repl, tag.var) or partial
-        elif small and tag and tag.literal and (tag.value in refused or not found_any):
+        elif small and tag and tag.literal and (why := evidence.last_chance(tag.value or "")):
             # a value refused as a guess, or one no output ever showed, is no answer (larger
             # models are trusted with it, as with their answers in the loop)
-            why = "refused as a guess before" if tag.value in refused else "no search found text"
             rec.node.meta["last_chance"] = {"reply": tag.value or "", "taken": False, "why": why}
             partial = prompts.NOT_FOUND
         raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
