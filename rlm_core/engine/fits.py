@@ -16,18 +16,21 @@ ANSWER_ROOM = 1_000
 """Tokens kept free for the answer (at most an eighth of a small window)."""
 
 
+def served_window(model: str, config: RLMConfig) -> int | None:
+    """The window the model's server reports (llama.cpp's slot size, vLLM's max_model_len,
+    Ollama's and LM Studio's), for models litellm's table does not know."""
+    base = served.asks_server(model, config.api_base)
+    return served.describe(model, base, config.api_key).window if base else None
+
+
 def sub_window(model: str, config: RLMConfig) -> int | None:
-    """The sub model's input window: what is known by its name or file, else what its server
-    reports (llama.cpp's slot size, vLLM's max_model_len, Ollama's and LM Studio's)."""
-    window = context_window(model, load=True)
-    if window is None and (base := served.asks_server(model, config.api_base)):
-        window = served.describe(model, base, config.api_key).window
-    return window
+    """The sub model's input window: what is known by its name or file, else its server's."""
+    return context_window(model, load=True) or served_window(model, config)
 
 
-def too_big(model: str, prompt: str, config: RLMConfig) -> str | None:
-    """None when the prompt fits `model`; else the error the code gets back."""
-    window = sub_window(model, config)
+def too_big(model: str, prompt: str, window: int | None) -> str | None:
+    """None when the prompt fits `model`'s window (or it is unknown); else the error the code
+    gets back."""
     if window is None:
         return None
     allowed = window - min(ANSWER_ROOM, window // 8)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_core.engine import guesses, prompts
+from rlm_core.engine import fits, guesses, prompts
 from rlm_core.engine.parsing import TextFinal, code_blocks, text_final
 from rlm_core.engine.recorder import Recorder
 from rlm_core.engine.subcalls import SubCalls
@@ -42,7 +42,8 @@ class RLMLoop:
     def _loop(self, repl: Repl) -> str | None:
         rec, cfg = self.rec, self.rec.run.config
         name = rec.node.meta["prompt"]
-        window = context_window(cfg.sub_model, load=True)
+        window = context_window(cfg.sub_model, load=True) or fits.served_window(cfg.sub_model, cfg)
+        self.calls.windows[cfg.sub_model] = window
         system = prompts.system_prompt(cfg.max_output_chars, window, name) + self.note
         messages = prompts.opening(rec.context, rec.question, system, name)
         small = name == prompts.SMALL_PROMPT_NAME

@@ -30,6 +30,8 @@ class SubCalls:
         self.rec, self.start_child, self.allowed = rec, start_child, allowed
         self.blind: list[str] = []
         """Sub-calls whose prompt held no text of the context (the loop tells the root)."""
+        self.windows: dict[str, int | None] = {}
+        """Input window per sub model, looked up once (the loop fills in the default one)."""
 
     def handle(self, fn: str, args: dict[str, Any]) -> Any:
         key = args.get("_call_id")  # the sandbox's name for this call's result, for data flow
@@ -95,7 +97,9 @@ class SubCalls:
         if rec.depth == 0 and guesses.no_context_text(prompt, spans, rec.run.index.text):
             meta["no_context_text"] = True
         sub = rec.run.models.sub(model)
-        if (too_big := fits.too_big(sub.name, prompt, rec.run.config)) is not None:
+        if sub.name not in self.windows:
+            self.windows[sub.name] = fits.sub_window(sub.name, rec.run.config)
+        if (too_big := fits.too_big(sub.name, prompt, self.windows[sub.name])) is not None:
             node = rec.child("llm_query", input=prompt, context_spans=spans, meta=meta)
             rec.register(key, node)
             rec.run.tracer.end(node, "error", error=too_big)
