@@ -26,6 +26,7 @@ EVAL_SETTINGS = (
     "api_base",
     "prompt",
     "temperature",
+    "seed",
     "max_iterations",
     "max_depth",
     "max_llm_calls",
@@ -328,6 +329,13 @@ def _eval_parser(sub: Any) -> None:
         choices=METHODS,
         help="repeatable: rlm, base or a strategy (default: rlm and base)",
     )
+    p.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="sampling seeds: each RLM run once per seed, to see how much its score swings",
+    )
     _add_settings(p, EVAL_SETTINGS)
     p.add_argument("--traces-dir")
     p.add_argument("--csv", metavar="FILE", help="also write every row as CSV")
@@ -344,6 +352,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         rows_csv,
         summary,
     )
+    from rlm_core.evaluate.report import report_lines
 
     models = args.model or ["demo/root"]
     config = _config(args)
@@ -353,6 +362,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         models=tuple((m, args.sub_model or default_sub(m)) for m in models),
         config=config,
         methods=tuple(dict.fromkeys(args.method or DEFAULT_METHODS)),
+        seeds=tuple(args.seeds or [config.seed]),
     )
     preflight(plan)
     store: TraceStore | None
@@ -387,4 +397,5 @@ def cmd_eval(args: argparse.Namespace) -> int:
             f"{s['task']:<12} {s['context_chars']:>12,} {s['model']:<20} "
             f"{s['method']:<12} score {shown:<12} cost {cost:<10} {wall}"
         )
+    print("\n".join(report_lines(rows)))
     return 0

@@ -60,14 +60,23 @@ class RLMConfig:
     )
     prompt: str = setting(
         "auto",
-        "root system prompt: `full`, `small` (short, for small local models), or "
-        "`auto`: `small` for `local/`, `ollama/`, `ollama_chat/` models; the run node records "
-        "which",
+        "root system prompt: `full`, `small` (short, with worked examples, for models up to "
+        "8 B parameters), or `auto`: by the size the model's server reports, else a size in "
+        "its name, else `small` for GGUF runtimes on your machine (`local/`, Ollama, llama.cpp, "
+        "LM Studio), else `full`; the run node records which and why",
         "model",
         choices=PROMPTS,
     )
     temperature: float | None = setting(
         None, "sampling temperature (`None`: provider default)", "model", low=0.0, high=2.0
+    )
+    seed: int | None = setting(
+        None,
+        "sampling seed sent with every model call, so a run can be repeated (`None`: none; "
+        "honoured by llama.cpp, `local/`, vLLM, Ollama, OpenAI)",
+        "model",
+        low=0,
+        high=2**31 - 1,
     )
     max_iterations: int = setting(
         30,

@@ -21,6 +21,7 @@ class CommonMeta(TypedDict, total=False):
     retries: Annotated[int, "attempts retried before the one that answered or failed"]
     retry_errors: Annotated[list[str], "what went wrong in each retried attempt"]
     iteration: Annotated[int, "the root turn (1-based) the node belongs to"]
+    cached_tokens: Annotated[int, "prompt tokens the provider served from its prompt cache"]
 
 
 class RunMeta(CommonMeta, total=False):
@@ -29,6 +30,7 @@ class RunMeta(CommonMeta, total=False):
     sub_model: Annotated[str | None, "model behind `llm_query`"]
     config: Annotated[dict[str, Any], "RLMConfig without the key"]
     prompt: Annotated[str, "prompt variant: `rlm-v1`, `rlm-small-v2`, `<strategy>-v1`"]
+    prompt_reason: Annotated[str, "why that variant: chosen, or what `auto` went by"]
     context_sha: Annotated[str, "sha256 of the context blob"]
     context_kind: Annotated[str, "`text` (a str) or `json` (a list or dict)"]
     context_chars: Annotated[int, "characters of the context (its parts added up)"]
@@ -43,6 +45,9 @@ class RunMeta(CommonMeta, total=False):
         list[int], "turns whose literal FINAL after an empty search was refused"
     ]
     ignored_text_finals: Annotated[list[int], "turns with a text FINAL beside code (ignored)"]
+    last_chance: Annotated[
+        dict[str, Any], "the last-chance reply not taken as the answer (`reply`, `taken`, `why`)"
+    ]
     strategy: Annotated[str, "the strategy that ran (`rlm`, `plain`, `rag`, ...)"]
     strategy_options: Annotated[dict[str, Any], "the strategy's options"]
     strategy_note: Annotated[str, "one line on what the strategy could not see"]
@@ -65,6 +70,9 @@ class RunMeta(CommonMeta, total=False):
 
 class LmMeta(CommonMeta, total=False):
     messages_before: Annotated[int, "messages sent in earlier calls (`input` holds the rest)"]
+    prefix_tokens: Annotated[
+        int, "tokens of the previous root call (prompt and reply) this prompt starts with"
+    ]
     prompt_is_full: Annotated[bool, "`input` is the whole prompt, not a delta (imported runs)"]
     compactions: Annotated[int, "compactions before this call (Algorithm 2)"]
     compaction: Annotated[int, "this call compacts the history, the n-th time (Algorithm 2)"]
@@ -100,6 +108,7 @@ class SubCallMeta(CommonMeta, total=False):
     batch_size: Annotated[int, "calls in the batch"]
     refused_calls: Annotated[int, "calls of the batch a limit refused (on the one node for them)"]
     fallback_from: Annotated[str, "`rlm_query` at the deepest level, sent as `llm_query`"]
+    no_context_text: Annotated[bool, "the prompt held no text of the context: a guess asked for"]
     used_by: Annotated[list[str], "variables that kept its text (`[]`: dropped)"]
     ambiguous: Annotated[
         list[dict[str, Any]],

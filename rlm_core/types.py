@@ -159,6 +159,8 @@ class Completion:
     """Served from a recorded run (replay or the part of a fork before its fork point)."""
     retry_errors: list[str] = field(default_factory=list)
     """What went wrong in each attempt before the one that answered (empty: first try)."""
+    cached_tokens: int | None = None
+    """Prompt tokens the provider says it served from its prompt cache (None: not reported)."""
 
 
 @dataclass

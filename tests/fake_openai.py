@@ -99,7 +99,9 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # keep pytest output clean
 
     def do_GET(self) -> None:
-        if self.path.rstrip("/") in ("/v1/models", "/models"):
+        if (extra := self.server.owner.routes.get(self.path.rstrip("/"))) is not None:
+            self._send(200, json.dumps(extra), {})
+        elif self.path.rstrip("/") in ("/v1/models", "/models"):
             data = {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
             self._send(200, json.dumps(data), {})
         else:
@@ -109,6 +111,9 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.server.owner
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if (extra := owner.routes.get(self.path.rstrip("/"))) is not None:
+            self._send(200, json.dumps(extra), {})
+            return
         if self.path.split("?")[0].rstrip("/") not in ("/v1/chat/completions", "/chat/completions"):
             self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}), {})
             return
@@ -160,18 +165,23 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class FakeOpenAIServer:
-    """Serves `POST /v1/chat/completions` and `GET /v1/models` from a daemon thread.
+    """Serves `POST /v1/chat/completions`, `GET /v1/models` and any `routes` from a daemon thread.
 
     `responder(body)` returns the reply text or a `FakeReply`. `base_url` ends in `/v1`, ready to be
     passed to litellm as `api_base` with a model `openai/<anything>`.
     """
 
-    def __init__(self, responder: Responder | str = "ok") -> None:
+    def __init__(
+        self, responder: Responder | str = "ok", routes: Mapping[str, Any] | None = None
+    ) -> None:
         if isinstance(responder, str):
             text = responder
             self.responder: Responder = lambda _body: text
         else:
             self.responder = responder
+        self.routes = dict(routes or {})
+        """Other routes (GET or POST) and the JSON each answers: how llama.cpp's server, LM
+        Studio, Ollama and vLLM describe their model (`/props`, `/api/show`, ...)."""
         self.requests: list[dict[str, Any]] = []
         self.request_headers: list[dict[str, str]] = []
         self._lock = threading.Lock()

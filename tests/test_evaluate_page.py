@@ -47,7 +47,11 @@ def test_demo_evaluation_end_to_end() -> None:
     assert needle["RLM cost"].iloc[0] == "$0.0000"
     assert at.get("vega_lite_chart")
     assert at.get("download_button")[0].proto.label == "Download CSV"
-    answers = at.dataframe[1].value
+    per_question = at.dataframe[1].value
+    big = per_question[(per_question["task"] == "needle") & (per_question["context chars"] > 1e5)]
+    assert list(big["vs plain"]) == ["win (plain did not fit)"]
+    assert list(big["right over seeds"]) == ["1 of 1"]
+    answers = at.dataframe[2].value
     assert len(answers) == 12 and answers["trace"].iloc[0].startswith("/Explorer?run=")
 
     store = TraceStore()

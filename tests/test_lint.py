@@ -183,7 +183,7 @@ def test_engine_trace_feeds_the_linter(fake: Any) -> None:
     lazy, _, _ = fake([repl("llm_query('hello there')\nFINAL('no idea')")], context)
     _, nodes = stored(lazy.run_id)
     found = {f.rule: f for f in lint(nodes, ["ORCHID"], context)}
-    assert set(found) == {"final_unread", "unused_result", "needle_unseen"}
+    assert set(found) == {"final_unread", "unused_result", "needle_unseen", "blind_subcall"}
     sub = next(n for n in nodes if n.kind == "llm_query")
     assert found["unused_result"].node_ids == [sub.node_id]
 

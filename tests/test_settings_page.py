@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import socket
 import sys
 import textwrap
@@ -156,6 +157,7 @@ FAKE_LLAMA = textwrap.dedent(
             if not open(model_path, "rb").read(4) == b"GGUF":
                 raise ValueError("not a gguf file")
             state["loads"] += 1
+            state["n_threads"] = kwargs.get("n_threads")
             self._n_ctx = n_ctx or 2048  # 0: the training window stored in the file
 
         def n_ctx(self):
@@ -165,6 +167,7 @@ FAKE_LLAMA = textwrap.dedent(
             return text.split()  # one token per word: easy to check
 
         def create_chat_completion(self, messages, max_tokens=None, temperature=None, **kw):
+            state["sampling"] = (temperature, kw.get("seed"))
             with _lock:
                 state["running"] += 1
                 state["max_running"] = max(state["max_running"], state["running"])
@@ -213,6 +216,9 @@ def test_local_model_loads_once_serializes_calls_and_reads_its_window(
     for t in threads:
         t.join()
     assert results == ["The secret code for the vault is 48213."] * 4
+    assert state["n_threads"] == len(os.sched_getaffinity(0))  # every core, not llama's half
+    model_for(model, temperature=0.2, seed=5).complete([{"role": "user", "content": "x"}])
+    assert state["sampling"] == (0.2, 5)
     assert state["loads"] == 1 and state["max_running"] == 1
     assert local_model.context_window(model) == 2048 == context_window(model)
     assert local_model.count_tokens(model, "three small words") == 3

@@ -1,6 +1,6 @@
 """Inputs for RLMConfig fields built from the fields' metadata (label, bounds, default, help): the
-limit forms of the Run page, the Evaluate page and the Fork panel all come from here, so they
-offer the same limits with the same defaults as the CLI."""
+limit and sampling forms of the Run page, the Evaluate page and the Fork panel all come from
+here, so they offer the same settings with the same defaults as the CLI."""
 
 from __future__ import annotations
 
@@ -77,3 +77,24 @@ def choice_input(name: str, key: str) -> str:
             help=spec.help,
         )
     )
+
+
+def sampling_inputs(key: str, values: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """{"temperature": float | None, "seed": int | None}; empty means the provider's default.
+    Both are recorded in the run's config, so a run can be repeated exactly."""
+    left, right = st.columns(2)
+    out: dict[str, Any] = {}
+    for col, name, cast in ((left, "temperature", float), (right, "seed", int)):
+        start = (values or {}).get(name)
+        text = col.text_input(
+            f"{setting(name).label} (empty: provider default)",
+            "" if start is None else str(start),
+            key=f"{key}_{name}",
+            help=setting(name).help,
+        ).strip()
+        try:
+            out[name] = cast(text) if text else None
+        except ValueError:
+            col.error(f"{setting(name).label} must be a number")
+            out[name] = None
+    return out

@@ -135,6 +135,17 @@ def _oversized_prompts(nodes: Sequence[Node]) -> list[Finding]:
     return out
 
 
+def _blind_calls(nodes: Sequence[Node]) -> list[Finding]:
+    blind = [n.node_id for n in nodes if n.kind == "llm_query" and n.meta.get("no_context_text")]
+    if not blind:
+        return []
+    message = (
+        f"{len(blind)} llm_query prompt(s) held no text of the context: the sub model cannot "
+        "see `context`, so it was asked to guess. Its answers are not evidence."
+    )
+    return [Finding("blind_subcall", "warning", message, blind)]
+
+
 def _error_line(error: str) -> str:
     lines = [line.strip() for line in error.strip().splitlines() if line.strip()]
     return lines[-1] if lines else ""
@@ -260,6 +271,7 @@ def lint(
         *_unused_results(nodes),
         *_repeated_calls(nodes, by_id),
         *_oversized_prompts(nodes),
+        *_blind_calls(nodes),
         *_repeated_errors(nodes, by_id),
         *_no_progress(nodes, by_id),
         *_limits(nodes),

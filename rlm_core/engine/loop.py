@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rlm_core.engine import prompts
+from rlm_core.engine import fits, guesses, prompts
 from rlm_core.engine.parsing import TextFinal, answer_in, code_blocks, text_final
 from rlm_core.engine.positions import Pieces
 from rlm_core.engine.recorder import Recorder
@@ -29,6 +29,7 @@ class RLMLoop:
     def __init__(self, rec: Recorder, *, note: str = "", subcalls: bool = True) -> None:
         self.rec, self.note = rec, note
         self.calls = SubCalls(rec, self._child, allowed=subcalls)
+        self._last_lm: Node | None = None
 
     def run(self) -> str | None:
         """Run to FINAL and return the answer; limits and cancellation raise."""
@@ -42,33 +43,34 @@ class RLMLoop:
     def _loop(self, repl: Repl) -> str | None:
         rec, cfg = self.rec, self.rec.run.config
         name = rec.node.meta["prompt"]
-        window = context_window(cfg.sub_model, load=True)
+        window = context_window(cfg.sub_model, load=True) or fits.served_window(cfg.sub_model, cfg)
+        self.calls.windows[cfg.sub_model] = window
         system = prompts.system_prompt(cfg.max_output_chars, window, name) + self.note
         messages = prompts.opening(rec.context, rec.question, system, name)
         small = name == prompts.SMALL_PROMPT_NAME
-        sent, searched_in_vain = 0, False
-        previous_blocks: list[str] = []
+        sent, previous_blocks = 0, list[str]()
+        evidence = guesses.Evidence(rec.question)
         for iteration in range(1, cfg.max_iterations + 1):
             rec.iterations = iteration
             response = self._ask_root(messages, sent, iteration)
             sent = len(messages)
             blocks = code_blocks(response)
-            if not blocks:
-                tag = text_final(response)
-                # A small model answers right after a search that found nothing with a made-up
-                # value; that answer is refused (and recorded) so it searches again. Answers
-                # naming variables or expressions come from the REPL, not from thin air.
-                guess = searched_in_vain and tag is not None and tag.literal
-                if tag is not None and not guess:
-                    return self._text_final(repl, tag, iteration)
-                if guess:
-                    rec.node.meta.setdefault("refused_guesses", []).append(iteration)
-                why = prompts.GUESS_REFUSED if guess else prompts.NO_CODE_FEEDBACK
-                messages += [
-                    {"role": "assistant", "content": response},
-                    {"role": "user", "content": self._feedback([], why)},
-                ]
+            tag = None if blocks else text_final(response)
+            # A small model answers an empty search, or output that never mentions what was
+            # asked, with a made-up value, as text or as a cell holding only FINAL(<literal>);
+            # that answer is refused (and recorded) so it searches again. Answers naming
+            # variables or expressions come from the REPL, not from thin air.
+            guess = self._guess(blocks, tag) if small else None
+            if guess is not None and (why := evidence.refuse(guess)) is not None:
+                rec.node.meta.setdefault("refused_guesses", []).append(iteration)
+                messages += self._turn(response, [], why)
                 continue
+            if not blocks:
+                if tag is not None:
+                    return self._text_final(repl, tag, iteration)
+                messages += self._turn(response, [], prompts.NO_CODE_FEEDBACK)
+                continue
+            blind_before = len(self.calls.blind)
             views = []
             for index, code in enumerate(blocks, 1):
                 result, node = rec.cell(repl, code, iteration, index)
@@ -79,19 +81,17 @@ class RLMLoop:
                 views.append(node.model_view or "")
             shown = [prompts.cell_feedback(i, view) for i, view in enumerate(views, 1)]
             notes = []
-            searched_in_vain = small and prompts.found_nothing(views)
-            if searched_in_vain:
+            if evidence.saw(blocks, views) and small:
                 notes.append(prompts.FOUND_NOTHING)
+            if len(self.calls.blind) > blind_before:
+                notes.append(guesses.BLIND_SUBCALL)
             if text_final(response):
                 notes.append(prompts.IGNORED_TEXT_FINAL)
                 rec.node.meta.setdefault("ignored_text_finals", []).append(iteration)
             if blocks == previous_blocks:
                 notes.append(prompts.REPEATED_CODE)  # small models loop on one cell otherwise
             previous_blocks = blocks
-            messages += [
-                {"role": "assistant", "content": response},
-                {"role": "user", "content": self._feedback(shown, "\n".join(notes))},
-            ]
+            messages += self._turn(response, shown, "\n".join(notes))
             rec.progress()
         # Out of turns: one last question, then the run ends as a limit with what it said.
         messages.append({"role": "user", "content": prompts.LAST_CHANCE})
@@ -100,11 +100,36 @@ class RLMLoop:
         partial = answer_in(response)
         if tag and tag.var:
             partial = self._quiet_value(repl, tag.var) or partial
+        elif small and tag and tag.literal and (why := evidence.last_chance(tag.value or "")):
+            # a value refused as a guess, or one no output ever showed, is no answer (larger
+            # models are trusted with it, as with their answers in the loop)
+            rec.node.meta["last_chance"] = {"reply": tag.value or "", "taken": False, "why": why}
+            partial = prompts.NOT_FOUND
         raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
 
+    @staticmethod
+    def _guess(blocks: list[str], tag: TextFinal | None) -> str | None:
+        """The value a reply answers with when it is written out, not computed: a literal text
+        FINAL, or cells that are each nothing but FINAL(<literal>)."""
+        if not blocks:
+            return (tag.value or "") if tag is not None and tag.literal else None
+        values = [guesses.literal_final(code) for code in blocks]
+        return values[0] if all(v is not None for v in values) else None
+
+    def _turn(self, response: str, shown: list[str], extra: str) -> list[dict[str, str]]:
+        """The messages a turn adds: the root's reply, then what came of it."""
+        return [
+            {"role": "assistant", "content": response},
+            {"role": "user", "content": self._feedback(shown, extra)},
+        ]
+
     def _ask_root(self, messages: list[dict[str, str]], sent: int, iteration: int) -> str:
-        meta = {"iteration": iteration, "messages_before": sent}
-        text, _ = self.rec.ask("lm", self.rec.model, messages, sent=sent, meta=meta)
+        meta: dict[str, Any] = {"iteration": iteration, "messages_before": sent}
+        if self._last_lm is not None and self._last_lm.tokens_in is not None:
+            # every turn only appends, so this call starts with the last one's prompt and reply:
+            # what a server's prefix cache can reuse (the rest it must read anew)
+            meta["prefix_tokens"] = self._last_lm.tokens_in + (self._last_lm.tokens_out or 0)
+        text, self._last_lm = self.rec.ask("lm", self.rec.model, messages, sent=sent, meta=meta)
         return text
 
     def _feedback(self, shown: list[str], extra: str) -> str:

@@ -6,6 +6,8 @@ import ast
 import re
 from dataclasses import dataclass
 
+from rlm_core.engine.guesses import is_literal
+
 # A fence opens with ```repl or ```python (any case) on its own line; ``` on its own line closes it.
 _CODE_BLOCK = re.compile(
     # whatever follows the language on the opening line is ignored: small models write
@@ -82,9 +84,10 @@ def replace_code_block(response: str, index: int, code: str) -> str:
 
 
 def is_expression(text: str) -> bool:
-    """Text that is a Python expression other than a plain constant (names, calls, +, ...)."""
+    """Text that is a Python expression other than a literal (names, calls, +, ...): a set or
+    list of constants is written out, not computed."""
     try:
-        tree = ast.parse(text.strip(), mode="eval")
+        ast.parse(text.strip(), mode="eval")
     except (SyntaxError, ValueError):
         return False
-    return not isinstance(tree.body, ast.Constant)
+    return not is_literal(text)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_core.context import parts, size_of
+from rlm_core.engine.guesses import found_nothing
+from rlm_core.models import served
 from rlm_core.types import CellResult
 
 PROMPT_NAME = "rlm-v1"
@@ -75,8 +77,11 @@ model about a piece of text that you put into the prompt. When the printed outpu
 answer, reply with one line: FINAL(the answer). Answer only from printed output; never guess."""
 
 SMALL_MODEL_PREFIXES = ("local/", "ollama/", "ollama_chat/")
-"""Models that get the short prompt when RLMConfig.prompt is "auto": a 1.5B model followed the
-long prompt's examples literally and answered without looking (LOCAL_MODEL.md)."""
+"""Models that get the short prompt under "auto" when nothing tells their size: they run on the
+user's machine. A 1.5B model followed the long prompt's examples literally and answered without
+looking (LOCAL_MODEL.md)."""
+SMALL_MAX_PARAMS = 8.5e9
+"""Up to 8 B parameters (and 7.6 B "7B" models) count as small: the sizes served on a laptop."""
 
 REPEATED_CODE = """\
 You ran exactly the same code as in your previous turn; its output is above. Try a different \
@@ -87,24 +92,53 @@ FOUND_NOTHING = """\
 Your code found nothing, so the output does not contain the answer. Search for each word of \
 the question on its own, or print a sample of `context` to see how it is written."""
 
-GUESS_REFUSED = """\
-Your last search found nothing, so that answer is a guess and was not accepted. Search for \
-each word of the question on its own."""
-
-_NOTHING = {"", "0", "[]", "{}", "()", "None", "Counter()"}
-
-
-def found_nothing(views: list[str]) -> bool:
-    """Every block printed nothing or an empty result. A 1.5B model then made up an answer (a
-    search for the question's exact words had missed), unless told the search had failed."""
-    return all(view.strip() in _NOTHING for view in views)
+NOT_FOUND = "not found"
+"""The run's answer when the last-chance reply was a guess after searches that all came back
+empty: saying so beats passing a made-up value on as the answer."""
 
 
 def prompt_name(choice: str, root_model: str) -> str:
-    """The prompt variant for a root model: "full", "small", or "auto" (by the model's name)."""
-    if choice == "auto":
-        return SMALL_PROMPT_NAME if root_model.startswith(SMALL_MODEL_PREFIXES) else PROMPT_NAME
-    return SMALL_PROMPT_NAME if choice == "small" else PROMPT_NAME
+    """The prompt variant by the model's name alone (no server is asked): for estimates."""
+    return choose_prompt(choice, root_model, ask=False)[0]
+
+
+def choice_of(name: object) -> str | None:
+    """The RLMConfig.prompt choice that gives a recorded variant ("rlm-small-v2" -> "small")."""
+    return {SMALL_PROMPT_NAME: "small", PROMPT_NAME: "full"}.get(str(name))
+
+
+def choose_prompt(
+    choice: str,
+    root_model: str,
+    api_base: str | None = None,
+    api_key: str | None = None,
+    *,
+    ask: bool = True,
+) -> tuple[str, str]:
+    """(prompt variant, why). "auto" takes, in order: the parameter count the model's server
+    reports (llama.cpp's server, Ollama); a size in a name (the one typed, then the ones the
+    server reports: vLLM's repository, llama.cpp's file, LM Studio's id); then small for models
+    run from GGUF files on the user's machine (`local/`, `ollama/`, or a server that shows it is
+    llama.cpp, llama-cpp-python, LM Studio or Ollama); else the full prompt. Small: <= 8 B."""
+    if choice != "auto":
+        return (SMALL_PROMPT_NAME if choice == "small" else PROMPT_NAME), f"chosen: {choice}"
+    base = served.asks_server(root_model, api_base) if ask else None
+    facts = served.describe(root_model, base, api_key) if base else served.Served()
+    size, source = facts.params, facts.params_source
+    for name in (root_model, *facts.names) if size is None else ():
+        if (size := served.params_in_name(name)) is not None:
+            source = f"the name {name!r}"
+            break
+    if size is not None:
+        small = size <= SMALL_MAX_PARAMS
+        why = f"{size / 1e9:.3g} B parameters ({source})"
+    elif facts.runtime in served.GGUF_RUNTIMES or root_model.startswith(SMALL_MODEL_PREFIXES):
+        small = True
+        where = f"served by {facts.runtime}" if facts.runtime else "a `local/` or Ollama model"
+        why = f"size unknown; {where}, which runs GGUF files on the user's machine"
+    else:
+        small, why = False, "size unknown"
+    return (SMALL_PROMPT_NAME if small else PROMPT_NAME), f"auto: {why}"
 
 
 def system_prompt(

@@ -60,6 +60,11 @@ class Recorder:
         """The model that answers this RLM's root turns."""
         self.context_ref = run.context_ref(context)
         cfg = run.config
+        chosen, why = (
+            (prompt, "recorded")
+            if prompt
+            else prompts.choose_prompt(cfg.prompt, self.model.name, cfg.api_base, cfg.api_key)
+        )
         self.node = Node(
             node_id=run.run_id if parent is None else new_id(),
             run_id=run.run_id,
@@ -74,7 +79,8 @@ class Recorder:
                 "root_model": self.model.name,
                 "sub_model": cfg.sub_model,
                 "config": cfg.to_public_dict(),
-                "prompt": prompt or prompts.prompt_name(cfg.prompt, self.model.name),
+                "prompt": chosen,
+                "prompt_reason": why,
                 "context_sha": Path(self.context_ref.path).name,
                 "context_kind": self.context_ref.kind,
                 "context_chars": size_of(context),
@@ -182,6 +188,8 @@ class Recorder:
             meta["replayed"] = True
         if done.retry_errors:
             meta |= {"retries": len(done.retry_errors), "retry_errors": done.retry_errors}
+        if done.cached_tokens is not None:
+            meta["cached_tokens"] = done.cached_tokens
         run.tracer.end(
             node,
             "ok",

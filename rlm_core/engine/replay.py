@@ -7,6 +7,7 @@ import threading
 from typing import Any
 
 from rlm_core.config import RLMConfig
+from rlm_core.engine import prompts
 from rlm_core.engine.parsing import replace_code_block
 from rlm_core.engine.rlm import RLM, default_models
 from rlm_core.models.model import Model, Role
@@ -33,6 +34,9 @@ def _recorded(store: TraceStore, run_id: str) -> tuple[list[Node], Node, Any, RL
         raise ValueError(f"the context of run {run_id} is no longer stored")
     known = set(RLMConfig.__dataclass_fields__)
     config = RLMConfig(**{k: v for k, v in root.meta.get("config", {}).items() if k in known})
+    if config.prompt == "auto" and (pinned := prompts.choice_of(root.meta.get("prompt"))):
+        # what "auto" picked then (a server may say otherwise now, or be gone)
+        config = config.with_(prompt=pinned)
     return nodes, root, context, config
 
 

@@ -51,6 +51,7 @@ def default_models(config: RLMConfig, scripted_root: Policy | None = None) -> Mo
             retries=config.retries,
             timeout_s=config.request_timeout_s,
             temperature=config.temperature,
+            seed=config.seed,
         )
 
     return make

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from rlm_core.context import text_of
+from rlm_core.engine import fits, guesses
 from rlm_core.engine.budget import Ticket
 from rlm_core.engine.positions import Pieces
 from rlm_core.engine.provenance import Placement
@@ -57,6 +58,10 @@ class SubCalls:
 
     def __init__(self, rec: Recorder, start_child: ChildRLM, *, allowed: bool = True) -> None:
         self.rec, self.start_child, self.allowed = rec, start_child, allowed
+        self.blind: list[str] = []
+        """Sub-calls whose prompt held no text of the context (the loop tells the root)."""
+        self.windows: dict[str, int | None] = {}
+        """Input window per sub model, looked up once (the loop fills in the default one)."""
 
     def handle(self, fn: str, args: dict[str, Any]) -> Any:
         """Serve one call from model code. What it sends and what it gets back pass through
@@ -193,16 +198,25 @@ class SubCalls:
         messages = [{"role": "user", "content": prompt}]
         placed = self._placed(prompt, hints or NO_HINTS)
         meta = {**(meta or {}), **ambiguity(placed)}
+        # only the root's own calls: a child's context need not be a piece of the original
+        if rec.depth == 0 and guesses.no_context_text(prompt, placed.spans, rec.run.index.text):
+            meta["no_context_text"] = True
+        sub = rec.run.models.sub(model)
+        if sub.name not in self.windows:
+            self.windows[sub.name] = fits.sub_window(sub.name, rec.run.config)
+        if (too_big := fits.too_big(sub.name, prompt, self.windows[sub.name])) is not None:
+            if ticket is not None:  # its batch held room for it: never sent, it gives it back
+                rec.run.budget.settle(ticket, None, sent=False)
+            node = rec.child("llm_query", input=prompt, context_spans=placed.spans, meta=meta)
+            rec.register(key, node)
+            rec.run.tracer.end(node, "error", error=too_big)
+            raise SubCallError(too_big)
         try:
-            text, _ = rec.ask(
-                "llm_query",
-                rec.run.models.sub(model),
-                messages,
-                spans=placed.spans,
-                meta=meta,
-                key=key,
-                ticket=ticket,
+            text, node = rec.ask(
+                "llm_query", sub, messages, spans=placed.spans, meta=meta, key=key, ticket=ticket
             )
+            if meta.get("no_context_text"):
+                self.blind.append(node.node_id)
         except ModelError as exc:
             raise SubCallError(f"llm_query failed: {exc}") from exc
         except (LimitExceeded, RunCancelled) as exc:

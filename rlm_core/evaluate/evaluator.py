@@ -50,6 +50,8 @@ class EvalPlan:
     config: RLMConfig = field(default_factory=RLMConfig)
     """Limits, API base and key shared by every run."""
     methods: tuple[str, ...] = DEFAULT_METHODS
+    seeds: tuple[int | None, ...] = (None,)
+    """Sampling seeds: each RLM run is repeated once per seed (the plain model runs once)."""
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.tasks if t not in EXAMPLES]
@@ -61,6 +63,13 @@ class EvalPlan:
             raise ValueError("give at least one model")
         if not self.methods or set(self.methods) - set(METHODS):
             raise ValueError(f"methods must be among {', '.join(METHODS)}")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("give at least one seed, each once")
+
+    def runs_of(self, method: str) -> tuple[int | None, ...]:
+        """The seeds a method runs with: every seed, or the first for the plain model (one
+        whole-context call is the reference; repeating it would cost the most of all)."""
+        return self.seeds[:1] if method == "base" else self.seeds
 
     @property
     def model_names(self) -> list[str]:
@@ -71,7 +80,8 @@ class EvalPlan:
     @property
     def total(self) -> int:
         questions = sum(len(EXAMPLES[t].questions) for t in self.tasks)
-        return questions * len(self.sizes) * len(self.models) * len(self.methods)
+        runs = sum(len(self.runs_of(m)) for m in self.methods)
+        return questions * len(self.sizes) * len(self.models) * runs
 
 
 @dataclass
@@ -99,6 +109,11 @@ class EvalRow:
     error: str | None = None
     created_at: float = field(default_factory=time.time)
     row_id: str = field(default_factory=new_id)
+    seed: int | None = None
+    sub_calls: int | None = None
+    """Sub-calls the run made (None: unknown, e.g. no store)."""
+    child_runs: int | None = None
+    """Child RLMs it started (`rlm_query`)."""
 
 
 COLUMNS = [f.name for f in dataclasses.fields(EvalRow)]
@@ -144,12 +159,15 @@ class Evaluator:
         chars, expected = size_of(context), example.answers(context)
         for root, sub in self.plan.models:
             for index, question in enumerate(example.questions):
-                for method in self.plan.methods:
+                for method, seed in (
+                    (m, seed) for m in self.plan.methods for seed in self.plan.runs_of(m)
+                ):
                     if self.cancel.is_set():
                         return rows
                     label = f"{name} · {size:,} chars · {root} · {METHOD_LABELS[method]}"
                     self.on_progress(self.count, self.plan.total, label)
                     row = EvalRow(
+                        seed=seed,
                         eval_id=self.eval_id,
                         task=name,
                         family=example.family,
@@ -176,7 +194,11 @@ class Evaluator:
     def _rlm(self, row: EvalRow, context: Any, strategy: str | None = None) -> None:
         """The RLM, or any strategy of strategies.py: each leaves a run tree behind."""
         strategy = strategy or row.method
-        config = self.plan.config.with_(root_model=row.model, sub_model=row.sub_model or row.model)
+        config = self.plan.config.with_(
+            root_model=row.model,
+            sub_model=row.sub_model or row.model,
+            seed=self.plan.config.seed if row.seed is None else row.seed,
+        )
         meta = {"eval_id": self.eval_id, "task": row.task, "size": row.size}
         try:
             if strategy == "rlm":
@@ -198,6 +220,10 @@ class Evaluator:
         row.status, row.answer, row.run_id = result.status, result.answer, result.run_id
         row.cost_usd, row.wall_s, row.error = result.cost_usd, result.wall_s, result.error
         row.tokens_in, row.tokens_out = result.tokens_in, result.tokens_out
+        if self.store is not None:
+            kinds = [n.kind for n in self.store.nodes(result.run_id)]
+            row.sub_calls = sum(k in ("llm_query", "rlm_query") for k in kinds)
+            row.child_runs = kinds.count("run") - 1
 
     def _base(self, row: EvalRow, context: Any) -> None:
         """The plain model with the whole context, as in the paper: a row that cannot fit its

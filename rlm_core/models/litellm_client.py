@@ -144,6 +144,7 @@ class LiteLLMClient:
         retries: int = 3,
         timeout_s: float = 600.0,
         temperature: float | None = None,
+        seed: int | None = None,
         backoff_s: float = 1.0,
     ) -> None:
         self.name = name
@@ -152,6 +153,7 @@ class LiteLLMClient:
         self.retries = max(0, retries)
         self.timeout_s = timeout_s
         self.temperature = temperature
+        self.seed = seed
         self.backoff_s = backoff_s
 
     def __repr__(self) -> str:
@@ -222,6 +224,8 @@ class LiteLLMClient:
         }
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
+        if self.seed is not None:
+            kwargs["seed"] = self.seed
         if max_output_tokens is not None:
             kwargs["max_tokens"] = max_output_tokens
         if self.api_base:
@@ -260,4 +264,7 @@ class LiteLLMClient:
             cost_usd=_response_cost(litellm, resp, self.name),
             latency_s=latency,
             finish_reason=getattr(choice, "finish_reason", None),
+            cached_tokens=_count(
+                getattr(getattr(usage, "prompt_tokens_details", None), "cached_tokens", None)
+            ),
         )

@@ -70,8 +70,11 @@ def load(model: str) -> _Loaded:
             raise ModelError(f"No model file at {path} (model {model}); give the path of a .gguf.")
         # 0 means the window the model was trained with, read from the file's metadata
         n_ctx = int(os.environ.get("RLM_LOCAL_N_CTX") or 0)
+        # llama.cpp's default is half the cores: on 2 cores one thread, half the speed
+        threads = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        threads = threads or os.cpu_count() or 1
         try:
-            llm = module.Llama(model_path=str(path), n_ctx=n_ctx, verbose=False)
+            llm = module.Llama(model_path=str(path), n_ctx=n_ctx, n_threads=threads, verbose=False)
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(f"Could not load {path.name} as a GGUF model: {exc}") from None
         _loaded[key] = _Loaded(llm)
@@ -93,6 +96,7 @@ def chat(
     messages: list[dict[str, Any]],
     max_tokens: int | None = None,
     temperature: float | None = None,
+    seed: int | None = None,
 ) -> dict[str, Any]:
     """One chat completion as an OpenAI-style dict; waits for any call already running."""
     loaded = load(model)
@@ -101,6 +105,8 @@ def chat(
         kwargs["max_tokens"] = max_tokens
     if temperature is not None:
         kwargs["temperature"] = temperature
+    if seed is not None:
+        kwargs["seed"] = seed
     with loaded.lock:
         try:
             out: dict[str, Any] = loaded.llm.create_chat_completion(**kwargs)
@@ -114,9 +120,12 @@ def chat(
 class LocalModel:
     """A `local/` model: free (it runs here), serialized per file, loaded on its first call."""
 
-    def __init__(self, name: str, *, temperature: float | None = None) -> None:
+    def __init__(
+        self, name: str, *, temperature: float | None = None, seed: int | None = None
+    ) -> None:
         self.name = name
         self.temperature = temperature
+        self.seed = seed
 
     def complete(
         self,
@@ -130,7 +139,7 @@ class LocalModel:
         if cancel is not None and cancel.is_set():
             raise ModelError(f"The call to {self.name} was not started: the run was stopped.")
         started = time.monotonic()
-        out = chat(self.name, list(messages), max_output_tokens, self.temperature)
+        out = chat(self.name, list(messages), max_output_tokens, self.temperature, self.seed)
         choice = (out.get("choices") or [{}])[0]
         usage = out.get("usage") or {}
         return Completion(

@@ -19,13 +19,14 @@ def model_for(
     retries: int = 3,
     timeout_s: float = 600.0,
     temperature: float | None = None,
+    seed: int | None = None,
 ) -> Model:
     """A model answering plain prompts (a sub model, a baseline, Test connection). The engine
     resolves root models itself: a scripted root must speak the engine's protocol."""
     if is_demo(name):
         return ScriptedModel(name, sub_policy)
     if local.is_local(name):
-        return local.LocalModel(name, temperature=temperature)
+        return local.LocalModel(name, temperature=temperature, seed=seed)
     return LiteLLMClient(
         name,
         api_base=api_base,
@@ -33,6 +34,7 @@ def model_for(
         retries=retries,
         timeout_s=timeout_s,
         temperature=temperature,
+        seed=seed,
     )
 
 

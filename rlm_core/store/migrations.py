@@ -112,7 +112,16 @@ def m002_eval_results(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE INDEX eval_results_eval ON eval_results (eval_id)")
 
 
-MIGRATIONS: list[Migration] = [m001_initial, m002_eval_results]
+def m003_eval_seeds(con: duckdb.DuckDBPyConnection) -> None:
+    # The same question can swing from 0 of 6 to 6 of 6 right with the sampling seed, so an
+    # evaluation repeats each run per seed; and an RLM that never called a sub model or never
+    # recursed is a plain REPL agent, which the Evaluate page flags.
+    con.execute("ALTER TABLE eval_results ADD COLUMN seed INTEGER")
+    con.execute("ALTER TABLE eval_results ADD COLUMN sub_calls INTEGER")
+    con.execute("ALTER TABLE eval_results ADD COLUMN child_runs INTEGER")
+
+
+MIGRATIONS: list[Migration] = [m001_initial, m002_eval_results, m003_eval_seeds]
 
 
 def migrate(con: duckdb.DuckDBPyConnection) -> list[str]:

@@ -54,7 +54,10 @@ class Baseline:
         self.config = rec.run.config
         self.root_model = rec.model.name
         rec.node.meta.update(
-            strategy=self.strategy, prompt=f"{self.strategy}-v1", strategy_options=self.options
+            strategy=self.strategy,
+            prompt=f"{self.strategy}-v1",
+            prompt_reason="the strategy's own prompt",
+            strategy_options=self.options,
         )
         self.text = labelled_text(rec.context)
         return rec.recorded(self.answer, lambda: rec.last_response.strip() or None)

@@ -14,11 +14,12 @@ import streamlit as st
 from rlm_core.config import RLMConfig
 from rlm_core.errors import ModelError
 from rlm_core.evaluate import evaluator as ev
+from rlm_core.evaluate import report
 from rlm_core.evaluate.examples import EXAMPLES, SIZES
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import new_id
 from ui.common import cost_text, store, when
-from ui.config_inputs import limit_inputs
+from ui.config_inputs import limit_inputs, sampling_inputs
 from ui.jobs import Job, jobs
 from ui.model_picker import (
     ROOT_PRESETS,
@@ -89,9 +90,11 @@ def plan_form() -> ev.EvalPlan | None:
         key="ev_methods",
         format_func=lambda m: ev.METHOD_LABELS[m] + (" (whole context)" if m == "base" else ""),
     )
-    with st.expander("Limits per RLM run, API base"):
+    with st.expander("Limits per RLM run, API base, sampling"):
         limits = limit_inputs("ev")
         api_base = st.text_input("API base (empty: from Settings)", key="ev_api_base").strip()
+        seeds = int(st.number_input("Seeds per question (RLM runs)", 1, 20, 1, key="ev_seeds"))
+        sampling = sampling_inputs("ev")
     if not tasks or not sizes or not roots or not methods:
         st.info("Pick at least one task, size, model and method.")
         return None
@@ -110,9 +113,11 @@ def plan_form() -> ev.EvalPlan | None:
             api_key=session_key(*keyed, api_base=base),
             child_root_model=child_root,
             **limits,
+            **sampling,
         )
         pairs = tuple((r, ev.default_sub(r) if sub == SAME_AS_ROOT else str(sub)) for r in roots)
-        return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods))
+        runs = tuple(range(1, seeds + 1)) if seeds > 1 else (config.seed,)
+        return ev.EvalPlan(tuple(tasks), tuple(sorted(sizes)), pairs, config, tuple(methods), runs)
     except ValueError as exc:
         st.error(md(exc))
         return None
@@ -235,6 +240,8 @@ def results(trace_store: TraceStore) -> None:
     )
     rows = ev.load_rows(trace_store, chosen)
     st.dataframe(side_by_side(rows), hide_index=True)
+    st.caption("Per question: the RLM over its seeds against the plain model")
+    st.dataframe(pd.DataFrame(report.rlm_vs_plain(rows)), hide_index=True)
     figure = chart(rows)
     if figure is not None:
         st.altair_chart(figure)

@@ -18,7 +18,7 @@ from rlm_core.models.resolve import check_model
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import Node, RunResult, RunSummary, new_id
 from ui.common import root_of
-from ui.config_inputs import limit_inputs
+from ui.config_inputs import limit_inputs, sampling_inputs
 from ui.jobs import Job, jobs
 from ui.model_picker import session_key
 from ui.safe import safe_id
@@ -123,6 +123,7 @@ def _fork_form(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node
             "API key (this browser session only; never saved)", type="password", key=KEY_FIELD
         )
         limits = limit_inputs(f"fork_{node.node_id}", config)
+        sampling = sampling_inputs(f"fork_{node.node_id}", config)
         submitted = st.form_submit_button("Run fork", type="primary")
     if not submitted:
         return
@@ -130,7 +131,7 @@ def _fork_form(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node
     if not all(models.values()):
         st.error("Type a model name for the root and the sub model.")
         return
-    wanted = {**models, "api_base": api_base.strip() or None, **limits}
+    wanted = {**models, "api_base": api_base.strip() or None, **limits, **sampling}
     changes = {k: v for k, v in wanted.items() if v != config.get(k)}
     key = api_key.strip() or session_key(*models.values(), api_base=wanted["api_base"])
     for field in ("root_model", "sub_model"):

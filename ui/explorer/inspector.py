@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from rlm_core.analysis import views
+from rlm_core.analysis import timing, views
 from rlm_core.analysis.insight import SUB_CALL_KINDS
 from rlm_core.engine import prompts
 from rlm_core.store.trace_store import TraceStore
@@ -27,11 +27,12 @@ def _stats_line(node: Node) -> str:
     if node.tokens_in is not None or node.tokens_out is not None:
         tokens = f"{node.tokens_in or 0:,} in / {node.tokens_out or 0:,} out"
     latency = "—" if node.latency_s is None else f"{node.latency_s:.2f} s"
+    prompt = timing.prompt_line(node) if node.kind == "lm" else None
     return (
         f"kind: {node.kind} · status: {status_badge(node.status)} · depth {node.depth}\n"
         f"model: {node.model or '—'}\n"
         f"tokens: {tokens} · cost: {cost_text(node.cost_usd)} · latency: {latency}"
-    )
+    ) + (f"\n{prompt}" if prompt else "")
 
 
 def show_node(
@@ -228,11 +229,14 @@ def _run(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel:
     facts = {
         "root model": meta.get("root_model"),
         "sub model": meta.get("sub_model"),
+        "prompt": meta.get("prompt"),
+        "prompt chosen by": meta.get("prompt_reason"),
         "context": meta.get("context_shape") or meta.get("context_kind"),
         "iterations": meta.get("iterations"),
         "limit": meta.get("limit"),
     }
     st.json({k: v for k, v in facts.items() if v is not None}, expanded=True)
+    st.json({"where the time went": timing.where_time_went(nodes)}, expanded=False)
     if meta.get("config"):
         with st.expander("Configuration"):
             st.json(meta["config"])

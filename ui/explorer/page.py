@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import zlib
+from typing import Any
 
 import streamlit as st
 
@@ -202,7 +203,7 @@ def _body(run_id: str, timer: float | None) -> None:
         playing = bool(st.session_state.get(PLAY_KEY))
     if _timer(run, playing) != timer:
         st.rerun()  # the fragment's timer is set when it is defined: start, change or drop it
-    _header(run)
+    _header(run, nodes[0].meta.get("prompt"))
     fork.origin(nodes)
     export.export_buttons(s, run_id)
     controls = st.container()
@@ -320,11 +321,12 @@ def _duration(run: RunSummary) -> str:
     return f"{(end or start) - start:.1f} s"
 
 
-def _header(run: RunSummary) -> None:
+def _header(run: RunSummary, prompt: Any = None) -> None:
     status = run.status
     st.text(
         f"{status_badge(status)}  ·  root model: {run.root_model or '—'}  ·  "
-        f"sub model: {run.sub_model or '—'}  ·  run id {run.run_id}"
+        f"sub model: {run.sub_model or '—'}  ·  prompt: {prompt or '—'}  ·  "
+        f"run id {run.run_id}"
     )
     tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
     stats = [

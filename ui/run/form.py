@@ -16,7 +16,7 @@ from rlm_core.ingest import Context, context_from_files
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model
 from rlm_core.readers import Data, IngestError
-from ui.config_inputs import choice_input, limit_inputs
+from ui.config_inputs import choice_input, limit_inputs, sampling_inputs
 from ui.context_choice import ContextChoice
 from ui.model_picker import (
     ROOT_PRESETS,
@@ -130,6 +130,8 @@ def config_form() -> RLMConfig | None:
         )
     with st.expander("Limits"):
         limits = limit_inputs("lim")
+    with st.expander("Sampling (temperature, seed)"):
+        sampling = sampling_inputs("run")
     if not root or not sub or child_root == "":
         st.warning("Type a model name for each model.")
         return None
@@ -147,6 +149,7 @@ def config_form() -> RLMConfig | None:
             api_base=base,
             api_key=api_key.strip() or session_key(root, sub, child_root or sub, api_base=base),
             **limits,
+            **sampling,
         )
     except ValueError as exc:
         st.error(md(exc))

@@ -1,0 +1,223 @@
+"""Telling a search that found nothing, and an answer made up after one, from real work.
+
+A 1.5B root model whose search came back empty writes a plausible number (`FINAL(12345)`) or a
+set of them; it asks `llm_query` the question with no text of the context, so the sub model
+invents the answer too; told the same words after each refusal, it repeats the same guess. The
+loop uses these checks to refuse such answers and to say something new each time.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from dataclasses import dataclass, field
+
+# What printing an empty result looks like, whatever its type: builtins, collections, numpy and
+# pandas reprs, `str.find`'s -1, a bare `print()`.
+_EMPTY_VALUE = re.compile(
+    r"""(?x)^(?:
+        |0|-1|None|False|\[\]|\{\}|\(\)|''|""|set\(\)|frozenset\(\)
+        |\w*Counter\(\)|OrderedDict\(\)|deque\(\[\]\)|defaultdict\(.*,\s*\{\}\)
+        |dict_(?:keys|values|items)\(\[\]\)|<re\.Scanner.*|array\(\[\].*\)
+        |Series\(\[\].*\)|Empty\ DataFrame|Columns:\ \[.*\]|Index:\ \[\]
+    )$"""
+)
+# "matches: []", "port -> 0", "count = 0": a label the code printed before the value
+_LABEL = re.compile(r"^[\w\s'\".\-]{1,60}?\s*(?::|=|->)\s*(.*)$")
+_WORD = re.compile(r"[A-Za-z0-9][\w\-]*")
+_STOPWORDS = frozenset(
+    {
+        *("a", "an", "the", "is", "are", "was", "were", "be", "of", "for", "to", "in", "on"),
+        *("at", "by", "with", "and", "or", "what", "which", "who", "whom", "whose", "where"),
+        *("when", "why", "how", "does", "do", "did", "this", "that", "these", "those", "it"),
+        *("its", "from", "as", "there", "their", "kept", "hold", "holds", "belong", "belongs"),
+        *("number", "mentioned", "find", "give", "tell"),
+    }
+)
+
+
+def empty_output(view: str) -> bool:
+    """Every line printed is an empty result (or nothing was printed at all)."""
+    for line in view.strip().splitlines():
+        value = line.strip()
+        labelled = _LABEL.match(value)
+        if not (_EMPTY_VALUE.match(value) or (labelled and _EMPTY_VALUE.match(labelled[1]))):
+            return False
+    return True
+
+
+def found_nothing(views: list[str]) -> bool:
+    """Every block of a turn printed nothing or only empty results. A 1.5B model then made up
+    an answer (a search for the question's exact words had missed), unless told it had failed."""
+    return all(empty_output(view) for view in views)
+
+
+def is_literal(text: str) -> bool:
+    """Python literal syntax: a constant, or a container of constants (`{12345, 67890}`)."""
+    try:
+        ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return False
+    return True
+
+
+def literal_final(code: str) -> str | None:
+    """The value of a cell that is nothing but `FINAL(<literal>)`: an answer written out, not
+    computed (the same guess as a text FINAL, only fenced)."""
+    try:
+        tree = ast.parse(code.strip())
+    except SyntaxError:
+        return None
+    if len(tree.body) != 1 or not isinstance(
+        call := getattr(tree.body[0], "value", None), ast.Call
+    ):
+        return None
+    if not (isinstance(call.func, ast.Name) and call.func.id == "FINAL" and len(call.args) == 1):
+        return None
+    arg = ast.get_source_segment(code.strip(), call.args[0]) or ""
+    return arg if is_literal(arg) else None
+
+
+def question_words(question: str) -> list[str]:
+    """The words of a question worth searching for on their own, rarest-looking first."""
+    words = [w for w in _WORD.findall(question) if len(w) > 2 and w.lower() not in _STOPWORDS]
+    unique = list(dict.fromkeys(words))
+    return sorted(unique, key=lambda w: (not any(c in w for c in "-_0123456789"), -len(w)))[:4]
+
+
+def key_words(question: str) -> list[str]:
+    """The words an answer's evidence must mention: names like `granite-willow` or `X7` when the
+    question has any (a plain word like "door" turns up in any long text), else all of them."""
+    words = question_words(question)
+    keys = [w for w in words if any(c in w for c in "-_0123456789") or w[1:] != w[1:].lower()]
+    return keys or words
+
+
+def on_topic(seen: str, question: str) -> bool:
+    """Whether the code run so far or what it printed mentions the question's key words: an
+    answer taken from a sample that never mentions them is a number picked at random (a 1.5B
+    model printed 2,000 characters of the document and answered with a number in them)."""
+    lowered, words = seen.lower(), key_words(question)
+    return not words or any(word.lower() in lowered for word in words)
+
+
+_DIGITS = re.compile(r"\d{2,}")
+NEAR = 40
+"""Characters around a number, beyond its own printed line, where a key word may stand (a fact
+wrapped over two lines of the document)."""
+
+
+def supported(answer: str, seen: str, question: str) -> bool:
+    """Every number in the answer was printed on a line with a key word of the question (or
+    within NEAR characters of one). Where several keys' facts were printed, a 1.5B model took
+    the first number shown, not the one next to its own key; a number printed nowhere was made
+    up."""
+    words = [w.lower() for w in key_words(question)]
+    lowered = seen.lower()
+
+    def around(m: re.Match[str]) -> str:
+        start = min(lowered.rfind("\n", 0, m.start()) + 1, max(0, m.start() - NEAR))
+        end = lowered.find("\n", m.end())
+        return lowered[start : max(m.end() + NEAR, len(lowered) if end < 0 else end)]
+
+    for number in _DIGITS.findall(answer):
+        found = re.finditer(rf"(?<!\d){number}(?!\d)", lowered)
+        if not any(not words or any(w in around(m) for w in words) for m in found):
+            return False
+    return True
+
+
+def refusal(count: int, question: str, guess: str, why: str = "empty") -> str:
+    """What a refused guess is told: different words each time, ending with code to copy. The
+    same sentence repeated 7 times changed nothing; code that searches word by word does. `why`:
+    the last search came back `empty`, the output is `off_topic`, or the number is `unsupported`
+    (not printed next to the question's key words)."""
+    words = question_words(question)
+    if count == 1 and why == "off_topic":
+        return (
+            f"Nothing printed so far mentions {' or '.join(key_words(question))}, so {guess} "
+            "is a guess and was not accepted. Search for those words on their own and print the "
+            "text around each match."
+        )
+    if count == 1 and why == "unsupported":
+        return (
+            f"{guess} was not printed next to {' or '.join(key_words(question))}, so it is not "
+            "the answer to this question (the output may show other keys' numbers). Print the "
+            "text around each match of those words and answer with the number next to them."
+        )
+    code = (
+        "```repl\nimport re\n"
+        f"for word in {words!r}:\n"
+        "    for m in list(re.finditer(re.escape(word), context, re.IGNORECASE))[:3]:\n"
+        '        print(word, "->", context[max(0, m.start() - 150): m.end() + 150])\n```'
+    )
+    if count == 1:
+        return (
+            f"Your last search found nothing, so {guess} is a guess and was not accepted. "
+            "Search for each word of the question on its own."
+        )
+    if count == 2:
+        return (
+            f"Again not accepted: {guess} appears in no output. Nothing printed so far contains "
+            f"the answer. Run this search for single words of the question:\n{code}"
+        )
+    return (
+        f"Refused {count} times: {guess} was never printed by your code. Do not answer yet. "
+        f"Run exactly this and read what it prints:\n{code}"
+    )
+
+
+def no_context_text(prompt: str, spans: list[list[int]], context_text: str) -> bool:
+    """A sub-call prompt that holds no text of the context: the sub model cannot see `context`,
+    so all it can do is guess (a 1.5B root sent the bare question 28 turns in a row). A short
+    context is never judged, and a line of it too short for the span index still counts."""
+    if spans or len(context_text) < 1_000 or not prompt.strip():
+        return False
+    lines = [line.strip() for line in prompt.splitlines() if len(line.strip()) >= 16]
+    return not any(line in context_text for line in lines[:20])
+
+
+BLIND_SUBCALL = """\
+Note: your llm_query prompt held no text of `context`. The helper model cannot see `context`, \
+so its answer is a guess. Put the text to read into the prompt, for example \
+llm_query("Question: ... Text: " + context[start:start + 4000])."""
+
+
+@dataclass
+class Evidence:
+    """What a root model's answers can rest on, turn by turn: the code it ran and what that
+    printed, whether the last turn found nothing, and the guesses refused so far."""
+
+    question: str
+    seen: str = ""
+    searched_in_vain: bool = False
+    found_any: bool = False
+    refused: list[str] = field(default_factory=list)
+
+    def saw(self, blocks: list[str], views: list[str]) -> bool:
+        """Record a turn's cells; True when every one of them found nothing."""
+        self.seen += "".join(f"{code}\n{view}\n" for code, view in zip(blocks, views, strict=False))
+        self.searched_in_vain = found_nothing(views)
+        self.found_any = self.found_any or not self.searched_in_vain
+        return self.searched_in_vain
+
+    def refuse(self, guess: str) -> str | None:
+        """What to tell the model when `guess` (an answer written out) rests on nothing: right
+        after an empty search, on output that never mentions the question's key words, or a
+        number not printed next to them. None: the answer stands."""
+        if self.searched_in_vain:
+            why = "empty"
+        elif not on_topic(self.seen, self.question):
+            why = "off_topic"
+        elif not supported(guess, self.seen, self.question):
+            why = "unsupported"
+        else:
+            return None
+        self.refused.append(guess)
+        return refusal(len(self.refused), self.question, guess, why)
+
+    def last_chance(self, value: str) -> str | None:
+        """Why the last-chance answer is not the run's answer, or None when it may be."""
+        if value in self.refused:
+            return "refused as a guess before"
+        return None if self.found_any else "no search found text"

@@ -1,0 +1,158 @@
+"""Fewer made-up answers: what counts as an empty search, which answers are guesses, what the
+root is told after each refusal, sub-calls that carry no text of the context, prompts too big
+for the sub model, and runs that can be repeated (temperature and seed reach the server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import repl, stored
+from fake_openai import FakeOpenAIServer, by_model
+
+from rlm_core import RLM
+from rlm_core.analysis.lint import lint
+from rlm_core.engine import guesses, prompts
+
+HAYSTACK = "Nothing to see in this line of the chronicle. " * 200
+CONTEXT = HAYSTACK + "One of the special magic numbers for amber-falcon is: 4417. " + HAYSTACK
+SEARCH = repl("import re\nprint(re.findall('magic number of amber', context))")
+
+
+@pytest.mark.parametrize(
+    "printed",
+    [
+        "",
+        "set()",
+        "frozenset()",
+        "''",
+        "defaultdict(<class 'int'>, {})",
+        "Counter()",
+        "Empty DataFrame\nColumns: [text]\nIndex: []",
+        "Series([], dtype: object)",
+        "array([], dtype=float64)",
+        "-1",
+        "matches: []\nport -> 0",
+        "[]\n[]\nNone",
+    ],
+)
+def test_empty_results_of_every_kind_count_as_found_nothing(printed: str) -> None:
+    assert guesses.found_nothing([printed])
+
+
+@pytest.mark.parametrize("printed", ["4417", "['amber-falcon is: 4417']", "{'a': 1}", "port: 7441"])
+def test_anything_found_is_not_empty(printed: str) -> None:
+    assert not guesses.found_nothing([printed])
+
+
+def test_literals_and_fenced_literal_finals_are_written_out_not_computed() -> None:
+    assert guesses.is_literal("{12345, 67890}") and guesses.is_literal("-3")
+    assert not guesses.is_literal("sorted(found)")
+    assert guesses.literal_final("FINAL({12345, 67890})") == "{12345, 67890}"
+    assert guesses.literal_final("FINAL(answer)") is None
+    assert guesses.literal_final("x = 1\nFINAL(3)") is None
+
+
+def test_a_guess_in_a_set_or_a_fenced_cell_is_refused_with_new_words_each_time(fake: Any) -> None:
+    replies = [SEARCH, "FINAL({12345, 67890})", repl("FINAL(12345)"), "FINAL(12345)", "FINAL(1)"]
+    found = repl("i = context.find('amber')\nprint(context[i - 40:i + 40])")
+    result, _, root = fake(
+        [*replies, found, "FINAL(4417)"], CONTEXT, "Which number is amber's?", prompt="small"
+    )
+    assert result.answer == "4417"
+    assert stored(result.run_id)[1][0].meta["refused_guesses"] == [2, 3, 4, 5]
+    refusals = [root.seen[i][-1]["content"] for i in (2, 3, 4, 5)]
+    assert len({r.split("Question:")[0] for r in refusals}) == 4
+    # after two refusals the root is handed code that searches the question's words one by one
+    assert "for word in ['amber'" in refusals[2]
+    assert "(no output)" not in result.answer
+
+
+def test_a_last_chance_guess_after_empty_searches_is_reported_as_not_found(fake: Any) -> None:
+    replies = [SEARCH, SEARCH, "FINAL(12345)"]
+    result, _, _ = fake(replies, CONTEXT, prompt="small", max_iterations=2)
+    assert (result.status, result.answer) == ("limit", prompts.NOT_FOUND)
+    meta = stored(result.run_id)[1][0].meta
+    assert meta["last_chance"] == {"reply": "12345", "taken": False, "why": "no search found text"}
+    refused = [SEARCH, "FINAL(12345)", "FINAL(12345)"]
+    again, _, _ = fake(refused, CONTEXT, prompt="small", max_iterations=2)
+    assert again.answer == prompts.NOT_FOUND
+    assert stored(again.run_id)[1][0].meta["last_chance"]["why"] == "refused as a guess before"
+
+
+def test_a_sub_call_without_context_text_is_pointed_out_and_linted(fake: Any) -> None:
+    oracle = repl("print(llm_query('What is the special magic number for amber-falcon?'))")
+    reader = repl("print(llm_query('Find the number: ' + context[9000:9400]))")
+    result, _, root = fake([oracle, reader, repl("FINAL('x')")], CONTEXT)
+    assert guesses.BLIND_SUBCALL in root.seen[1][-1]["content"]
+    assert guesses.BLIND_SUBCALL not in root.seen[2][-1]["content"]
+    nodes = stored(result.run_id)[1]
+    calls = [n for n in nodes if n.kind == "llm_query"]
+    assert [bool(c.meta.get("no_context_text")) for c in calls] == [True, False]
+    found = [f for f in lint(nodes) if f.rule == "blind_subcall"]
+    assert found and found[0].node_ids == [calls[0].node_id]
+
+
+def test_a_sub_call_too_big_for_the_served_window_comes_back_as_an_error(fake: Any) -> None:
+    routes = {"/props": {"default_generation_settings": {"n_ctx": 2048}}}
+    code = "r = llm_query_batched([context[:40000], context[:2000]])\nprint(r[0][:300], '|', r[1])"
+    responder = by_model({"root": lambda b: repl(code) if len(b["messages"]) < 4 else "FINAL(1)"})
+    responder_sub = by_model({"root": responder, "sub": lambda b: "small enough"})
+    with FakeOpenAIServer(responder_sub, routes=routes) as server:
+        result = RLM("openai/root", "openai/sub", server.base_url, prompt="full").run(
+            CONTEXT, "What?"
+        )
+        sent = [r for r in server.requests if r["model"] == "sub"]
+    assert len(sent) == 1  # the big one was never sent
+    nodes = stored(result.run_id)[1]
+    cell = next(n for n in nodes if n.kind == "code")
+    assert "llm_query prompt too long for openai/sub" in cell.stdout
+    assert "but it takes at most 1,792 (a window of 2,048" in cell.stdout
+    assert cell.stdout.rstrip().endswith("| small enough")
+    failed = next(n for n in nodes if n.kind == "llm_query" and n.status == "error")
+    assert "Nothing was sent" in (failed.error or "")
+
+
+def test_temperature_and_seed_reach_the_server_and_are_recorded(fake: Any) -> None:
+    result, server, _ = fake([repl("FINAL('x')")], temperature=0.0, seed=7)
+    body = server.requests[0]
+    assert (body["temperature"], body["seed"]) == (0.0, 7)
+    config = stored(result.run_id)[1][0].meta["config"]
+    assert (config["temperature"], config["seed"]) == (0.0, 7)
+
+
+def test_an_answer_from_output_that_never_mentions_the_question_is_refused(fake: Any) -> None:
+    sample = repl("print(context[:300])")
+    search = repl("i = context.find('amber-falcon')\nprint(context[i - 40:i + 60])")
+    question = "Which magic number belongs to amber-falcon?"
+    replies = [sample, "FINAL(17)", search, "FINAL(4417)"]
+    result, _, root = fake(replies, "17 rows. " + CONTEXT, question, prompt="small")
+    assert result.answer == "4417"
+    assert "Nothing printed so far mentions amber-falcon" in root.seen[2][-1]["content"]
+    assert guesses.key_words("What door number holds granite-willow crates?") == ["granite-willow"]
+    assert guesses.key_words("What is the secret code for the vault?") == [
+        "secret",
+        "vault",
+        "code",
+    ]
+
+
+def test_a_number_printed_next_to_another_key_is_not_the_answer(fake: Any) -> None:
+    two = (
+        HAYSTACK
+        + "One of the special magic numbers for copper-meadow is: 9120. "
+        + HAYSTACK
+        + "One of the special magic numbers for amber-falcon is: 4417. "
+        + HAYSTACK
+    )
+    both = repl(
+        "import re\nfor m in re.finditer('magic numbers', context):\n"
+        "    print(context[m.start() - 20:m.end() + 40])"
+    )
+    question = "Which magic number belongs to amber-falcon?"
+    result, _, root = fake([both, "FINAL(9120)", "FINAL(4417)"], two, question, prompt="small")
+    assert result.answer == "4417"
+    assert "9120 was not printed next to amber-falcon" in root.seen[2][-1]["content"]
+    assert guesses.supported("4417", "for amber-falcon is: 4417", question)
+    assert not guesses.supported("12345", "for amber-falcon is: 4417", question)
+    assert guesses.supported("the vault", "anything", question)  # no number: nothing to check
