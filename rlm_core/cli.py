@@ -8,76 +8,18 @@ Errors are one line on stderr and a non-zero exit.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from rlm_core.config import RLMConfig, Setting, settings
+from rlm_core.cli_eval import cmd_eval, eval_parser
 from rlm_core.errors import DiskFull, ModelError
+from rlm_core.flags import add_settings, config_from
 from rlm_core.readers import IngestError
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import RunResult
-
-EVAL_SETTINGS = (
-    "child_root_model",
-    "api_base",
-    "prompt",
-    "temperature",
-    "seed",
-    "max_iterations",
-    "max_depth",
-    "max_llm_calls",
-    "max_tokens",
-    "max_cost_usd",
-    "timeout_s",
-    "cell_timeout_s",
-)
-"""The settings `eval` takes as flags (its root and sub models are chosen with --model /
---sub-model)."""
-
-
-def _add_settings(p: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
-    """One flag per config field; unset flags leave the field's default (shown in --help)."""
-    for s in settings():
-        if s.secret or (names is not None and s.name not in names):
-            continue  # keys come from the provider's environment variable, never a flag
-        default = "none" if s.default is None else s.default
-        p.add_argument(
-            s.flag,
-            type=_parse(s),
-            choices=s.choices or None,
-            metavar=_metavar(s),
-            help=f"{s.help} (default: {default})",
-        )
-
-
-def _parse(s: Setting) -> Any:
-    def parse(text: str) -> Any:
-        if s.optional and text.lower() in ("none", ""):
-            return None
-        return s.type(text)
-
-    parse.__name__ = s.type.__name__  # argparse names the type in its error message
-    return parse
-
-
-def _metavar(s: Setting) -> str | None:
-    if s.choices:
-        return None
-    return {int: "N", float: "X"}.get(s.type, "TEXT")
-
-
-def _config(args: argparse.Namespace, **fixed: Any) -> RLMConfig:
-    """The config the flags say; a field whose flag was not given keeps its default."""
-    given = {
-        s.name: getattr(args, s.name)
-        for s in settings()
-        if hasattr(args, s.name) and getattr(args, s.name) is not None
-    }
-    return RLMConfig(**{**given, **fixed})
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -87,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run an RLM over one or more files")
     run.add_argument("--context", action="append", required=True, metavar="PATH")
     run.add_argument("--query", required=True)
-    _add_settings(run)
+    add_settings(run)
     run.add_argument("--traces-dir")
     run.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -116,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--traces-dir")
     replay.add_argument("--json", action="store_true")
 
-    _eval_parser(sub)
+    eval_parser(sub)
     return p
 
 
@@ -148,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rlm_core.ingest import load_context
     from rlm_core.models.resolve import check_model
 
-    config = _config(args)
+    config = config_from(args)
     for model in dict.fromkeys([config.root_model, config.sub_model, config.child_root_model]):
         if model:
             check_model(model, api_base=config.api_base)
@@ -287,115 +229,4 @@ def cmd_import(args: argparse.Namespace) -> int:
     print(report.summary(), file=sys.stderr)
     for why in report.skipped:
         print(f"  skipped {why}", file=sys.stderr)
-    return 0
-
-
-# ---- eval ------------------------------------------------------------------------------------
-
-
-def _eval_parser(sub: Any) -> None:
-    from rlm_core.evaluate.evaluator import METHODS
-    from rlm_core.evaluate.examples import EXAMPLES
-
-    p = sub.add_parser("eval", help="score RLM vs the plain model on tasks with known answers")
-    p.add_argument(
-        "--task",
-        action="append",
-        choices=list(EXAMPLES),
-        metavar="TASK",
-        help=f"repeatable; one of {', '.join(EXAMPLES)} (default: needle)",
-    )
-    p.add_argument(
-        "--size",
-        action="append",
-        type=int,
-        metavar="CHARS",
-        help="context characters, repeatable (default: 10000 and 100000)",
-    )
-    p.add_argument(
-        "--model",
-        action="append",
-        metavar="M",
-        help="root model, repeatable; also the baseline (default: demo/root)",
-    )
-    p.add_argument(
-        "--sub-model",
-        metavar="M",
-        help="sub model of every RLM (default: demo/sub for demo models, else the root model)",
-    )
-    p.add_argument(
-        "--method",
-        action="append",
-        choices=METHODS,
-        help="repeatable: rlm, base or a strategy (default: rlm and base)",
-    )
-    p.add_argument(
-        "--seeds",
-        nargs="+",
-        type=int,
-        metavar="N",
-        help="sampling seeds: each RLM run once per seed, to see how much its score swings",
-    )
-    _add_settings(p, EVAL_SETTINGS)
-    p.add_argument("--traces-dir")
-    p.add_argument("--csv", metavar="FILE", help="also write every row as CSV")
-    p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from rlm_core.evaluate.evaluator import (
-        DEFAULT_METHODS,
-        EvalPlan,
-        Evaluator,
-        default_sub,
-        preflight,
-        rows_csv,
-        summary,
-    )
-    from rlm_core.evaluate.report import report_lines
-
-    models = args.model or ["demo/root"]
-    config = _config(args)
-    plan = EvalPlan(
-        tasks=tuple(args.task or ["needle"]),
-        sizes=tuple(args.size or [10_000, 100_000]),
-        models=tuple((m, args.sub_model or default_sub(m)) for m in models),
-        config=config,
-        methods=tuple(dict.fromkeys(args.method or DEFAULT_METHODS)),
-        seeds=tuple(args.seeds or [config.seed]),
-    )
-    preflight(plan)
-    store: TraceStore | None
-    try:
-        store = TraceStore(args.traces_dir)
-    except StoreBusy as exc:
-        store = None
-        print(f"note: {exc} Rows are printed, not saved.", file=sys.stderr)
-
-    def progress(done: int, total: int, label: str) -> None:
-        print(f"[{done}/{total}] {label}", file=sys.stderr)
-
-    try:
-        evaluator = Evaluator(plan, store, on_progress=progress)
-        rows = evaluator.run()
-    finally:
-        if store is not None:
-            store.close()
-    if args.csv:
-        Path(args.csv).write_text(rows_csv(rows), encoding="utf-8")
-    if args.json:
-        print(json.dumps([dataclasses.asdict(r) for r in rows], ensure_ascii=False))
-        return 0
-    print(f"eval {evaluator.eval_id}")
-    for s in summary(rows):
-        shown = "did not fit" if s["score"] is None else f"{s['score']:.2f}"
-        cost = "unknown" if s["cost_usd"] is None else f"${s['cost_usd']:.4f}"
-        if s["did_not_fit"] == s["questions"]:
-            cost = "-"  # nothing was called
-        wall = "-" if s["wall_s"] is None else f"{s['wall_s']:.1f} s"
-        print(
-            f"{s['task']:<12} {s['context_chars']:>12,} {s['model']:<20} "
-            f"{s['method']:<12} score {shown:<12} cost {cost:<10} {wall}"
-        )
-    print("\n".join(report_lines(rows)))
     return 0

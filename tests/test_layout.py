@@ -26,6 +26,7 @@ FLOORS = (
             "trace",
             "readers",
             "ingest",
+            "flags",
         ),
     ),
     ("store", ("store",)),
@@ -36,7 +37,7 @@ FLOORS = (
     ("evaluate", ("evaluate",)),
     ("analysis", ("analysis",)),
     ("exchange", ("exchange",)),
-    ("top", ("cli", "__main__", "__init__")),
+    ("top", ("cli", "cli_eval", "__main__", "__init__")),
 )
 """rlm_core's floors, bottom up: the first part of a module's name under rlm_core."""
 MAX_LINES = 400
