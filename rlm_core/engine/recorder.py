@@ -230,7 +230,7 @@ class Recorder:
         if ticket is None:
             (ticket,) = self.reserve(kind, model, [messages], meta)
         done: Completion | None = None
-        sent = False
+        called = False
         try:  # whatever happens, the ticket goes back: calls waiting for room depend on it
             if batched:  # it waited for its turn in the batch: the run may have stopped since
                 with self._refusal(kind, model, [messages], meta):
@@ -245,10 +245,10 @@ class Recorder:
             )
             if not lm:
                 self.register(key, node)
-            sent = True
+            called = True
             done = self.call(node, model, messages, ticket)
         finally:
-            self.run.budget.settle(ticket, done, sent=sent)
+            self.run.budget.settle(ticket, done, sent=called)
         if lm:
             self.last_response = done.text
         return done.text, node
