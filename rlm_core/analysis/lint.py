@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from rlm_core.analysis.insight import SUB_CALL_KINDS, where_is
+from rlm_core.engine.fits import NOT_SENT
 from rlm_core.models.facts import CHARS_PER_TOKEN, context_window
 from rlm_core.types import Node
 
@@ -123,11 +124,12 @@ def _oversized_prompts(nodes: Sequence[Node]) -> list[Finding]:
             continue
         failed = n.status == "error"
         caused = f" It failed: {(n.error or '').splitlines()[0][:200]}" if failed else ""
+        went = "was refused before it reached" if NOT_SENT in (n.error or "") else "was sent to"
         out.append(
             Finding(
                 "prompt_too_large",
                 "error" if failed else "warning",
-                f"A prompt of ~{tokens:,} tokens was sent to {n.model}, whose window is "
+                f"A prompt of ~{tokens:,} tokens {went} {n.model}, whose window is "
                 f"{window:,} tokens.{caused}",
                 [n.node_id],
             )

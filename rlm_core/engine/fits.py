@@ -28,6 +28,10 @@ def sub_window(model: str, config: RLMConfig) -> int | None:
     return context_window(model, load=True) or served_window(model, config)
 
 
+NOT_SENT = "Nothing was sent."
+"""In the error of a prompt refused for its size (the linter tells it from one that failed)."""
+
+
 def too_big(model: str, prompt: str, window: int | None) -> str | None:
     """None when the prompt fits `model`'s window (or it is unknown); else the error the code
     gets back."""
@@ -41,5 +45,5 @@ def too_big(model: str, prompt: str, window: int | None) -> str | None:
     return (
         f"llm_query prompt too long for {model}: about {tokens:,} tokens ({len(prompt):,} "
         f"characters), but it takes at most {allowed:,} (a window of {window:,} less room for "
-        f"the answer). Nothing was sent. Send a slice of about {fitting:,} characters or less."
+        f"the answer). {NOT_SENT} Send a slice of about {fitting:,} characters or less."
     )

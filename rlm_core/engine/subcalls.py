@@ -207,7 +207,9 @@ class SubCalls:
         if (too_big := fits.too_big(sub.name, prompt, self.windows[sub.name])) is not None:
             if ticket is not None:  # its batch held room for it: never sent, it gives it back
                 rec.run.budget.settle(ticket, None, sent=False)
-            node = rec.child("llm_query", input=prompt, context_spans=placed.spans, meta=meta)
+            node = rec.child(
+                "llm_query", model=sub.name, input=prompt, context_spans=placed.spans, meta=meta
+            )
             rec.register(key, node)
             rec.run.tracer.end(node, "error", error=too_big)
             raise SubCallError(too_big)
