@@ -100,8 +100,9 @@ class Budget:
     held_cost: float = 0.0
     in_flight: int = 0
     calls_held: int = 0
-    """Calls reserved and not yet over: they count against max_llm_calls; `usage.calls` counts
-    the calls that were sent, when they are over (what the run shows as model calls)."""
+    """Calls reserved and not yet sent: they count against max_llm_calls; `usage.calls` counts
+    the calls that were sent (what the run shows as model calls, in flight ones included, so a
+    run stopped mid-batch counts the calls it paid for)."""
     fired: LimitExceeded | None = None
     """The first refusal: every later request is refused too, so nothing runs past a limit."""
     on_usage: Callable[[], None] | None = None
@@ -149,12 +150,18 @@ class Budget:
                 self._cond.wait(WAIT_S)  # calls in flight may give back what they did not use
                 check()
 
+    def sent(self) -> None:
+        """A reserved call goes to the model: it is a call made from now on."""
+        with self._cond:
+            self.calls_held -= 1
+            self.usage.calls += 1
+
     def settle(self, ticket: Ticket, done: Completion | None, *, sent: bool = True) -> None:
         """The call is over: give back its ticket and count what it used (`done` is None for a
         call that failed, which counts as a call only; one never `sent` counts for nothing)."""
         with self._cond:
-            self.calls_held -= 1
-            self.usage.calls += sent
+            if not sent:
+                self.calls_held -= 1
             if done is not None:
                 self.usage.add(done)
                 used_in = ticket.input_tokens if done.tokens_in is None else done.tokens_in

@@ -235,6 +235,8 @@ class Recorder:
             if batched:  # it waited for its turn in the batch: the run may have stopped since
                 with self._refusal(kind, model, [messages], meta):
                     pass
+            self.run.budget.sent()  # counted before its node: a reader never sees it uncounted
+            called = True
             node = self.child(
                 kind,
                 input=json.dumps(messages[sent:], ensure_ascii=False)
@@ -245,7 +247,6 @@ class Recorder:
             )
             if not lm:
                 self.register(key, node)
-            called = True
             done = self.call(node, model, messages, ticket)
         finally:
             self.run.budget.settle(ticket, done, sent=called)
