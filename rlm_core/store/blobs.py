@@ -10,6 +10,8 @@ import os
 import threading
 from pathlib import Path
 
+from rlm_core.store.private import open_private, private_dirs
+
 
 def blob_path(blob_dir: Path, sha: str) -> Path:
     return blob_dir / sha[:2] / sha
@@ -21,8 +23,9 @@ def write_blob(blob_dir: Path, data: bytes) -> str:
     sha = hashlib.sha256(data).hexdigest()
     path = blob_path(blob_dir, sha)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(blob_dir.parent, blob_dir, path.parent)
         tmp = path.with_name(f"{sha}.tmp{os.getpid()}.{threading.get_ident()}")
-        tmp.write_bytes(data)
+        with open_private(tmp, "wb") as f:
+            f.write(data)
         tmp.replace(path)  # atomic: a reader never sees half a blob
     return sha

@@ -22,6 +22,7 @@ import pyarrow as pa
 from rlm_core.store.blobs import blob_path, write_blob
 from rlm_core.store.journal import process_alive, read_journal
 from rlm_core.store.migrations import migrate
+from rlm_core.store.private import private_dirs, private_file
 from rlm_core.types import Node
 
 BIG_TEXT = 64 * 1024
@@ -99,14 +100,14 @@ class TraceStore:
         self.dir = Path(traces_dir) if traces_dir else default_traces_dir()
         self.blob_dir = self.dir / "blobs"
         self.journal_dir = self.dir / "journal"
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
-        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.dir, self.blob_dir, self.journal_dir)
         try:
             self._con = duckdb.connect(str(self.dir / "rlm.duckdb"))
         except duckdb.IOException as exc:
             raise StoreBusy(
                 f"The trace database {self.dir / 'rlm.duckdb'} is in use by another process."
             ) from exc
+        private_file(self.dir / "rlm.duckdb")
         migrate(self._con)
         self._pending: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
