@@ -13,6 +13,7 @@ import pytest
 
 from rlm_core.errors import LimitExceeded
 from rlm_core.repl import ContextRef, Sandbox, SubCallError
+from rlm_core.repl.proctree import tree
 
 CONTEXT_TEXT = "The secret number is 42.\r\nSecond line."
 
@@ -340,13 +341,15 @@ def test_json_contexts_load(tmp_path: Path, handler: RecordingHandler, value: ob
 
 def test_close_leaves_no_process(text_ref: ContextRef, handler: RecordingHandler) -> None:
     sb = Sandbox(text_ref, handler)
-    code = "import subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid)"
-    child_pid = int(run(sb, code).stdout)
+    run(sb, "import subprocess\nchild = subprocess.Popen(['sleep', '60'])")
+    # numbered as this process sees them: in a PID namespace model code sees other numbers
+    started = [pid for pid in tree(sb.pid) if Path(f"/proc/{pid}/comm").read_text() == "sleep\n"]
+    assert len(started) == 1
     worker_pid, work_dir = sb.pid, sb.work_dir
     sb.close()
     sb.close()
     assert not process_alive(worker_pid)
-    assert not process_alive(child_pid)
+    assert not process_alive(started[0])
     assert not Path(work_dir).exists()
     with pytest.raises(RuntimeError):
         run(sb, "pass")

@@ -7,6 +7,7 @@ import time
 import streamlit as st
 
 from rlm_core.analysis.graph import vis_payload
+from rlm_core.repl.isolation import describe
 from rlm_core.types import Node
 from ui.common import cost_text, esc, manager, status_badge, store
 from ui.graph_component import graph
@@ -41,6 +42,7 @@ def render(run_id: str) -> None:
         still_running = live is not None and live.running
         cols = st.columns([5, 1])
         cols[0].markdown(status_line(root, nodes))
+        cols[0].caption(describe(root.meta.get("isolation")))
         if still_running and cols[1].button("Stop", key="stop_run", type="secondary"):
             manager().stop(run_id)
             st.toast("Stopping the run…")

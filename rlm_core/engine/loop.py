@@ -33,6 +33,7 @@ class RLMLoop:
         """Run to FINAL and return the answer; limits and cancellation raise."""
         rec = self.rec
         repl = rec.run.repl(rec.context_ref, self.calls.handle)
+        rec.node.meta["isolation"] = repl.isolation
         try:
             return rec.recorded(lambda: self._loop(repl), lambda: self._partial_answer(repl))
         finally:

@@ -1,7 +1,8 @@
 """Parent side of the REPL sandbox: one worker process per Sandbox; sub-calls served on a pool.
 
-This is process isolation (scrubbed env, private cwd, rlimits), not a VM: model code can still read
-world-readable files and use the network. Messages are length-prefixed JSON, never pickle.
+The worker is confined as far as the machine allows (isolation.py: bubblewrap, namespaces,
+seccomp, a uid of its own), with a scrubbed env, a private cwd and rlimits; it is not a VM.
+Messages are length-prefixed JSON, never pickle; sub-calls are size-checked before they are served.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any, Protocol
 from rlm_core.errors import LimitExceeded, RunCancelled
 from rlm_core.repl import isolation
 from rlm_core.repl.process import ContextRef, WorkerProcess, exit_text
-from rlm_core.repl.wire import SUB_CALLS
+from rlm_core.repl.wire import SUB_CALLS, call_refused
 from rlm_core.types import CellResult
 
 CallHandler = Callable[[str, dict[str, Any]], Any]
@@ -115,6 +116,11 @@ class Repl(Protocol):
 
     def close(self) -> None: ...
 
+    @property
+    def isolation(self) -> str:
+        """What confines model code (the run node's `isolation`): see isolation.describe."""
+        ...
+
 
 ReplFactory = Callable[[ContextRef, CallHandler], Repl]
 """Makes the REPL of one RLM: its context and the handler of its sub-calls."""
@@ -144,14 +150,16 @@ class Sandbox:
         self._memory_mb = memory_mb
         self._max_capture_chars = max_capture_chars
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rlm-subcall")
+        self._choice = isolation.choose()
         self._tmp_dir = tempfile.mkdtemp(prefix="rlm-repl-")
         os.mkdir(os.path.join(self._tmp_dir, "work"))
         self._uid = isolation.worker_uid()
         if self._uid is not None:
-            # the worker (another uid) must pass through to its work dir, which it chowns
+            self._uid = isolation.own_work_dir(self.work_dir, self._uid)
+            # the worker (another uid) must pass through to its work dir
             os.chmod(self._tmp_dir, 0o711)
-        else:
-            isolation.hide_parent()
+        elif self._choice.mode in ("seccomp", "process"):
+            isolation.hide_parent()  # a PID namespace hides the app already
         self._cell_ids = itertools.count(1)
         self._handler_error: BaseException | None = None
         self._exec_lock = threading.Lock()
@@ -166,6 +174,11 @@ class Sandbox:
     @property
     def work_dir(self) -> str:
         return os.path.join(self._tmp_dir, "work")
+
+    @property
+    def isolation(self) -> str:
+        """What confines model code, e.g. `bubblewrap+seccomp+uid` (isolation.describe)."""
+        return self._choice.label(self._uid)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -207,6 +220,7 @@ class Sandbox:
             max_capture_chars=self._max_capture_chars,
             tmp_dir=self._tmp_dir,
             on_call=self._on_call,
+            choice=self._choice,
             generation=next(self._generations),
             uid=self._uid,
         )
@@ -219,8 +233,13 @@ class Sandbox:
         exec_frame = {"type": "exec", "cell": cell_id, "code": code}
         sent = worker.ready and worker.send(exec_frame)
         started, paused_at_start = time.monotonic(), worker.clock.paused()
+        cpu_at_start = worker.cpu_seconds()
         while True:
-            elapsed = time.monotonic() - started - (worker.clock.paused() - paused_at_start)
+            # Compute time: the CPU time of the worker's processes, so that threads computing
+            # while a slow sub-call is open count; and wall time not spent waiting for models,
+            # so that a cell that blocks or sleeps ends too.
+            waited = worker.clock.paused() - paused_at_start
+            elapsed = max(time.monotonic() - started - waited, worker.cpu_seconds() - cpu_at_start)
             if cancel is not None and cancel.is_set():
                 return self._stop(worker, cell_id, sent, "cancel", elapsed, timeout_s)
             if deadline is not None and time.time() >= deadline:
@@ -236,10 +255,11 @@ class Sandbox:
                 sent = worker.send(exec_frame)
                 # loading the context is not the cell's time
                 started, paused_at_start = time.monotonic(), worker.clock.paused()
+                cpu_at_start = worker.cpu_seconds()
             elif kind == "done" and frame.get("cell") == cell_id:
                 return _cell_result(frame, worker.generation)
             elif kind == "fatal":
-                raise RuntimeError(f"the REPL worker could not load the context: {frame['error']}")
+                raise RuntimeError(f"the REPL worker could not start: {frame['error']}")
             elif kind in ("eof", "bad"):
                 return self._crashed(worker, sent, frame.get("error"))
 
@@ -305,11 +325,16 @@ class Sandbox:
         self._worker = self._spawn()
         return code
 
-    def _on_call(self, worker: WorkerProcess, frame: dict[str, Any]) -> None:
-        """Runs on a worker's reader thread: hand the call to the pool so calls overlap."""
+    def _on_call(self, worker: WorkerProcess, frame: dict[str, Any], size: int) -> None:
+        """Runs on a worker's reader thread: hand the call to the pool so calls overlap. A call
+        too large is refused here, before the handler could write any of it."""
         fn, args, call_id = frame.get("fn"), frame.get("args"), frame.get("id")
         if fn not in SUB_CALLS or not isinstance(args, dict) or self._closed:
             worker.send({"type": "reply", "id": call_id, "ok": False, "error": f"bad call {fn!r}"})
+            return
+        refused = call_refused(str(fn), args, size)
+        if refused:
+            worker.send({"type": "reply", "id": call_id, "ok": False, "error": refused})
             return
         worker.clock.started()
         try:
