@@ -320,6 +320,20 @@ def test_a_forged_oversized_call_never_reaches_the_handler(ctx: ContextRef) -> N
     assert result.error is None and seen == [4], (result, seen)
 
 
+def test_a_forged_done_frame_is_cut_to_what_a_cell_may_leave(ctx: ContextRef) -> None:
+    code = (
+        "import json, os, struct, sys\n"
+        "frame = json.dumps({'type': 'done', 'cell': 1, 'stdout': 'x' * 20_000_000,\n"
+        "                    'variables': {f'v{i}': 'int' for i in range(100_000)},\n"
+        "                    'reads': [[0, 1]] * 100_000}).encode()\n"
+        "os.write(int(sys.argv[2]), struct.pack('>I', len(frame)) + frame)"
+    )
+    with Sandbox(ctx, answer, memory_mb=512, max_capture_chars=1000) as sb:
+        result = cell(sb, code)  # the forged frame arrives first and is taken for the cell's
+    assert len(result.stdout) < 1100 and "more chars not captured" in result.stdout
+    assert len(result.variables) == len(result.read_spans) == 10_000
+
+
 def test_the_run_records_its_isolation(fake: Any) -> None:
     result, _, _ = fake([repl("FINAL('done')")])
     _, nodes = stored(result.run_id)

@@ -184,7 +184,7 @@ class WorkerProcess:
                 found += proctree.processes_of(self.uid)
             else:
                 found += proctree.group_of(self.proc.pid)
-            strays = [pid for pid in found if pid not in keep]
+            strays = [pid for pid in found if pid not in keep and proctree.alive(pid)]
             if not strays:
                 return
             proctree.kill(strays)

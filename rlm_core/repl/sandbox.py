@@ -29,6 +29,9 @@ CallHandler = Callable[[str, dict[str, Any]], Any]
 INTERRUPT_GRACE_S = 2.0
 POLL_S = 0.05
 RESTARTED = "the REPL was restarted, all variables are lost; `context` is available again."
+MAX_LISTED = 10_000
+"""Items of one list or dict taken from a "done" frame (variables, read ranges, call keys): the
+worker sends fewer; a forged frame must not have the parent journal more."""
 
 
 class SubCallError(Exception):
@@ -55,12 +58,12 @@ def _stop_message(
 
 def _call_keys(value: Any, generation: int) -> list[str]:
     """The worker's result keys ("7", "7/2") made unique across restarts ("1.7", "1.7/2")."""
-    items = value if isinstance(value, list) else []
+    items = value[:MAX_LISTED] if isinstance(value, list) else []
     return [f"{generation}.{k}" for k in items if isinstance(k, str)]
 
 
 def _spans(value: Any) -> list[list[int]]:
-    items = value if isinstance(value, list) else []
+    items = value[:MAX_LISTED] if isinstance(value, list) else []
     return [
         [a, b]
         for a, b in (s for s in items if isinstance(s, list) and len(s) == 2)
@@ -68,12 +71,17 @@ def _spans(value: Any) -> list[list[int]]:
     ]
 
 
-def _cell_result(frame: dict[str, Any], generation: int = 1) -> CellResult:
-    """Build a CellResult from a worker's "done" frame, trusting none of its types."""
+def _cell_result(frame: dict[str, Any], generation: int = 1, cap: int = 10**6) -> CellResult:
+    """Build a CellResult from a worker's "done" frame, trusting none of its types and sizes:
+    model code can forge one, with 100 MB of "output" for the parent to journal."""
 
     def text(key: str) -> str:
         value = frame.get(key)
-        return value if isinstance(value, str) else ""
+        if not isinstance(value, str):
+            return ""
+        if len(value) <= cap + 100:  # the worker keeps `cap` chars, then adds a short marker
+            return value
+        return value[:cap] + f"\n... [+{len(value) - cap:,} more chars not captured]\n"
 
     final = frame.get("final")
     if isinstance(final, dict) and isinstance(final.get("value"), str):
@@ -85,20 +93,19 @@ def _cell_result(frame: dict[str, Any], generation: int = 1) -> CellResult:
     else:
         final = None
     assignments = frame.get("assignments")
+    assignments = list(assignments.items())[:MAX_LISTED] if isinstance(assignments, dict) else []
     variables = frame.get("variables")
+    variables = list(variables.items())[:MAX_LISTED] if isinstance(variables, dict) else []
     total = frame.get("stdout_total")
     return CellResult(
         stdout=text("stdout"),
         stderr=text("stderr"),
         error=text("error") or None,
         final=final,
-        variables={str(k): str(v) for k, v in dict(variables or {}).items()},
+        variables={str(k)[:200]: str(v)[:200] for k, v in variables},
         stdout_total_chars=total if isinstance(total, int) else len(text("stdout")),
         read_spans=_spans(frame.get("reads")),
-        assignments={
-            str(name): _call_keys(keys, generation)
-            for name, keys in (assignments if isinstance(assignments, dict) else {}).items()
-        },
+        assignments={str(name)[:200]: _call_keys(keys, generation) for name, keys in assignments},
     )
 
 
@@ -257,7 +264,7 @@ class Sandbox:
                 started, paused_at_start = time.monotonic(), worker.clock.paused()
                 cpu_at_start = worker.cpu_seconds()
             elif kind == "done" and frame.get("cell") == cell_id:
-                return _cell_result(frame, worker.generation)
+                return _cell_result(frame, worker.generation, self._max_capture_chars)
             elif kind == "fatal":
                 raise RuntimeError(f"the REPL worker could not start: {frame['error']}")
             elif kind in ("eof", "bad"):
@@ -283,7 +290,9 @@ class Sandbox:
                 # SIGINT reached the worker only: a fork loop or a child process would go on
                 worker.kill_strays()
         result = (
-            CellResult(restarted=sent) if frame is None else _cell_result(frame, worker.generation)
+            CellResult(restarted=sent)
+            if frame is None
+            else _cell_result(frame, worker.generation, self._max_capture_chars)
         )
         result.timed_out = reason != "cancel"
         outcome = "interrupted" if frame is not None else "killed" if sent else "not run"
