@@ -191,7 +191,8 @@ def test_spawned_children_and_setsid_escapees_are_reaped_on_close(
 
 def _sleeping(box: Sandbox, expected: int) -> dict[int, str]:
     """The `sleep` processes under the sandbox, numbered as this process sees them (model code
-    may be in a PID namespace), waited for a moment: /proc lists a fresh child a bit late."""
+    may be in a PID namespace), waited for a moment: the kernel names an exec'd process a
+    moment after Popen returns."""
     for _ in range(100):
         found = {pid: _cmdline(pid) for pid in tree(box.pid)}
         found = {pid: line for pid, line in found.items() if line.startswith("sleep")}

@@ -343,7 +343,12 @@ def test_close_leaves_no_process(text_ref: ContextRef, handler: RecordingHandler
     sb = Sandbox(text_ref, handler)
     run(sb, "import subprocess\nchild = subprocess.Popen(['sleep', '60'])")
     # numbered as this process sees them: in a PID namespace model code sees other numbers
-    started = [pid for pid in tree(sb.pid) if Path(f"/proc/{pid}/comm").read_text() == "sleep\n"]
+    started: list[int] = []
+    for _ in range(100):  # the kernel names an exec'd process a moment after Popen returns
+        started = [p for p in tree(sb.pid) if Path(f"/proc/{p}/comm").read_text() == "sleep\n"]
+        if started:
+            break
+        time.sleep(0.02)
     assert len(started) == 1
     worker_pid, work_dir = sb.pid, sb.work_dir
     sb.close()
