@@ -238,6 +238,8 @@ def test_a_worker_reads_and_writes_no_other_run(
     mode: str, fake: Any, project_traces: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_mode(mode, monkeypatch)
+    if mode == "seccomp" and os.geteuid() != 0:
+        pytest.skip("a worker of your own user reads your files without namespaces (README)")
     traces_dir = project_traces
     secret = "the other run's document: launch code 0000"
     first, _, _ = fake([repl("FINAL('done')")], context=secret)

@@ -17,6 +17,7 @@ from rlm_core.errors import LimitExceeded, ModelError, RunCancelled, status_of
 from rlm_core.models.model import Model, Role
 from rlm_core.models.resolve import model_for
 from rlm_core.models.scripted import Policy, ScriptedModel, is_demo
+from rlm_core.repl import isolation
 from rlm_core.repl.sandbox import ReplFactory, Sandbox
 from rlm_core.store.journal import JournalSink
 from rlm_core.store.trace_store import StoreBusy, StoreSink, TraceStore, default_traces_dir
@@ -55,6 +56,11 @@ def default_models(config: RLMConfig, scripted_root: Policy | None = None) -> Mo
 
 
 def sandbox_repl(config: RLMConfig) -> ReplFactory:
+    # what confines the worker is probed here, once per process, before a run opens its journal
+    # (a run then never shows a journal that stops before its run node) and fails early when the
+    # isolation RLM_SANDBOX_ISOLATION insists on is not there
+    isolation.choose()
+
     def make(context: Any, handler: Any) -> Sandbox:
         return Sandbox(
             context,
@@ -112,6 +118,7 @@ class RLM:
         `program` swaps Algorithm 1 for another strategy on the same store, budget and tracer,
         and `scripted_root` is that strategy's stand-in for a `demo/` root model."""
         cfg = self.config
+        repl = self.repl or sandbox_repl(cfg)
         run_id = run_id or new_id()
         traces_dir = self.traces_dir or default_traces_dir()
         store, own_store = self.store, False
@@ -132,7 +139,7 @@ class RLM:
             index=ContextIndex(context),
             clock=Clock(cfg.timeout_s, cancel or threading.Event()),
             budget=Budget(cfg),
-            repl=self.repl or sandbox_repl(cfg),
+            repl=repl,
         )
         rec = Recorder(run, context, query)
         rec.node.meta.update(run_meta or {})

@@ -15,9 +15,11 @@ worker also runs as a uid of its own. RLM_SANDBOX_ISOLATION names a mode to insi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+import py_compile
 import secrets
 import shutil
 import subprocess
@@ -123,6 +125,18 @@ def launch(
 
 _lock = threading.Lock()
 _probed: dict[str, Choice | None] = {}
+WORKER_MODULES = ("wire", "tracking", "flow", "unshare", "confine", "namespace")
+
+
+def _compile_worker() -> None:
+    """Write the bytecode of the worker's modules where its `python -I` looks. The worker cannot
+    (bubblewrap shows the folder read-only, a uid of its own may not write there) and would
+    compile them at every start. Done whatever PYTHONDONTWRITEBYTECODE says: `-I` ignores it,
+    so a worker that can write does the same. A read-only install keeps what it shipped."""
+    folder = os.path.dirname(WORKER_PATH)
+    for name in WORKER_MODULES:
+        with contextlib.suppress(OSError, py_compile.PyCompileError):
+            py_compile.compile(os.path.join(folder, f"{name}.py"), doraise=True)
 
 
 def choose() -> Choice:
@@ -132,6 +146,8 @@ def choose() -> Choice:
     if forced not in (*MODES, "auto"):
         raise RuntimeError(f"RLM_SANDBOX_ISOLATION must be auto or one of {', '.join(MODES)}")
     with _lock:
+        if not _probed:
+            _compile_worker()
         for mode in MODES if forced == "auto" else (forced,):
             if mode not in _probed:
                 _probed[mode] = _probe(mode)

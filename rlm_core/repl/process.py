@@ -158,7 +158,7 @@ class WorkerProcess:
                 proctree.wait_dead(init)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        if self.uid is not None:
+        if self.uid is not None and not self.pid_namespace:
             proctree.kill_uid(self.uid)  # also what left the group (setsid) or was reparented
         code = self.proc.wait()
         with self._send_lock:
