@@ -208,7 +208,7 @@ def test_no_directory_handle_reaches_model_code(box: Sandbox) -> None:
 
 def test_traces_are_private_to_their_owner(fake: Any, traces_dir: Path) -> None:
     result, _, _ = fake([repl("FINAL('done')")])
-    assert result.status == "ok"
+    assert result.status == "ok", result
     folders = [traces_dir, traces_dir / "journal", traces_dir / "blobs"]
     folders += [p for p in (traces_dir / "blobs").iterdir() if p.is_dir()]
     for folder in folders:

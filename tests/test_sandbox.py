@@ -13,6 +13,7 @@ import pytest
 
 from rlm_core.errors import LimitExceeded
 from rlm_core.repl import ContextRef, Sandbox, SubCallError
+from rlm_core.repl import sandbox as sandbox_module
 from rlm_core.repl.proctree import tree
 
 CONTEXT_TEXT = "The secret number is 42.\r\nSecond line."
@@ -357,6 +358,19 @@ def test_close_leaves_no_process(text_ref: ContextRef, handler: RecordingHandler
     assert not process_alive(started[0])
     assert not Path(work_dir).exists()
     with pytest.raises(RuntimeError):
+        run(sb, "pass")
+
+
+def test_a_worker_that_never_gets_ready_fails_loudly(
+    tmp_path: Path, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox_module, "START_TIMEOUT_S", 0.05)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(["part"] * 2_000_000))  # parsing it takes longer than that
+    with (
+        Sandbox(ContextRef(str(path), "json"), handler) as sb,
+        pytest.raises(RuntimeError, match=r"did not start in 0\.05 s"),
+    ):
         run(sb, "pass")
 
 

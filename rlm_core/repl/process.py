@@ -117,6 +117,7 @@ class WorkerProcess:
         finally:
             for fd in fds:
                 os.close(fd)
+        self.started_at = time.monotonic()
         self.worker_pid = self.proc.pid
         """The worker itself, numbered as the app sees it: where SIGINT goes."""
         self._reader = threading.Thread(target=self._read_loop, daemon=True, name="rlm-repl-reader")

@@ -28,6 +28,9 @@ from rlm_core.types import CellResult
 CallHandler = Callable[[str, dict[str, Any]], Any]
 INTERRUPT_GRACE_S = 2.0
 POLL_S = 0.05
+START_TIMEOUT_S = 300.0
+"""A worker not ready by then (loading a huge context takes seconds, not minutes) is stuck:
+its start fails loudly instead of the cell waiting for ever."""
 RESTARTED = "the REPL was restarted, all variables are lost; `context` is available again."
 MAX_LISTED = 10_000
 """Items of one list or dict taken from a "done" frame (variables, read ranges, call keys): the
@@ -256,6 +259,12 @@ class Sandbox:
             try:
                 kind, frame = worker.events.get(timeout=POLL_S)
             except queue.Empty:
+                if not worker.ready and time.monotonic() - worker.started_at > START_TIMEOUT_S:
+                    log = worker.log_tail()
+                    self._restart()
+                    raise RuntimeError(
+                        f"the REPL worker did not start in {START_TIMEOUT_S:g} s: {log}"
+                    ) from None
                 continue
             if kind == "ready":
                 worker.ready = True
