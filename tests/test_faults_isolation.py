@@ -118,6 +118,20 @@ def test_the_worker_sees_only_its_own_processes(box: Sandbox) -> None:
     assert result.stdout.strip() == "[1, 2] 2 1 False", result.stdout
 
 
+@pytest.mark.parametrize("box", PID_NAMESPACE, indirect=True)
+def test_multiprocessing_works_on_a_private_bounded_dev_shm(box: Sandbox) -> None:
+    code = (
+        "import multiprocessing, os\n"
+        "with multiprocessing.Pool(2) as pool:\n"
+        "    print(pool.map(abs, [-1, -2]))\n"
+        "shm = os.statvfs('/dev/shm')\n"
+        "print(shm.f_blocks * shm.f_frsize // 2**20, os.listdir('/dev/shm'))"
+    )
+    result = cell(box, code, timeout_s=30)
+    # its semaphores work, in memory the worker may fill only so far, seen by no one else
+    assert result.error is None and result.stdout == "[1, 2]\n64 []\n", result
+
+
 HOPPER = (
     "import ctypes, os, subprocess, threading, time\n"
     # the worker adopts its orphans and reaps them at once, so no zombie counts against

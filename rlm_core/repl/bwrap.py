@@ -20,7 +20,8 @@ ETC = (
 """What of /etc a Python worker and the programs it may start use; nothing else of /etc
 (/etc/environment and the like can hold keys)."""
 SCRATCH_BYTES = 64 * 2**20
-"""The private /tmp lives in memory, outside RLIMIT_AS: kept small (the work folder is on disk)."""
+"""The private /tmp and /dev/shm live in memory, outside RLIMIT_AS: kept small (the work folder
+is on disk)."""
 
 
 def _ancestors(path: str) -> list[str]:
@@ -51,7 +52,8 @@ def argv(keep: list[str], work: str, *, as_root: bool, setuid: bool) -> list[str
             args += ["--perms", "0755", "--dir", folder]
         args += ["--ro-bind", os.path.realpath(path), path]
     args += ["--proc", "/proc", "--dev", "/dev"]
-    args += ["--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", "/tmp"]
+    for scratch in ("/tmp", "/dev/shm"):  # /dev/shm: multiprocessing's semaphores live there
+        args += ["--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", scratch]
     for folder in _ancestors(work):
         if folder != "/tmp":
             args += ["--perms", "0755", "--dir", folder]

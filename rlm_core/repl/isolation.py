@@ -3,9 +3,9 @@ who it runs as.
 
 Modes, strongest first:
 - `bubblewrap`: bwrap gives the worker network, PID, IPC and mount namespaces of its own; it
-  sees the interpreter, /usr, a few files of /etc, its work folder and a private /tmp.
+  sees the interpreter, /usr, a few files of /etc, its work folder, a private /tmp and /dev/shm.
 - `namespaces`: the same namespaces set up by the worker itself (unshare.py) where bwrap is
-  missing; /tmp, the home folder and the traces folder are covered, the rest stays visible.
+  missing; /tmp, /dev/shm, the home and the traces folder are covered, the rest stays visible.
 - `seccomp`: no namespace is allowed (a container without the privilege): a plain process
   whose new sockets a seccomp filter refuses.
 - `process`: a plain process (RLM_SANDBOX_ISOLATION=process, or nothing else works).
@@ -118,7 +118,8 @@ def launch(
         if uid is not None:
             covered |= {a for path in keep for a in closed_ancestors(path)}
         covered = {p for p in covered if p != "/" and not any(_under(e, p) for e in ESSENTIAL)}
-        setup["unshare"] = {"work": work_dir, "scratch": "/tmp", "hide": sorted(covered)}
+        scratch = ["/tmp", "/dev/shm"]
+        setup["unshare"] = {"work": work_dir, "scratch": scratch, "hide": sorted(covered)}
         setup["unshare"]["keep"] = keep
     return [], setup
 

@@ -26,7 +26,8 @@ MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
 PR_SET_PDEATHSIG = 1
 SCRATCH_SIZE = "64m"
-"""The private /tmp lives in memory, outside RLIMIT_AS: kept small (the work folder is on disk)."""
+"""The private /tmp and /dev/shm live in memory, outside RLIMIT_AS: kept small (the work folder
+is on disk)."""
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -50,11 +51,11 @@ def _mount(
 def enter(plan: dict[str, Any], inherited: list[int]) -> None:
     """Move into new namespaces and return as the worker, pid 2 of its PID namespace.
 
-    `plan`: "work" (bound back read-write), "scratch" (/tmp: a fresh tmpfs), "hide" (covered by
-    an empty read-only tmpfs), "keep" (bound back read-only where a cover hides them: the
-    interpreter). The calling process stays outside and pid 1 of the namespace reaps orphans;
-    both exit with the worker's status (128 + signal when it was killed). `inherited`: the fds
-    only the worker may hold (the pipes, the context).
+    `plan`: "work" (bound back read-write), "scratch" (/tmp, /dev/shm: fresh tmpfs), "hide"
+    (covered by an empty read-only tmpfs), "keep" (bound back read-only where a cover hides
+    them: the interpreter). The calling process stays outside and pid 1 of the namespace reaps
+    orphans; both exit with the worker's status (128 + signal when it was killed). `inherited`:
+    the fds only the worker may hold (the pipes, the context).
     """
     uid, gid = os.getuid(), os.getgid()
     flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC | CLONE_NEWUTS
@@ -148,12 +149,12 @@ def _cover(plan: dict[str, Any]) -> None:
     work, keep = plan["work"], [p for p in plan["keep"] if os.path.isdir(p)]
     handles = {p: os.open(p, os.O_PATH | os.O_DIRECTORY) for p in [work, *keep]}
     scratch = plan["scratch"]
-    covers = sorted({scratch, *plan["hide"]}, key=lambda p: p.count("/"))
+    covers = sorted({*scratch, *plan["hide"]}, key=lambda p: p.count("/"))
     for cover in covers:
         if not os.path.isdir(cover):
             continue  # absent, or under a folder covered already
-        mode = "1777" if cover == scratch else "0755"
-        size = SCRATCH_SIZE if cover == scratch else "1m"
+        mode = "1777" if cover in scratch else "0755"
+        size = SCRATCH_SIZE if cover in scratch else "1m"
         _mount("tmpfs", cover, "tmpfs", MS_NOSUID | MS_NODEV, f"mode={mode},size={size}")
         for path, fd in handles.items():
             if _under(path, cover) and path != cover:
@@ -162,7 +163,7 @@ def _cover(plan: dict[str, Any]) -> None:
                 if path != work:
                     flags = MS_REMOUNT | MS_BIND | MS_RDONLY | _locked_flags(path)
                     _mount(None, path, None, flags)
-        if cover != scratch:
+        if cover not in scratch:
             _mount(None, cover, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     for fd in handles.values():
         os.close(fd)
