@@ -131,7 +131,8 @@ class RLMConfig:
     )
     cell_timeout_s: float = setting(
         60.0,
-        "compute time of one code cell (time waiting for models is not counted)",
+        "compute time of one code cell: CPU time of the REPL worker's processes (every "
+        "thread), or wall time not spent waiting for models, whichever reaches it first",
         "limit",
         label="Cell timeout in s",
         low=0.1,

@@ -36,6 +36,11 @@ class RunMeta(CommonMeta, total=False):
     context_chars: Annotated[int, "characters of the context (its parts added up)"]
     context_shape: Annotated[str, "what the root model was told about the context"]
     pid: Annotated[int, "process that ran it (a dead one: the run is `interrupted`)"]
+    isolation: Annotated[
+        str,
+        "what confined its REPL worker: `bubblewrap`, `namespaces` or `process`, then "
+        "`+seccomp` (sockets refused), `+uid` (a uid of its own); README: The sandbox",
+    ]
     host: Annotated[str, "machine that ran it"]
     iterations: Annotated[int, "root turns taken"]
     llm_calls: Annotated[int, "model calls in the whole tree (root run)"]

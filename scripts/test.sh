@@ -5,10 +5,14 @@ cd "$(dirname "$0")/.."
 export LITELLM_LOCAL_MODEL_COST_MAP=True HF_HUB_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 
 python -m pip install -q -r requirements-dev.txt
-if [ ! -x /usr/bin/chromium ]; then
-  # browser tests drive Debian's chromium (Playwright's own browser download fails offline)
+# browser tests drive Debian's chromium (Playwright's own browser download fails offline); the
+# REPL sandbox prefers bubblewrap, and its isolation tests run in every mode
+MISSING=""
+[ -x /usr/bin/chromium ] || MISSING="$MISSING chromium"
+command -v bwrap >/dev/null || MISSING="$MISSING bubblewrap"
+if [ -n "$MISSING" ]; then
   if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
-  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium >/dev/null
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
 
 python -m ruff check .

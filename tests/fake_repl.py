@@ -28,6 +28,10 @@ class FakeRepl:
         self.namespace: dict[str, Any] = {}
         self.closed = False
 
+    @property
+    def isolation(self) -> str:
+        return "in-process (tests)"
+
     def _reserved(self) -> dict[str, Any]:
         def final_var(name: str) -> None:
             raise _Final(str(self.namespace[name]), name)

@@ -14,7 +14,7 @@ import pytest
 from conftest import FakeReply, repl, stored
 
 from rlm_core.repl import ContextRef, Sandbox
-from rlm_core.repl.isolation import processes_of
+from rlm_core.repl.proctree import processes_of, tree
 from rlm_core.types import CellResult
 
 SECRET = "sk-faults-PARENT-SECRET-0042"
@@ -173,19 +173,40 @@ def test_spawned_children_and_setsid_escapees_are_reaped_on_close(
         code = (
             "import subprocess\n"
             "kids = [subprocess.Popen(['sleep', '60']) for _ in range(50)]\n"
-            "kids += [subprocess.Popen(['sleep', '60'], start_new_session=True)"
-            " for _ in range(5)]\n"
-            "print(' '.join(str(k.pid) for k in kids))"
+            "kids += [subprocess.Popen(['sleep', '61'], start_new_session=True)"
+            " for _ in range(5)]"
         )
-        pids = [int(p) for p in cell(box, code).stdout.split()]
+        assert cell(box, code).error is None
+        pids = _sleeping(box, 55)
         assert len(pids) == 55
     finally:
         box.close()
     alive = [p for p in pids if _alive(p)]
-    if box._uid is None:
-        # without a private uid only the process group dies: setsid() children escape
-        alive = [p for p in alive if p not in pids[50:]]
+    if box._uid is None and box.isolation.startswith("process"):
+        # without a private uid or a PID namespace only the process group dies: setsid()
+        # children escape
+        alive = [p for p in alive if pids[p] != "sleep 61"]
     assert alive == []
+
+
+def _sleeping(box: Sandbox, expected: int) -> dict[int, str]:
+    """The `sleep` processes under the sandbox, numbered as this process sees them (model code
+    may be in a PID namespace), waited for a moment: the kernel names an exec'd process a
+    moment after Popen returns."""
+    for _ in range(100):
+        found = {pid: _cmdline(pid) for pid in tree(box.pid)}
+        found = {pid: line for pid, line in found.items() if line.startswith("sleep")}
+        if len(found) >= expected:
+            break
+        time.sleep(0.02)
+    return found
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
 
 
 def _alive(pid: int) -> bool:

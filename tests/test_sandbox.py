@@ -13,6 +13,8 @@ import pytest
 
 from rlm_core.errors import LimitExceeded
 from rlm_core.repl import ContextRef, Sandbox, SubCallError
+from rlm_core.repl import sandbox as sandbox_module
+from rlm_core.repl.proctree import tree
 
 CONTEXT_TEXT = "The secret number is 42.\r\nSecond line."
 
@@ -342,15 +344,35 @@ def test_json_contexts_load(tmp_path: Path, handler: RecordingHandler, value: ob
 
 def test_close_leaves_no_process(text_ref: ContextRef, handler: RecordingHandler) -> None:
     sb = Sandbox(text_ref, handler)
-    code = "import subprocess\nchild = subprocess.Popen(['sleep', '60'])\nprint(child.pid)"
-    child_pid = int(run(sb, code).stdout)
+    run(sb, "import subprocess\nchild = subprocess.Popen(['sleep', '60'])")
+    # numbered as this process sees them: in a PID namespace model code sees other numbers
+    started: list[int] = []
+    for _ in range(100):  # the kernel names an exec'd process a moment after Popen returns
+        started = [p for p in tree(sb.pid) if Path(f"/proc/{p}/comm").read_text() == "sleep\n"]
+        if started:
+            break
+        time.sleep(0.02)
+    assert len(started) == 1
     worker_pid, work_dir = sb.pid, sb.work_dir
     sb.close()
     sb.close()
     assert not process_alive(worker_pid)
-    assert not process_alive(child_pid)
+    assert not process_alive(started[0])
     assert not Path(work_dir).exists()
     with pytest.raises(RuntimeError):
+        run(sb, "pass")
+
+
+def test_a_worker_that_never_gets_ready_fails_loudly(
+    tmp_path: Path, handler: RecordingHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sandbox_module, "START_TIMEOUT_S", 0.05)
+    path = tmp_path / "big.json"
+    path.write_text(json.dumps(["part"] * 2_000_000))  # parsing it takes longer than that
+    with (
+        Sandbox(ContextRef(str(path), "json"), handler) as sb,
+        pytest.raises(RuntimeError, match=r"did not start in 0\.05 s"),
+    ):
         run(sb, "pass")
 
 

@@ -33,12 +33,20 @@ class RLMLoop:
 
     def run(self) -> str | None:
         """Run to FINAL and return the answer; limits and cancellation raise."""
-        rec = self.rec
-        repl = rec.run.repl(rec.context_ref, self.calls.handle)
+        rec, repls = self.rec, list[Repl]()
+
+        def body() -> str | None:
+            # started once the run node is journaled: a kill while the sandbox starts (its
+            # first start probes the machine) leaves an interrupted run, a failure an error
+            repls.append(rec.run.repl(rec.context_ref, self.calls.handle))
+            rec.node.meta["isolation"] = repls[0].isolation
+            return self._loop(repls[0])
+
         try:
-            return rec.recorded(lambda: self._loop(repl), lambda: self._partial_answer(repl))
+            return rec.recorded(body, lambda: self._partial_answer(repls[0]) if repls else None)
         finally:
-            repl.close()
+            for repl in repls:
+                repl.close()
 
     def _loop(self, repl: Repl) -> str | None:
         rec, cfg = self.rec, self.rec.run.config

@@ -18,6 +18,7 @@ from rlm_core.errors import DiskFull, LimitExceeded, ModelError, RunCancelled, s
 from rlm_core.models.model import Model, Role
 from rlm_core.models.resolve import model_for
 from rlm_core.models.scripted import Policy, ScriptedModel, is_demo
+from rlm_core.repl import isolation
 from rlm_core.repl.sandbox import ReplFactory, Sandbox
 from rlm_core.secrets import Scrubber
 from rlm_core.store.journal import JournalSink
@@ -58,6 +59,11 @@ def default_models(config: RLMConfig, scripted_root: Policy | None = None) -> Mo
 
 
 def sandbox_repl(config: RLMConfig) -> ReplFactory:
+    # what confines the worker is probed here, once per process, before a run opens its journal
+    # (a run then never shows a journal that stops before its run node) and fails early when the
+    # isolation RLM_SANDBOX_ISOLATION insists on is not there
+    isolation.choose()
+
     def make(context: Any, handler: Any) -> Sandbox:
         return Sandbox(
             context,
@@ -116,6 +122,7 @@ class RLM:
         and `scripted_root` is that strategy's stand-in for a `demo/` root model."""
         cfg = self.config
         check_cost_limit(cfg)  # before anything is written: such a run could not keep its limit
+        repl = self.repl or sandbox_repl(cfg)
         run_id = run_id or new_id()
         if not valid_id(run_id):
             raise ValueError(f"not a run id: {run_id[:80]!r}")  # it names the journal file
@@ -131,7 +138,7 @@ class RLM:
         models = Models(cfg, self.models or default_models(cfg, scripted_root))
         try:
             return self._run_tree(
-                context, query, run_id, traces_dir, store, models, cancel, run_meta, program
+                context, query, run_id, traces_dir, store, models, repl, cancel, run_meta, program
             )
         except DiskFull as exc:  # the run could not start: its journal or context not written
             return RunResult(run_id=run_id, answer=None, status="error", error=str(exc))
@@ -147,6 +154,7 @@ class RLM:
         traces_dir: Path,
         store: TraceStore | None,
         models: Models,
+        repl: ReplFactory,
         cancel: threading.Event | None,
         run_meta: dict[str, Any] | None,
         program: Program,
@@ -167,7 +175,7 @@ class RLM:
             index=ContextIndex(context),
             clock=Clock(cfg.timeout_s, cancel or threading.Event()),
             budget=Budget(cfg),
-            repl=self.repl or sandbox_repl(cfg),
+            repl=repl,
             scrubber=scrubber,
         )
         result = RunResult(run_id=run_id, answer=None, status="running")

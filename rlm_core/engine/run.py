@@ -134,4 +134,6 @@ class Run:
         else:
             data, kind = json.dumps(context, ensure_ascii=False).encode(), "json"
         sha = write_blob(self.blob_dir, data)
-        return ContextRef(path=str(blob_path(self.blob_dir, sha)), kind=kind)
+        # the worker gets its context as an fd and must not see the traces folder at all
+        traces = str(self.blob_dir.parent)
+        return ContextRef(path=str(blob_path(self.blob_dir, sha)), kind=kind, hide=(traces,))

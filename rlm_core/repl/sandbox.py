@@ -1,7 +1,8 @@
 """Parent side of the REPL sandbox: one worker process per Sandbox; sub-calls served on a pool.
 
-This is process isolation (scrubbed env, private cwd, rlimits), not a VM: model code can still read
-world-readable files and use the network. Messages are length-prefixed JSON, never pickle.
+The worker is confined as far as the machine allows (isolation.py: bubblewrap, namespaces,
+seccomp, a uid of its own), with a scrubbed env, a private cwd and rlimits; it is not a VM.
+Messages are length-prefixed JSON, never pickle; sub-calls are size-checked before they are served.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ from typing import Any, Protocol
 from rlm_core.errors import LimitExceeded, RunCancelled
 from rlm_core.repl import isolation
 from rlm_core.repl.process import ContextRef, WorkerProcess, exit_text
-from rlm_core.repl.wire import SUB_CALLS
+from rlm_core.repl.wire import SUB_CALLS, call_refused
 from rlm_core.types import CellResult
 
 CallHandler = Callable[[str, dict[str, Any]], Any]
 INTERRUPT_GRACE_S = 2.0
 POLL_S = 0.05
+START_TIMEOUT_S = 300.0
+"""A worker not ready by then (loading a huge context takes seconds, not minutes) is stuck:
+its start fails loudly instead of the cell waiting for ever."""
 RESTARTED = "the REPL was restarted, all variables are lost; `context` is available again."
+MAX_LISTED = 10_000
+"""Items of one list or dict taken from a "done" frame (variables, read ranges, call keys): the
+worker sends fewer; a forged frame must not have the parent journal more."""
 
 
 class SubCallError(Exception):
@@ -54,13 +61,13 @@ def _stop_message(
 
 def _call_keys(value: Any, generation: int) -> list[str]:
     """The worker's result keys ("7", "7/2") made unique across restarts ("1.7", "1.7/2")."""
-    items = value if isinstance(value, list) else []
+    items = value[:MAX_LISTED] if isinstance(value, list) else []
     return [f"{generation}.{k}" for k in items if isinstance(k, str)]
 
 
 def spans(value: Any) -> list[list[int]]:
     """[start, end) pairs from untrusted JSON; anything else is dropped."""
-    items = value if isinstance(value, list) else []
+    items = value[:MAX_LISTED] if isinstance(value, list) else []
     return [
         [a, b]
         for a, b in (s for s in items if isinstance(s, list) and len(s) == 2)
@@ -68,12 +75,17 @@ def spans(value: Any) -> list[list[int]]:
     ]
 
 
-def _cell_result(frame: dict[str, Any], generation: int = 1) -> CellResult:
-    """Build a CellResult from a worker's "done" frame, trusting none of its types."""
+def _cell_result(frame: dict[str, Any], generation: int = 1, cap: int = 10**6) -> CellResult:
+    """Build a CellResult from a worker's "done" frame, trusting none of its types and sizes:
+    model code can forge one, with 100 MB of "output" for the parent to journal."""
 
     def text(key: str) -> str:
         value = frame.get(key)
-        return value if isinstance(value, str) else ""
+        if not isinstance(value, str):
+            return ""
+        if len(value) <= cap + 100:  # the worker keeps `cap` chars, then adds a short marker
+            return value
+        return value[:cap] + f"\n... [+{len(value) - cap:,} more chars not captured]\n"
 
     final = frame.get("final")
     if isinstance(final, dict) and isinstance(final.get("value"), str):
@@ -85,21 +97,20 @@ def _cell_result(frame: dict[str, Any], generation: int = 1) -> CellResult:
     else:
         final = None
     assignments = frame.get("assignments")
+    assignments = list(assignments.items())[:MAX_LISTED] if isinstance(assignments, dict) else []
     variables = frame.get("variables")
+    variables = list(variables.items())[:MAX_LISTED] if isinstance(variables, dict) else []
     total = frame.get("stdout_total")
     return CellResult(
         stdout=text("stdout"),
         stderr=text("stderr"),
         error=text("error") or None,
         final=final,
-        variables={str(k): str(v) for k, v in dict(variables or {}).items()},
+        variables={str(k)[:200]: str(v)[:200] for k, v in variables},
         stdout_total_chars=total if isinstance(total, int) else len(text("stdout")),
         read_spans=spans(frame.get("reads")),
         copied_spans=spans(frame.get("copies")),
-        assignments={
-            str(name): _call_keys(keys, generation)
-            for name, keys in (assignments if isinstance(assignments, dict) else {}).items()
-        },
+        assignments={str(name)[:200]: _call_keys(keys, generation) for name, keys in assignments},
     )
 
 
@@ -116,6 +127,11 @@ class Repl(Protocol):
     ) -> CellResult: ...
 
     def close(self) -> None: ...
+
+    @property
+    def isolation(self) -> str:
+        """What confines model code (the run node's `isolation`): see isolation.describe."""
+        ...
 
 
 ReplFactory = Callable[[ContextRef, CallHandler], Repl]
@@ -146,14 +162,16 @@ class Sandbox:
         self._memory_mb = memory_mb
         self._max_capture_chars = max_capture_chars
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="rlm-subcall")
+        self._choice = isolation.choose()
         self._tmp_dir = tempfile.mkdtemp(prefix="rlm-repl-")
         os.mkdir(os.path.join(self._tmp_dir, "work"))
         self._uid = isolation.worker_uid()
         if self._uid is not None:
-            # the worker (another uid) must pass through to its work dir, which it chowns
+            self._uid = isolation.own_work_dir(self.work_dir, self._uid)
+            # the worker (another uid) must pass through to its work dir
             os.chmod(self._tmp_dir, 0o711)
-        else:
-            isolation.hide_parent()
+        elif self._choice.mode in ("seccomp", "process"):
+            isolation.hide_parent()  # a PID namespace hides the app already
         self._cell_ids = itertools.count(1)
         self._handler_error: BaseException | None = None
         self._exec_lock = threading.Lock()
@@ -168,6 +186,11 @@ class Sandbox:
     @property
     def work_dir(self) -> str:
         return os.path.join(self._tmp_dir, "work")
+
+    @property
+    def isolation(self) -> str:
+        """What confines model code, e.g. `bubblewrap+seccomp+uid` (isolation.describe)."""
+        return self._choice.label(self._uid)
 
     def __enter__(self) -> Sandbox:
         return self
@@ -209,6 +232,7 @@ class Sandbox:
             max_capture_chars=self._max_capture_chars,
             tmp_dir=self._tmp_dir,
             on_call=self._on_call,
+            choice=self._choice,
             generation=next(self._generations),
             uid=self._uid,
         )
@@ -221,8 +245,13 @@ class Sandbox:
         exec_frame = {"type": "exec", "cell": cell_id, "code": code}
         sent = worker.ready and worker.send(exec_frame)
         started, paused_at_start = time.monotonic(), worker.clock.paused()
+        cpu_at_start = worker.cpu_seconds()
         while True:
-            elapsed = time.monotonic() - started - (worker.clock.paused() - paused_at_start)
+            # Compute time: the CPU time of the worker's processes, so that threads computing
+            # while a slow sub-call is open count; and wall time not spent waiting for models,
+            # so that a cell that blocks or sleeps ends too.
+            waited = worker.clock.paused() - paused_at_start
+            elapsed = max(time.monotonic() - started - waited, worker.cpu_seconds() - cpu_at_start)
             if cancel is not None and cancel.is_set():
                 return self._stop(worker, cell_id, sent, "cancel", elapsed, timeout_s)
             if deadline is not None and time.time() >= deadline:
@@ -232,16 +261,23 @@ class Sandbox:
             try:
                 kind, frame = worker.events.get(timeout=POLL_S)
             except queue.Empty:
+                if not worker.ready and time.monotonic() - worker.started_at > START_TIMEOUT_S:
+                    log = worker.log_tail()
+                    self._restart()
+                    raise RuntimeError(
+                        f"the REPL worker did not start in {START_TIMEOUT_S:g} s: {log}"
+                    ) from None
                 continue
             if kind == "ready":
                 worker.ready = True
                 sent = worker.send(exec_frame)
                 # loading the context is not the cell's time
                 started, paused_at_start = time.monotonic(), worker.clock.paused()
+                cpu_at_start = worker.cpu_seconds()
             elif kind == "done" and frame.get("cell") == cell_id:
-                return _cell_result(frame, worker.generation)
+                return _cell_result(frame, worker.generation, self._max_capture_chars)
             elif kind == "fatal":
-                raise RuntimeError(f"the REPL worker could not load the context: {frame['error']}")
+                raise RuntimeError(f"the REPL worker could not start: {frame['error']}")
             elif kind in ("eof", "bad"):
                 return self._crashed(worker, sent, frame.get("error"))
 
@@ -265,7 +301,9 @@ class Sandbox:
                 # SIGINT reached the worker only: a fork loop or a child process would go on
                 worker.kill_strays()
         result = (
-            CellResult(restarted=sent) if frame is None else _cell_result(frame, worker.generation)
+            CellResult(restarted=sent)
+            if frame is None
+            else _cell_result(frame, worker.generation, self._max_capture_chars)
         )
         result.timed_out = reason != "cancel"
         outcome = "interrupted" if frame is not None else "killed" if sent else "not run"
@@ -307,11 +345,16 @@ class Sandbox:
         self._worker = self._spawn()
         return code
 
-    def _on_call(self, worker: WorkerProcess, frame: dict[str, Any]) -> None:
-        """Runs on a worker's reader thread: hand the call to the pool so calls overlap."""
+    def _on_call(self, worker: WorkerProcess, frame: dict[str, Any], size: int) -> None:
+        """Runs on a worker's reader thread: hand the call to the pool so calls overlap. A call
+        too large is refused here, before the handler could write any of it."""
         fn, args, call_id = frame.get("fn"), frame.get("args"), frame.get("id")
         if fn not in SUB_CALLS or not isinstance(args, dict) or self._closed:
             worker.send({"type": "reply", "id": call_id, "ok": False, "error": f"bad call {fn!r}"})
+            return
+        refused = call_refused(str(fn), args, size)
+        if refused:
+            worker.send({"type": "reply", "id": call_id, "ok": False, "error": refused})
             return
         worker.clock.started()
         try:

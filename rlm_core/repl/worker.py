@@ -1,7 +1,8 @@
 """REPL worker process: runs model-written cells in one persistent namespace.
 
-Stdlib only; sandbox.py starts it as
-`python -I worker.py IN_FD OUT_FD CONTEXT KIND CAP MEM_MB [UID|-]` (UID: drop root to it).
+Stdlib only; process.py starts it (inside bubblewrap when there is one) as
+`python -I worker.py IN_FD OUT_FD CONTEXT_FD KIND CAP MEM_MB SETUP` (SETUP: JSON, how to
+confine itself: confine.py), or as `worker.py --probe SETUP` to learn what the machine allows.
 Frames on both pipes are a 4-byte big-endian length then JSON; the parent serves sub-calls.
 """
 
@@ -30,13 +31,14 @@ def _sibling(name: str) -> types.ModuleType:
 
 
 if TYPE_CHECKING:
-    from rlm_core.repl import compose, confine, flow, namespace, patterns, tracking, wire
+    from rlm_core.repl import compose, confine, flow, namespace, patterns, tracking, unshare, wire
 else:
     wire = _sibling("wire")
     tracking = _sibling("tracking")
     patterns = _sibling("patterns")
     compose = _sibling("compose")
     flow = _sibling("flow")
+    unshare = _sibling("unshare")
     confine = _sibling("confine")
     namespace = _sibling("namespace")
 
@@ -83,13 +85,14 @@ class Channel:
         self._lock = threading.Lock()
         self._gate = gate
 
-    def send(self, frame: dict[str, Any]) -> None:
+    def send(self, frame: dict[str, Any] | bytes) -> None:
         # A KeyboardInterrupt between two writes would leave the parent a torn frame.
         with self._gate, self._lock:
             wire.write_frame(self._out, frame)
 
     def recv(self) -> dict[str, Any] | None:
-        return wire.read_frame(self._in)
+        got = wire.read_frame(self._in)
+        return None if got is None else got[0]
 
 
 class _Slot:
@@ -118,10 +121,15 @@ class SubCalls:
             call_id = self._next_id
             self._waiting[call_id] = slot
         try:
+            frame = {"type": "call", "id": call_id, "fn": fn, "args": args}
             try:
-                self._channel.send({"type": "call", "id": call_id, "fn": fn, "args": args})
+                data = wire.encode(frame)
             except (TypeError, ValueError) as exc:
                 raise TypeError(f"{fn}: arguments must be JSON-serialisable: {exc}") from None
+            refused = wire.call_refused(fn, args, len(data))
+            if refused:
+                raise ValueError(refused)
+            self._channel.send(data)
             slot.done.wait()
         finally:
             with self._lock:
@@ -143,20 +151,10 @@ class SubCalls:
             slot.done.set()
 
 
-def load_context(path: str, kind: str) -> Any:
-    return read_context(open_context(path, kind), kind)
-
-
-def open_context(path: str, kind: str) -> Any:
-    """Opened before privileges are dropped: the trace folder need not be readable by others."""
-    if kind == "json":
-        return open(path, encoding="utf-8")
+def read_context(fd: int, kind: str) -> Any:
+    """From the fd the parent opened: the worker needs no path into the traces folder."""
     # newline="" keeps "\r\n" intact so character offsets match the original file
-    return open(path, encoding="utf-8", newline="")
-
-
-def read_context(f: Any, kind: str) -> Any:
-    with f:
+    with open(fd, encoding="utf-8", newline=None if kind == "json" else "") as f:
         return json.load(f) if kind == "json" else f.read()
 
 
@@ -173,20 +171,20 @@ def read_loop(channel: Channel, calls: SubCalls, cells: queue.Queue[dict[str, An
 
 
 def main(argv: list[str]) -> int:
-    in_fd, out_fd, path, kind, cap, memory_mb, *rest = argv
-    for fd in (int(in_fd), int(out_fd)):
+    if argv[0] == "--probe":
+        print(json.dumps(confine.probe(json.loads(argv[1]), unshare)), flush=True)
+        return 0
+    in_fd, out_fd, context_fd, kind, cap, memory_mb, setup = argv
+    fds = [int(in_fd), int(out_fd), int(context_fd)]
+    for fd in fds:
         os.set_inheritable(fd, False)
     gate = InterruptGate()
     signal.signal(signal.SIGINT, gate.handler)
     channel = Channel(int(in_fd), int(out_fd), gate)
     try:
-        source = open_context(path, kind)
-        if rest and rest[0] != "-":
-            confine.drop_privileges(int(rest[0]))
-        # after the drop, so that RLIMIT_NPROC counts the new uid's tasks
-        confine.apply_limits(int(memory_mb))
+        confine.confine(json.loads(setup), int(memory_mb), fds, unshare)
         reads = tracking.Reads()
-        raw = read_context(source, kind)
+        raw = read_context(int(context_fd), kind)
         context = tracking.track(raw, reads)
         patterns.patch_modules(tracking.TrackedStr)
     except BaseException as exc:

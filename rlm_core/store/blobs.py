@@ -12,6 +12,7 @@ import threading
 from pathlib import Path
 
 from rlm_core.errors import DiskFull
+from rlm_core.store.private import open_private, private_dirs
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -32,8 +33,9 @@ def write_blob(blob_dir: Path, data: bytes) -> str:
     if not path.exists():
         tmp = path.with_name(f"{sha}.tmp{os.getpid()}.{threading.get_ident()}")
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_bytes(data)
+            private_dirs(blob_dir.parent, blob_dir, path.parent)
+            with open_private(tmp, "wb") as f:
+                f.write(data)
             tmp.replace(path)  # atomic: a reader never sees half a blob
         except OSError as exc:
             tmp.unlink(missing_ok=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core.errors import DiskFull
+from rlm_core.store.private import open_private, private_dirs
 from rlm_core.types import Node, node_problem
 
 JOURNAL_FORMAT = "rlm-tracer-journal/1"
@@ -23,9 +24,9 @@ class JournalSink:
     """Append-only JSONL log of one run tree: a header line, then one line per node event."""
 
     def __init__(self, path: Path, run_id: str) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dirs(path.parent.parent, path.parent)
         self.path = path
-        self._file = path.open("a", encoding="utf-8")
+        self._file = open_private(path, "a", encoding="utf-8")
         header = {
             "journal": JOURNAL_FORMAT,
             "run_id": run_id,

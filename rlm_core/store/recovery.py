@@ -20,6 +20,7 @@ import pyarrow as pa
 from rlm_core.errors import DiskFull
 from rlm_core.store.journal import process_alive, read_journal
 from rlm_core.store.migrations import migrate
+from rlm_core.store.private import open_private
 from rlm_core.types import valid_id
 
 if TYPE_CHECKING:
@@ -97,7 +98,7 @@ def _replaced(path: Path, exc: Exception) -> tuple[duckdb.DuckDBPyConnection, bo
 def write_label(traces_dir: Path, run_id: str, **label: Any) -> None:
     """Append a run's new name or tags to `labels.jsonl` (the last line for a run wins)."""
     line = json.dumps({"run_id": run_id, **label}, ensure_ascii=False)
-    with (traces_dir / LABELS).open("a", encoding="utf-8") as f:
+    with open_private(traces_dir / LABELS, "a", encoding="utf-8") as f:
         f.write(line + "\n")
 
 

@@ -26,6 +26,7 @@ import pyarrow as pa
 from rlm_core.store import recovery
 from rlm_core.store.blobs import blob_path
 from rlm_core.store.journal import JournalSink
+from rlm_core.store.private import private_dirs, private_file
 from rlm_core.store.recovery import StoreBusy as StoreBusy
 from rlm_core.store.recovery import live, open_database, write_label
 from rlm_core.store.rows import BIG_TEXT as BIG_TEXT
@@ -56,9 +57,9 @@ class TraceStore:
         self.dir = Path(traces_dir) if traces_dir else default_traces_dir()
         self.blob_dir = self.dir / "blobs"
         self.journal_dir = self.dir / "journal"
-        self.blob_dir.mkdir(parents=True, exist_ok=True)
-        self.journal_dir.mkdir(parents=True, exist_ok=True)
+        private_dirs(self.dir, self.blob_dir, self.journal_dir)
         self._con, fresh, rebuilt = open_database(self.dir / "rlm.duckdb")
+        private_file(self.dir / "rlm.duckdb")
         self.notes: list[str] = [rebuilt] if rebuilt else []
         """What opening and reading the store had to skip or repair, for the user to see."""
         self._noted: set[str] = set()

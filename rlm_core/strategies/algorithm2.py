@@ -103,6 +103,7 @@ class Algorithm2(Baseline):
             {"role": "user", "content": head + with_marker(kept, dropped) + tail},
         ]
         sandbox = self.run.repl(self.run.context_ref(""), _no_sub_calls)
+        self.rec.node.meta["isolation"] = sandbox.isolation
         try:
             return self._act(sandbox, messages, dropped)
         finally:

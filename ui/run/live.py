@@ -15,6 +15,7 @@ import streamlit as st
 from rlm_core.analysis.graph import vis_payload
 from rlm_core.config import RLMConfig
 from rlm_core.engine.rlm import RLM
+from rlm_core.repl.isolation import describe
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import RunResult, RunSummary, new_id
 from ui.common import cost_text, store
@@ -101,6 +102,9 @@ def render(run_id: str) -> None:
         started = time.perf_counter()
         nodes = store().nodes(run_id)
         if nodes:
+            root = next((n for n in nodes if n.parent_id is None), None)
+            if root is not None and "isolation" in root.meta:
+                st.caption(describe(root.meta["isolation"]))
             graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=360)
         cost = time.perf_counter() - started
         st.session_state[GRAPH_COST] = (run_id, cost)
