@@ -145,9 +145,22 @@ def _step_to(where: str) -> None:
     _stop_playing()
 
 
-def _slider_moved() -> None:
+def step_key(step: int) -> str:
+    """The slider's key at a step: a new slider per position (see `_slider_moved`)."""
+    return f"{STEP_KEY}_{step}"
+
+
+def _slider_moved(key: str) -> None:
+    """The user dragged the slider. Why one slider per position: a rerun can carry a value the
+    browser held before the last run's output reached it (measured during Play: the value of one
+    run earlier). For a slider the script moves, Streamlit takes that stale value for the user
+    moving it; this stopped Play after a few steps, jumping back one. A slider born at the current
+    step has no older value, and a late report from the slider of an earlier step is ignored."""
     order: list[str] = st.session_state.get(ORDER_KEY) or []
-    step = int(st.session_state.get(STEP_KEY) or 1)
+    shown = views.step_index(order, st.query_params.get("node")) + 1
+    if key != step_key(shown):
+        return
+    step = int(st.session_state.get(key) or shown)
     if order:
         select(order[max(0, min(step, len(order)) - 1)])
     _stop_playing()
@@ -298,8 +311,10 @@ def _controls(order: list[str], current: str) -> None:
     )
     with cols[5]:
         if last > 0:
-            st.session_state[STEP_KEY] = i + 1
-            st.slider("Step", 1, last + 1, key=STEP_KEY, on_change=_slider_moved)
+            key = step_key(i + 1)
+            st.slider(
+                "Step", 1, last + 1, value=i + 1, key=key, on_change=_slider_moved, args=(key,)
+            )
         else:
             st.caption("Step 1 of 1")
     a, b = st.columns([1, 1])
