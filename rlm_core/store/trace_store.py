@@ -19,7 +19,9 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from rlm_core.store import light
 from rlm_core.store.blobs import blob_path, write_blob
+from rlm_core.store.columns import NODE_COLUMNS, NODE_SCHEMA, RUN_COLUMNS, TEXT_FIELDS
 from rlm_core.store.journal import process_alive, read_journal
 from rlm_core.store.migrations import migrate
 from rlm_core.types import Node, RunSummary
@@ -27,51 +29,6 @@ from rlm_core.types import Node, RunSummary
 BIG_TEXT = 64 * 1024
 """Node texts longer than this are stored once as a blob; the row keeps a preview."""
 PREVIEW_CHARS = 4_000
-TEXT_FIELDS = ("input", "output", "code", "stdout", "stderr", "model_view")
-
-_NODE_SCHEMA = pa.schema(
-    [
-        ("node_id", pa.string()),
-        ("run_id", pa.string()),
-        ("parent_id", pa.string()),
-        ("kind", pa.string()),
-        ("depth", pa.int32()),
-        ("seq", pa.int32()),
-        ("status", pa.string()),
-        ("started_at", pa.float64()),
-        ("ended_at", pa.float64()),
-        ("model", pa.string()),
-        *[(name, pa.string()) for name in TEXT_FIELDS],
-        ("error", pa.string()),
-        ("tokens_in", pa.int64()),
-        ("tokens_out", pa.int64()),
-        ("cost_usd", pa.float64()),
-        ("latency_s", pa.float64()),
-        ("context_spans", pa.string()),
-        ("meta", pa.string()),
-    ]
-)
-NODE_COLUMNS = [f.name for f in _NODE_SCHEMA]
-RUN_COLUMNS = [
-    "run_id",
-    "created_at",
-    "ended_at",
-    "question",
-    "root_model",
-    "sub_model",
-    "status",
-    "limit_name",
-    "answer",
-    "error",
-    "iterations",
-    "llm_calls",
-    "tokens_in",
-    "tokens_out",
-    "cost_usd",
-    "context_sha",
-    "context_chars",
-    "config",
-]
 
 
 class StoreBusy(Exception):
@@ -139,7 +96,7 @@ class TraceStore:
 
     def _insert(self, rows: list[dict[str, Any]]) -> None:
         cur = self.cursor()
-        batch = pa.Table.from_pylist(rows, schema=_NODE_SCHEMA)
+        batch = pa.Table.from_pylist(rows, schema=NODE_SCHEMA)
         cur.register("node_batch", batch)
         cur.execute("BEGIN")
         cur.execute("INSERT OR REPLACE INTO nodes SELECT * FROM node_batch")
@@ -327,12 +284,35 @@ class TraceStore:
         rows = self._dicts(
             self.cursor().execute("SELECT * FROM nodes WHERE node_id = ?", [node_id])
         )
-        if not rows:
-            return None
-        node = self._node(rows[0])
+        return self._full(self._node(rows[0])) if rows else None
+
+    def full_nodes(self, run_id: str, node_ids: list[str]) -> list[Node]:
+        """These nodes of a run with their big texts read back, in execution order."""
+        self.flush()
+        sql = "SELECT * FROM nodes WHERE run_id = ? AND list_contains(?, node_id) ORDER BY node_id"
+        rows = self._dicts(self.cursor().execute(sql, [run_id, node_ids]))
+        return [self._full(self._node(row)) for row in rows]
+
+    def _full(self, node: Node) -> Node:
         for name, sha in node.meta.get("blobs", {}).items():
             setattr(node, name, self.read_blob(sha))
         return node
+
+    def outline(self, run_id: str) -> list[Node]:
+        """Every node of a run without its texts (`light.outline`): what a page loads first."""
+        self.flush()
+        return light.outline(self.cursor(), run_id)
+
+    def previews(self, run_id: str, node_ids: list[str]) -> dict[str, str]:
+        """Short texts of a few nodes of a run, for tooltips (`light.previews`)."""
+        return light.previews(self.cursor(), run_id, node_ids)
+
+    def table_page(
+        self, run_id: str, where: light.TableFilter, limit: int, offset: int = 0
+    ) -> light.TablePage:
+        """One filtered page of a run's node table, filtered and paged in SQL."""
+        self.flush()
+        return light.table_page(self.cursor(), run_id, where, limit, offset)
 
     def context(self, run_node_id: str) -> Any:
         """The context object a run (root or child) was given, or None if its blob is gone."""
