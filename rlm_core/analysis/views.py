@@ -179,12 +179,17 @@ def clip(text: str | None, limit: int) -> Clipped:
 # ---- the node table ------------------------------------------------------------------------
 
 
+def one_line(text: str, limit: int = TABLE_PREVIEW_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
 def _preview(node: Node) -> str:
     text = node.error or node.output or node.code or node.input or ""
     if node.kind == "lm":
         text = node.error or node.output or ""
-    flat = " ".join(text.split())
-    return flat if len(flat) <= TABLE_PREVIEW_CHARS else flat[: TABLE_PREVIEW_CHARS - 1] + "…"
+    return one_line(text)
 
 
 def _tokens(node: Node) -> int | None:
