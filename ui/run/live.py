@@ -7,7 +7,7 @@ from typing import Any
 
 import streamlit as st
 
-from rlm_core.analysis.graph import vis_payload
+from rlm_core.analysis.outline import Outline
 from rlm_core.config import RLMConfig
 from rlm_core.engine.rlm import RLM
 from rlm_core.store.trace_store import TraceStore
@@ -16,6 +16,7 @@ from ui.common import cost_text, store
 from ui.context_choice import verdict
 from ui.graph_component import graph
 from ui.jobs import Job, JobRunner, jobs
+from ui.run_graph import draw
 from ui.safe import word
 from ui.widgets import explorer_button, status_badge
 
@@ -55,7 +56,7 @@ def render(run_id: str) -> None:
     @st.fragment(run_every=1.0 if running else None)
     def panel() -> None:
         live = jobs().get(run_id)
-        nodes = store().nodes(run_id)
+        nodes = store().outline(run_id)  # no texts: watching must not slow the run down
         if not nodes:
             st.info("Starting the run…")
             return
@@ -66,7 +67,8 @@ def render(run_id: str) -> None:
         if still_running and cols[1].button("Stop", key="stop_run", type="secondary"):
             jobs().stop(run_id)
             st.toast("Stopping the run…")
-        graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=420)
+        _, payload = draw(store(), Outline(nodes))
+        graph(payload, key=f"live_graph_{run_id}", height=420)
         if not still_running:
             finished(run_id, root, live.crash if live else None)
             if running:  # it just ended: one full rerun so the page leaves live mode
