@@ -55,7 +55,10 @@ def render() -> None:
         st.title("Explorer")
         _empty_state()
         return
-    picker, about, exports, options = st.columns([5, 1.2, 1.2, 1.2], vertical_alignment="center")
+    title, picker, about, exports, options = st.columns(
+        [1, 5, 1.2, 1.2, 1.2], vertical_alignment="center"
+    )
+    title.markdown("### Explorer")
     with picker:
         run_id = _pick_run(s, runs)
     run = s.get_run(run_id) or RunSummary(run_id=run_id)
