@@ -46,6 +46,16 @@ class JournalSink:
         self._file.close()
 
 
+def read_header(path: Path) -> dict[str, Any] | None:
+    """The journal's header line (which run, written by which process), or None if unreadable."""
+    with path.open("rb") as f:
+        try:
+            header = json.loads(f.readline())
+        except ValueError:
+            return None
+    return header if isinstance(header, dict) else None
+
+
 def read_journal(path: Path, offset: int = 0) -> tuple[dict[str, Any] | None, list[Node], int]:
     """Header, node events from `offset`, and the offset after the last complete line.
 

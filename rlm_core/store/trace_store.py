@@ -22,7 +22,7 @@ import pyarrow as pa
 from rlm_core.store import light
 from rlm_core.store.blobs import blob_path, write_blob
 from rlm_core.store.columns import NODE_COLUMNS, NODE_SCHEMA, RUN_COLUMNS, TEXT_FIELDS
-from rlm_core.store.journal import process_alive, read_journal
+from rlm_core.store.journal import process_alive, read_header, read_journal
 from rlm_core.store.migrations import migrate
 from rlm_core.types import Node, RunSummary
 
@@ -184,11 +184,13 @@ class TraceStore:
             start = offsets.get(path.name, 0)
             if path.stat().st_size <= start:
                 continue
-            header, nodes, end = read_journal(path, start)
+            header = read_header(path)
             if header is None or header.get("pid") == os.getpid():
                 # this process writes its own runs to the tables directly; re-reading its
-                # journal could put an older state of a node over a newer one
+                # journal could put an older state of a node over a newer one (and a live
+                # run's journal, read whole every few seconds, would cost more as it grows)
                 continue
+            _, nodes, end = read_journal(path, start)
             self.flush()
             if nodes:
                 latest = {n.node_id: self._row(n) for n in nodes}
