@@ -17,7 +17,7 @@ X_SPACING = 90.0
 Y_SPACING = 110.0
 BATCH_WRAP = 12
 """Batches bigger than this are laid out as a grid of rows this wide under their code cell."""
-WRAP_MIN = 8
+WRAP_MIN = 12
 """In the outline view, siblings up to this many stay in one row; more wrap into a block."""
 ASPECT = 2.2
 """Slots over levels of a wrapped block in the outline view, which is drawn left to right: a
