@@ -194,11 +194,10 @@ def _body(run_id: str, timer: float | None) -> None:
     fork.origin(list(outline.by_id.values()))
     controls = st.container()
     left, right = st.columns([5, 3], gap="small")
-    below = st.container()
-    # drawn out of order: a row picked in the table below changes the selection that the step
-    # controls, the graph and the inspector above it must show in this same run
-    with below:
-        panels.show(s, run, lambda: panels.full_nodes(s, run), outline.by_id[current], steps.select)
+    panel_box, table_box = st.container(), st.container()
+    # drawn out of order: a row picked in the table at the bottom changes the selection that
+    # the step controls, the graph, the inspector and the panel above it must show in this run
+    with table_box:
         picked = node_table.show(s, run_id, outline)
     if picked and picked in outline.by_id and picked != current:
         steps.select(picked)
@@ -208,6 +207,8 @@ def _body(run_id: str, timer: float | None) -> None:
         steps.controls(order, current)
     with left:
         _graph(s, run_id, outline, current)
+    with panel_box:
+        panels.show(s, run, lambda: panels.full_nodes(s, run), outline.by_id[current], steps.select)
     with right, st.container(height=GRAPH_HEIGHT + 60, border=False):
         nodes = list(outline.by_id.values())
         try:
