@@ -335,7 +335,7 @@ def table(all_trials: list[dict[str, list[float]]]) -> list[Row]:
                 f"a {LIVE_CALLS:,}-sub-call run (fake server, 50 ms a call): wall time watched "
                 "on the Run page / not watched",
                 f"{_span(merged['live watched'])} / {_span(merged['live unwatched'])} "
-                f"(+{100 * (watched / alone - 1):.0f}%)",
+                f"({100 * (watched / alone - 1):+.0f}%)",
                 "< +10%",
             )
         )
