@@ -12,5 +12,11 @@ if _ROOT not in sys.path:
 
 from ui.explorer.page import render  # noqa: E402
 
-st.set_page_config(page_title="Explorer · RLM Tracer", page_icon="🔎", layout="wide")
+# the sidebar only holds the navigation here: folded, it leaves the width to the graph
+st.set_page_config(
+    page_title="Explorer · RLM Tracer",
+    page_icon="🔎",
+    layout="wide",
+    initial_sidebar_state="collapsed",
+)
 render()

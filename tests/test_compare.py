@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ import pandas as pd
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
-from rlm_core.analysis.compare import align, compare_runs, similarity, span_overlap, summary
+from rlm_core.analysis.compare import align, compare_runs, summary
+from rlm_core.analysis.matching import SUB_MIN, _sub_score, match_subs, similarity, span_overlap
 from rlm_core.engine.replay import fork_run
-from rlm_core.types import Node, RunSummary
+from rlm_core.types import Node, RunSummary, new_id
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "4_Compare.py")
 _ids = itertools.count()
@@ -199,3 +201,32 @@ def test_compare_page_shows_where_a_fork_diverged(traces_dir: Path, fresh_app: N
     at.selectbox(key="compare_a").set_value(forked.run_id).run()
     assert not at.exception
     assert any("two different runs" in i.value for i in at.info)
+
+
+def test_big_batches_pair_the_same_calls_as_scoring_every_pair() -> None:
+    """Big batches score only the pairs that can match; the pairing equals the one of scoring
+    all 13,200 pairs (calls with and without spans, repeated prompts, shuffled order)."""
+    rnd = random.Random(4)
+
+    def calls(n: int, shift: int) -> list[Node]:
+        out = []
+        for i in range(n):
+            start = i * 100 + shift
+            spans = [[start, start + 100 + 50 * (i % 3)]] if i % 5 else []
+            out.append(Node(new_id(), "r", "c", "llm_query", 1, i, input=f"p{i % 40}"))
+            out[-1].context_spans = spans
+        rnd.shuffle(out)
+        return out
+
+    left, right = calls(120, 0), calls(110, 30)
+    scored = sorted(
+        (_sub_score(a, b, True), i, j) for i, a in enumerate(left) for j, b in enumerate(right)
+    )
+    scored.sort(key=lambda t: (-t[0], t[1], t[2]))
+    partner: dict[int, int] = {}
+    for score, i, j in scored:
+        if score >= SUB_MIN and i not in partner and j not in partner.values():
+            partner[i] = j
+    expected = {left[i].node_id: right[j].node_id for i, j in partner.items()}
+    got = {a.node_id: b.node_id for a, b in match_subs(left, right) if a and b}
+    assert got == expected and len(got) > 50

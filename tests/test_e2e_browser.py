@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 import pytest
 from browser import CLICK_POINT, Guard, launch, needs_chromium, streamlit_server
-from synthetic import synthetic_run
+from synthetic import synthetic_run, wide_run
 
 from rlm_core import RLM, TraceStore
 from rlm_core.analysis.views import node_label, step_order
@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHOTS = ROOT / ".pytest_cache"
 NEEDLE = "The secret code is 4471."
 XSS = ['<img src=x onerror="window.__xss=1">', "<script>window.__xss=2</script>"]
-BIG_RUN_NODES = 2_000
+BIG_RUN_CALLS = 2_000
+PLAYED_STEPS = 24
 WAIT_MS = 45_000
 """Generous: CI shares 2 cores with other work; timings are printed, never asserted."""
 TIMINGS: dict[str, float] = {}
@@ -61,8 +62,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
     }
     store = TraceStore(traces)
     try:
-        ids["big"] = synthetic_run(store, BIG_RUN_NODES)
-        assert len(store.nodes(ids["big"])) == BIG_RUN_NODES + 1
+        ids["big"] = wide_run(store, BIG_RUN_CALLS, batch=500)
+        ids["play"] = synthetic_run(store, 60, per_cell=8)
     finally:
         store.close()
     return traces, ids
@@ -118,7 +119,7 @@ def demo_nodes(runs: tuple[Path, dict[str, str]]) -> dict[str, list[Node]]:
     traces, ids = runs
     store = TraceStore(traces)
     try:
-        return {name: store.nodes(run_id) for name, run_id in ids.items() if name != "big"}
+        return {name: store.nodes(run_id) for name, run_id in ids.items()}
     finally:
         store.close()
 
@@ -232,26 +233,62 @@ def test_xss_drill(
     assert not any(urlparse(u).path.endswith("/x") for u in guard.local)
 
 
-def test_big_run_graph_renders(
+def test_play_goes_through_every_step_in_order(
+    demo_nodes: dict[str, list[Node]],
+    server: str,
+    runs: tuple[Path, dict[str, str]],
+    page: tuple[Any, Guard],
+) -> None:
+    """Play advances one step per tick: the URL shows every step once, in order, with none
+    skipped or repeated, and Play is still on after more than 20 steps."""
+    pg, _ = page
+    order = step_order(demo_nodes["play"])
+    assert len(order) > PLAYED_STEPS
+    pg.goto(f"{server}Explorer?run={runs[1]['play']}&node={order[0]}")
+    pg.wait_for_function("window.__visnet && window.__visnet.body.data.nodes.length > 0")
+    pg.get_by_role("button", name="▶ Play").click()
+    seen: list[str] = [order[0]]
+    deadline = time.monotonic() + 240  # Play ticks every 0.8 s; the machine may be loaded
+    while len(seen) <= PLAYED_STEPS and time.monotonic() < deadline:
+        node = pg.evaluate("new URLSearchParams(location.search).get('node')")
+        if node and node != seen[-1]:
+            seen.append(node)
+        pg.wait_for_timeout(40)
+    assert [order.index(n) for n in seen] == list(range(len(seen)))
+    assert len(seen) > PLAYED_STEPS
+    assert pg.get_by_role("button", name="‖ Pause").count() == 1  # nothing stopped it
+    pg.get_by_role("button", name="‖ Pause").click()
+
+
+def test_a_big_run_is_drawn_in_groups_that_open_on_click(
     server: str, runs: tuple[Path, dict[str, str]], page: tuple[Any, Guard]
 ) -> None:
+    """A 2,000-call run opens as a handful of nodes with one group per batch; a click on the
+    group with a failed call opens it and the inspector shows that call's error; its header
+    folds it again."""
     pg, _ = page
-    # the same page with a small run first: what the page costs without a big graph
-    t0 = time.perf_counter()
-    pg.goto(f"{server}Explorer?run={runs[1]['demo']}")
-    pg.wait_for_function("window.__visnet && window.__visnet.body.data.nodes.length > 5")
-    TIMINGS["page_small_run_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     pg.goto(f"{server}Explorer?run={runs[1]['big']}")
-    pg.wait_for_function(
-        f"window.__visnet && window.__visnet.body.data.nodes.length > {BIG_RUN_NODES}",
-        timeout=60_000,
+    pg.wait_for_function("window.__visnet && window.__visnet.body.data.nodes.length > 0")
+    TIMINGS["open_big_run_s"] = time.perf_counter() - t0
+    drawn = pg.evaluate("window.__visnet.body.data.nodes.get().map(n => n.id)")
+    groups = [i for i in drawn if i.startswith("~b:")]
+    assert len(drawn) < 60 and len(groups) == BIG_RUN_CALLS // 500
+    failed = pg.evaluate(
+        "window.__visnet.body.data.nodes.get()"
+        ".filter(n => n.id.startsWith('~b:') && n.color.border === '#d62728').map(n => n.id)"
     )
-    TIMINGS["graph_render_2000_s"] = time.perf_counter() - t0
-    count = pg.evaluate("window.__visnet.body.data.nodes.length")
-    pg.screenshot(path=str(SHOTS / "explorer_big.png"))
+    assert failed
+    point = pg.evaluate(CLICK_POINT, failed[0])
+    pg.mouse.click(point["x"], point["y"])
+    pg.get_by_text("This node ended with an error:").wait_for(timeout=WAIT_MS)
+    pg.get_by_text("RateLimitError: 429 Too Many Requests").first.wait_for(timeout=WAIT_MS)
+    pg.wait_for_function("window.__visnet.body.data.nodes.length > 60", timeout=WAIT_MS)
+    pg.screenshot(path=str(SHOTS / "explorer_big_open.png"))
+    point = pg.evaluate(CLICK_POINT, failed[0])  # the open group's header
+    pg.mouse.click(point["x"], point["y"])
+    pg.wait_for_function("window.__visnet.body.data.nodes.length < 60", timeout=WAIT_MS)
     print(
         f"\nPERF click_to_inspector_s={TIMINGS.get('click_to_inspector_s', float('nan')):.3f} "
-        f"graph_render_2000_s={TIMINGS['graph_render_2000_s']:.3f} "
-        f"page_small_run_s={TIMINGS['page_small_run_s']:.3f} nodes={count}"
+        f"open_big_run_s={TIMINGS['open_big_run_s']:.3f}"
     )

@@ -75,6 +75,11 @@ def payload(at: AppTest) -> dict[str, Any]:
     return json.loads(at.get("bidi_component")[0].proto.json)
 
 
+def step_slider(at: AppTest) -> Any:
+    """The step slider: one per position, so its key names the step it was drawn at."""
+    return next(s for s in at.slider if str(s.key).startswith("explorer_step_"))
+
+
 def of_kind(nodes: list[Node], kind: str) -> list[Node]:
     return [n for n in nodes if n.kind == kind]
 
@@ -95,7 +100,7 @@ def test_run_from_the_url_and_fallback_for_an_unknown_id(demo: tuple[str, list[N
     at = explorer_page(run=run_id)
     assert not at.exception
     assert at.selectbox(key="explorer_run").value == run_id
-    assert f"run id {run_id}" in at.text[0].value
+    assert any(f"run id {run_id}" in t.value for t in at.text)
     assert at.query_params["node"] == run_id  # the run node is selected first
     assert not at.warning
 
@@ -257,10 +262,7 @@ def test_graph_click_selects_the_node_and_updates_the_url(demo: tuple[str, list[
     assert (target.code or "").strip() in [c.value for c in at.code]
     # the click is read before the graph is drawn, so it goes back in the same run
     assert payload(at)["selected"] == target.node_id
-    assert (
-        at.slider(key="explorer_step").value
-        == sorted(n.node_id for n in nodes).index(target.node_id) + 1
-    )
+    assert step_slider(at).value == sorted(n.node_id for n in nodes).index(target.node_id) + 1
 
 
 def test_step_buttons_and_slider_follow_execution_order(demo: tuple[str, list[Node]]) -> None:
@@ -280,12 +282,12 @@ def test_step_buttons_and_slider_follow_execution_order(demo: tuple[str, list[No
     at.button(key="explorer_last").click().run()
     assert selected() == order[-1]
     assert at.button(key="explorer_next").disabled
-    assert at.slider(key="explorer_step").value == len(order)
+    assert step_slider(at).value == len(order)
     at.button(key="explorer_first").click().run()
     assert selected() == order[0] and at.button(key="explorer_prev").disabled
-    at.slider(key="explorer_step").set_value(4).run()
+    step_slider(at).set_value(4).run()
     assert selected() == order[3] and not at.exception
-    assert at.slider(key="explorer_step").value == 4
+    assert step_slider(at).value == 4
 
 
 def test_grow_toggle_and_play_show_the_graph_up_to_the_step(
@@ -338,7 +340,7 @@ def test_size_by_changes_the_payload(demo: tuple[str, list[Node]]) -> None:
     at.radio(key="explorer_size_by").set_value("cost").run()
     assert not at.exception
     by_cost = {n["id"]: n["size"] for n in payload(at)["nodes"]}
-    assert by_tokens != by_cost and set(by_cost.values()) == {10.0}  # demo models cost $0
+    assert by_tokens != by_cost and len(set(by_cost.values())) == 1  # demo models cost $0
 
 
 # ---- live runs -----------------------------------------------------------------------------
@@ -363,7 +365,7 @@ def test_a_running_run_shows_as_live_and_grows(traces_dir: Path) -> None:
     store.close()
     at = explorer_page()
     assert not at.exception
-    assert any("still running" in i.value for i in at.info)
+    assert any("still running" in c.value for c in at.caption)
     assert len(payload(at)["nodes"]) == 1
     from ui.common import store as shared  # the page's own store: one writer per DuckDB file
 

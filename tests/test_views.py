@@ -12,16 +12,14 @@ from rlm_core.analysis.views import (
     ambiguity_notes,
     clip,
     describe_spans,
-    filter_rows,
     lm_messages,
     node_label,
-    node_table_rows,
     nodes_up_to,
+    one_line,
     slice_with_margin,
     span_description,
     step_index,
     step_order,
-    table_columns,
 )
 from rlm_core.engine.prompts import SYSTEM_PROMPT
 from rlm_core.types import Node
@@ -143,25 +141,16 @@ def test_clip_reports_the_full_length() -> None:
     assert not clip(None, 4).clipped
 
 
-# ---- the table -----------------------------------------------------------------------------
+# ---- labels ----------------------------------------------------------------------------------
 
 
-def test_table_rows_and_filters() -> None:
+def test_node_labels_are_plain_words() -> None:
     nodes = [
         Node("n1", "r", None, "run", 0, 0, status="ok", input="Q?", tokens_in=5, tokens_out=1),
         Node("n2", "r", "n1", "code", 0, 1, status="error", code="print(1)", error="Boom"),
         Node("n3", "r", "n2", "llm_query", 1, 2, status="ok", output="Found IT", cost_usd=0.5),
     ]
-    rows = node_table_rows(nodes)
-    assert [r["step"] for r in rows] == [1, 2, 3]
-    assert rows[0]["tokens"] == 6 and rows[1]["tokens"] is None
-    assert rows[1]["preview"] == "Boom" and rows[2]["cost_usd"] == 0.5
-    assert "_search" not in table_columns(rows) and "node_id" in table_columns(rows)
-    assert [r["node_id"] for r in filter_rows(rows, kinds=["code"])] == ["n2"]
-    assert [r["node_id"] for r in filter_rows(rows, depths=[1])] == ["n3"]
-    assert [r["node_id"] for r in filter_rows(rows, statuses=["ok"])] == ["n1", "n3"]
-    assert [r["node_id"] for r in filter_rows(rows, text="found it")] == ["n3"]
-    assert len(filter_rows(rows)) == 3
+    assert one_line("  a\n b  " * 3, 7) == "a b a …"
     assert node_label(nodes[2], 3) == "step 3: llm_query (depth 1, ok)"
     odd = Node("n4", "r", None, "![x](http://e/x.png)", 0, 0, meta={"batch_index": "<b>"})  # type: ignore[arg-type]
     assert "![" not in node_label(odd, 4) and "](" not in node_label(odd, 4)

@@ -104,21 +104,26 @@ function render(vis, host, data, send) {
     title: e.title ? tooltip(e.title) : undefined,
   }));
   const count = s.nodes.length;
+  let fitted = false;
   if (count && (!s.fitted || (!s.userMoved && count !== s.fittedCount))) {
+    fitted = true;
     s.network.fit();
     s.fitted = true;
     s.fittedCount = count;
     s.fitToken = data.fit_token;
   } else if (count && data.fit_token !== s.fitToken) {
+    fitted = true;
     s.fitToken = data.fit_token;
+    s.userMoved = false;
     s.network.fit({ animation: { duration: 300 } });
   }
   const sel = data.selected || null;
   if (sel !== s.selected && (sel === null || s.nodes.get(sel))) {
     s.selected = sel;
     s.network.selectNodes(sel ? [sel] : []);
-    // a selection Python echoes back after a click on the canvas must not move the camera
-    if (sel && sel !== s.clicked) s.network.focus(sel, { animation: { duration: 300 } });
+    // the first view and a refit (the graph grew or a group opened, and the user had not moved
+    // the camera) show everything; a selection echoed back after a click must not move it either
+    if (sel && sel !== s.clicked && !fitted) s.network.focus(sel, { animation: { duration: 300 } });
     s.clicked = null;
   }
 }

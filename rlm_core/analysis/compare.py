@@ -4,30 +4,22 @@ and where the two runs first went different ways. Pure functions over trace node
 
 from __future__ import annotations
 
-import difflib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from rlm_core.analysis.matching import match_subs, similarity
 from rlm_core.types import Node, RunSummary
 
 T = TypeVar("T")
 
-SIM_TOKENS = 150
-"""Similarity looks at this many leading lines or words: enough to tell cells apart, and
-difflib is quadratic (150 words: under a millisecond a pair; 2,000 chars: over 100 ms)."""
-MAX_PROMPT_PAIRS = 2500
-"""Bigger batches without spans pair prompts by equality only, to keep a page under a second."""
 MATCH_BASE = 0.5
 """Every aligned pair scores at least this, so alignment prefers pairing by order over gaps and
 uses similarity only to decide where one side inserted or dropped an iteration or a cell."""
 SAME_PLACE = 0.3
 """Bonus for a pair at the same position on both sides: a fork's edited turn pairs with the
 turn it replaced even when it happens to resemble a later one more."""
-SUB_MIN = 0.3
-"""Sub-calls whose spans / prompts overlap less than this are not the same call."""
-
 FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "run": (("question", "input"),),
     "lm": (("response", "output"),),
@@ -73,44 +65,6 @@ class Comparison:
 
 
 # ---- similarity -------------------------------------------------------------------------------
-
-
-def similarity(a: str | None, b: str | None) -> float:
-    """0..1; by lines for multi-line texts (code, responses), by words for the others."""
-    a, b = a or "", b or ""
-    if a == b:
-        return 1.0
-    la, lb = a.splitlines(), b.splitlines()
-    if len(la) < 3 or len(lb) < 3:
-        la, lb = a.split(), b.split()
-    sm = difflib.SequenceMatcher(None, la[:SIM_TOKENS], lb[:SIM_TOKENS], autojunk=False)
-    return sm.ratio()
-
-
-def _merged(spans: Iterable[Sequence[int]]) -> list[tuple[int, int]]:
-    out: list[tuple[int, int]] = []
-    for s, e in sorted((int(s), int(e)) for s, e in spans if int(e) > int(s)):
-        if out and s <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], e))
-        else:
-            out.append((s, e))
-    return out
-
-
-def span_overlap(a: Iterable[Sequence[int]], b: Iterable[Sequence[int]]) -> float:
-    """Jaccard index of the characters two span lists cover (0 when either is empty)."""
-    ma, mb = _merged(a), _merged(b)
-    total_a, total_b = sum(e - s for s, e in ma), sum(e - s for s, e in mb)
-    inter, i, j = 0, 0, 0
-    while i < len(ma) and j < len(mb):
-        lo, hi = max(ma[i][0], mb[j][0]), min(ma[i][1], mb[j][1])
-        inter += max(0, hi - lo)
-        if ma[i][1] < mb[j][1]:
-            i += 1
-        else:
-            j += 1
-    union = total_a + total_b - inter
-    return inter / union if union else 0.0
 
 
 def align(
@@ -235,34 +189,6 @@ class _Tree:
         return out
 
 
-def _sub_score(a: Node, b: Node, cheap: bool) -> float:
-    if a.context_spans and b.context_spans:
-        return span_overlap(a.context_spans, b.context_spans)
-    if cheap:
-        return float(a.input == b.input)
-    return similarity(a.input, b.input)
-
-
-def _match_subs(left: list[Node], right: list[Node]) -> list[tuple[Node | None, Node | None]]:
-    """Best-first by span overlap (prompt similarity when a call saw no span), so a batch run in
-    another order still pairs the calls that read the same part of the document."""
-    cheap = len(left) * len(right) > MAX_PROMPT_PAIRS
-    scored = sorted(
-        ((_sub_score(a, b, cheap), i, j) for i, a in enumerate(left) for j, b in enumerate(right)),
-        key=lambda t: (-t[0], t[1], t[2]),
-    )
-    partner: dict[int, int] = {}
-    taken: set[int] = set()
-    for score, i, j in scored:
-        if score >= SUB_MIN and i not in partner and j not in taken:
-            partner[i] = j
-            taken.add(j)
-    out: list[tuple[Node | None, Node | None]] = [
-        (a, right[partner[i]] if i in partner else None) for i, a in enumerate(left)
-    ]
-    return out + [(None, b) for j, b in enumerate(right) if j not in taken]
-
-
 class _Aligner:
     def __init__(self, left: Iterable[Node], right: Iterable[Node]) -> None:
         self.lt, self.rt = _Tree(left), _Tree(right)
@@ -321,7 +247,7 @@ class _Aligner:
             self.subs(ca, cb, cell_where)
 
     def subs(self, ca: Node, cb: Node, where: str) -> None:
-        for k, (sa, sb) in enumerate(_match_subs(self.lt.subs(ca), self.rt.subs(cb)), 1):
+        for k, (sa, sb) in enumerate(match_subs(self.lt.subs(ca), self.rt.subs(cb)), 1):
             kind = (sa or sb).kind  # type: ignore[union-attr]
             sub_where = f"{where} · {kind} {k}"
             if sa is None or sb is None:

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from typing import Any, Literal
 
 from rlm_core.analysis.layout import build_graph, tree_layout
+from rlm_core.analysis.outline import flows
 from rlm_core.types import Node
 
 PREVIEW_CHARS = 80
@@ -57,7 +58,7 @@ _STATUS_BORDER = {
 _CUT_SHORT = ("interrupted", "cancelled")
 
 
-def _esc(text: object) -> str:
+def esc(text: object) -> str:
     return html.escape(str(text), quote=False)
 
 
@@ -79,7 +80,7 @@ def _hsl_hex(h: float, s: float, lum: float) -> str:
     return f"#{f(0):02x}{f(8):02x}{f(4):02x}"
 
 
-def _labels(items: list[Node]) -> dict[str, str]:
+def labels(items: list[Node]) -> dict[str, str]:
     """Short canvas labels; code cells of one iteration are told apart as #k.1, #k.2."""
     per_iter: dict[tuple[str | None, object], int] = {}
     for n in items:
@@ -103,11 +104,11 @@ def _labels(items: list[Node]) -> dict[str, str]:
         else:
             idx = n.meta.get("batch_index")
             label = n.kind + (f"[{idx}]" if idx is not None else "")
-        out[n.node_id] = _esc(label)
+        out[n.node_id] = esc(label)
     return out
 
 
-def _title(n: Node, mark: Mark = "") -> str:
+def _title(n: Node, mark: Mark = "", preview: str | None = None) -> str:
     lines = [
         f"{n.kind} {n.node_id}",
         f"{n.status} · depth {n.depth}" + (f" · {n.model}" if n.model else ""),
@@ -126,11 +127,11 @@ def _title(n: Node, mark: Mark = "") -> str:
     if n.meta.get("batch") is not None:
         lines.append(f"batch item {n.meta.get('batch_index')} of {n.meta.get('batch_size')}")
     # one preview only: the inspector has the full texts, the tooltip is re-sent on every update
-    for name, text in (("error", n.error), ("output", n.output), ("code", n.code)):
+    for name, text in (("error", n.error), ("output", n.output), ("code", n.code), ("", preview)):
         if text:
-            lines.append(f"{name}: {_preview(text)}")
+            lines.append(f"{name}: {_preview(text)}" if name else _preview(text))
             break
-    return _esc("\n".join(lines))
+    return esc("\n".join(lines))
 
 
 def _size(n: Node, size_by: SizeBy) -> float:
@@ -146,7 +147,7 @@ def _size(n: Node, size_by: SizeBy) -> float:
 
 
 @functools.cache
-def _style(kind: str, depth: int, status: str, mark: Mark = "") -> dict[str, Any]:
+def node_style(kind: str, depth: int, status: str, mark: Mark = "") -> dict[str, Any]:
     """Shape and colours for one (kind, depth, status, mark); shared read-only between nodes."""
     h, s, lum = _HSL.get(kind, (0, 0, 40))
     fill = _hsl_hex(h, s, min(lum + 9 * depth, 82))
@@ -155,7 +156,7 @@ def _style(kind: str, depth: int, status: str, mark: Mark = "") -> dict[str, Any
     # out (say the glow of a node that has stopped running) would keep its old value.
     return {
         "shape": _SHAPE.get(kind, "dot"),
-        "group": kind,
+        "group": esc(kind),  # never shown, but an imported trace's kind can be anything
         "color": {"background": fill, "border": border},
         "borderWidth": bw,
         "shapeProperties": {"borderDashes": [5, 4] if status in _CUT_SHORT else False},
@@ -194,21 +195,27 @@ def marks(nodes: Iterable[Node]) -> dict[str, Mark]:
     return out
 
 
-def _vis_node(
-    n: Node, xy: tuple[float, float], label: str, size_by: SizeBy, mark: Mark = ""
+def vis_node(
+    n: Node,
+    xy: tuple[float, float],
+    label: str,
+    size_by: SizeBy,
+    mark: Mark = "",
+    preview: str | None = None,
 ) -> dict[str, Any]:
+    """One node; `preview` stands in for its texts when `n` is an outline node (no texts)."""
     return {
         "id": n.node_id,
         "label": label,
-        "title": _title(n, mark),
+        "title": _title(n, mark, preview),
         "x": round(xy[0], 1),
         "y": round(xy[1], 1),
         "size": _size(n, size_by),
-        **_style(n.kind, n.depth, n.status, mark),
+        **node_style(n.kind, n.depth, n.status, mark),
     }
 
 
-def _edge(
+def edge(
     edge_id: str, src: str, dst: str, *, label: str = "", title: str = "", flow: bool = False
 ) -> dict[str, Any]:
     # every key in every edge: the browser merges updates, so a missing key keeps an old value
@@ -227,7 +234,7 @@ def _edge(
     }
 
 
-def _flow_label(names: list[str]) -> str:
+def flow_label(names: list[str]) -> str:
     shown = ", ".join(names[:FLOW_LABEL_NAMES])
     return shown + (f" +{len(names) - FLOW_LABEL_NAMES}" if len(names) > FLOW_LABEL_NAMES else "")
 
@@ -235,31 +242,29 @@ def _flow_label(names: list[str]) -> str:
 def dataflow_edges(items: Iterable[Node]) -> list[dict[str, Any]]:
     """Dashed edges sub-call -> code cell whose variables took its answer (label: the variables)
     and sub-call -> FINAL for the answers the final value holds; only between drawn nodes."""
+    items = list(items)
     present = {n.node_id for n in items}
-    flows: dict[tuple[str, str], list[str]] = {}
-    for n in items:
-        if n.kind == "code":
-            assignments = n.meta.get("assignments")
-            for var, ids in (assignments if isinstance(assignments, dict) else {}).items():
-                for sub in ids if isinstance(ids, list) else []:
-                    flows.setdefault((str(sub), n.node_id), []).append(str(var))
-        elif n.kind == "final":
-            sources = n.meta.get("sources")
-            var = n.meta.get("var")
-            for sub in sources if isinstance(sources, list) else []:
-                flows.setdefault((str(sub), n.node_id), []).append(str(var) if var else "FINAL")
+    grouped: dict[tuple[str, str], list[str]] = {}
+    for src, dst, var in flows(items):
+        grouped.setdefault((src, dst), []).append(var)
     return [
-        _edge(
-            f"flow:{src}>{dst}",
-            src,
-            dst,
-            label=_esc(_flow_label(names)),
-            title=_esc("data flow: " + ", ".join(names)),
-            flow=True,
-        )
-        for (src, dst), names in sorted(flows.items())
+        flow_edge(src, dst, names)
+        for (src, dst), names in sorted(grouped.items())
         if src in present and dst in present and src != dst
     ]
+
+
+def flow_edge(src: str, dst: str, names: list[str], count: int = 1) -> dict[str, Any]:
+    """A data-flow edge; `count` answers travel along it when it stands for a group's flows."""
+    times = f" ×{count:,}" if count > 1 else ""
+    return edge(
+        f"flow:{src}>{dst}",
+        src,
+        dst,
+        label=esc(flow_label(names) + times),
+        title=esc(f"data flow{times}: " + ", ".join(names)),
+        flow=True,
+    )
 
 
 def vis_payload(
@@ -275,15 +280,15 @@ def vis_payload(
     items = sorted(nodes, key=lambda n: n.node_id)
     g = build_graph(items)
     pos = tree_layout(g)
-    labels = _labels(items)
+    names = labels(items)
     how = marks(items)
     vis_nodes = [
-        _vis_node(n, pos[n.node_id], labels[n.node_id], size_by, how.get(n.node_id, ""))
+        vis_node(n, pos[n.node_id], names[n.node_id], size_by, how.get(n.node_id, ""))
         for n in items
     ]
     # a child has exactly one parent edge, so the child's id is a stable id for that edge; flow
     # edge ids start with "flow:", which no node id does
-    edges = [_edge(v, u, v) for u, v in sorted(g.edges)]
+    edges = [edge(v, u, v) for u, v in sorted(g.edges)]
     if dataflow:
         edges += dataflow_edges(items)
     return {

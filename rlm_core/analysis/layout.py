@@ -6,7 +6,7 @@ the page for seconds at a few thousand nodes (STACK.md 2.6). O(n) in the number 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import networkx as nx
@@ -17,6 +17,15 @@ X_SPACING = 90.0
 Y_SPACING = 110.0
 BATCH_WRAP = 12
 """Batches bigger than this are laid out as a grid of rows this wide under their code cell."""
+WRAP_MIN = 12
+"""In the outline view, siblings up to this many stay in one row; more wrap into a block."""
+ASPECT = 2.2
+"""Slots over levels of a wrapped block in the outline view, which is drawn left to right: a
+slot is ROW_HEIGHT tall, a level about 150 px wide, and the graph panel 1.2 times as wide as
+it is tall."""
+ROW_HEIGHT = 58.0
+"""A slot of the left-to-right layout: a node with its label under it."""
+LEVEL_GAP = 36.0
 
 _SUMMARY_FIELDS = (
     "run_id",
@@ -82,8 +91,12 @@ def _tree(g: nx.DiGraph) -> tuple[list[str], list[str], dict[str, list[str]], di
     return roots, pre, children, parent
 
 
-def _units(g: nx.DiGraph, cs: list[str]) -> list[list[str]]:
-    """Split ordered children into units: one child each, or one big batch kept together."""
+Rows = list[list[str]]
+"""Children laid out as a block: one row, or several rows under each other."""
+
+
+def _batch_units(g: nx.DiGraph, cs: list[str]) -> list[Rows]:
+    """Ordered children as blocks: one child each, or a big batch as rows of BATCH_WRAP."""
     counts: dict[Any, int] = {}
     for c in cs:
         b = g.nodes[c].get("batch")
@@ -100,16 +113,68 @@ def _units(g: nx.DiGraph, cs: list[str]) -> list[list[str]]:
             grids[b].append(c)
         else:
             units.append([c])
-    return units
+    return [[u[i : i + BATCH_WRAP] for i in range(0, len(u), BATCH_WRAP)] for u in units]
 
 
 def tree_layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
-    """Tidy tree positions in pixels: leaves on even slots, parents centred over their children.
+    """Tidy tree positions in pixels of a whole run: big batches become grids under their cell."""
+    roots, pre, children, _ = _tree(g)
+    slots = place(roots, pre, children, lambda u, cs, w, h: _batch_units(g, cs))
+    return {u: (x * X_SPACING, level * Y_SPACING) for u, (x, level) in slots.items()}
 
-    Every subtree gets a block of slots of its own, so no two nodes share a spot. Big batches become
-    a grid of subtree blocks; row r starts below the deepest node of rows above it.
+
+def square_rows(cs: list[str], width: dict[str, float], height: dict[str, int]) -> list[Rows]:
+    """A long list of leaves (the members of an open group) as one block whose rows make it
+    about as wide as a graph panel is, instead of a strip; anything else stays one row (edges to
+    wrapped subtrees would cross them)."""
+    if len(cs) <= WRAP_MIN or any(height[c] > 1 or width[c] > 1 for c in cs):
+        return [[[c]] for c in cs]
+    area = sum(width[c] * height[c] for c in cs)
+    target = max(max(width[c] for c in cs), round((area * ASPECT) ** 0.5))
+    rows: Rows = [[]]
+    used = 0.0
+    for c in cs:
+        if rows[-1] and used + width[c] > target:
+            rows.append([])
+            used = 0.0
+        rows[-1].append(c)
+        used += width[c]
+    return [rows]
+
+
+def left_to_right(
+    slots: dict[str, tuple[float, int]], widths: Mapping[str, float]
+) -> dict[str, tuple[float, float]]:
+    """(slot, level) positions in pixels with depth going right: each level as wide as its
+    widest item (`widths`: of a node's label or a group's box), a slot ROW_HEIGHT tall."""
+    widest: dict[int, float] = {}
+    for u, (_, level) in slots.items():
+        widest[level] = max(widest.get(level, 0.0), widths[u])
+    x: dict[int, float] = {}
+    left = 0.0
+    for level in range(max(widest, default=0) + 1):
+        if level:
+            left += (widest.get(level - 1, 0.0) + widest.get(level, 0.0)) / 2 + LEVEL_GAP
+        x[level] = left
+    return {
+        u: (round(x[level], 1), round(slot * ROW_HEIGHT, 1)) for u, (slot, level) in slots.items()
+    }
+
+
+UnitsOf = Callable[[str, list[str], dict[str, float], dict[str, int]], list[Rows]]
+
+
+def place(
+    roots: list[str], pre: list[str], children: dict[str, list[str]], units_of: UnitsOf
+) -> dict[str, tuple[float, int]]:
+    """Tidy tree positions as (slot, level): leaves on even slots, parents centred over their
+    children; the caller turns them into pixels (top-down or left to right).
+
+    Every subtree gets a block of slots of its own, so no two nodes share a spot. `units_of`
+    cuts a node's children into blocks of one or more rows; row r of a block starts below the
+    deepest node of the rows above it.
     """
-    roots, pre, children, parent = _tree(g)
+    parent = {c: u for u in pre for c in children[u]}
     width: dict[str, float] = {}
     height: dict[str, int] = {}
     xin: dict[str, float] = {}  # the node's x inside its own block
@@ -120,17 +185,18 @@ def tree_layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
             width[u], height[u], xin[u] = 1.0, 1, 0.5
             continue
         offset, deepest = 0.0, 0
-        for unit in _units(g, cs):
-            if len(unit) == 1:
-                c = unit[0]
+        for rows in units_of(u, cs, width, height):
+            if len(rows) == 1 and len(rows[0]) == 1:
+                c = rows[0][0]
                 rel[c] = (offset, 1)
                 offset += width[c]
                 deepest = max(deepest, height[c])
                 continue
-            rows = [unit[i : i + BATCH_WRAP] for i in range(0, len(unit), BATCH_WRAP)]
-            cols = [max(width[r[i]] for r in rows if i < len(r)) for i in range(len(rows[0]))]
+            span = range(max(len(r) for r in rows))
+            cols = [max(width[r[i]] for r in rows if i < len(r)) for i in span]
             # rows of plain leaves are staggered by half a slot so that edges to a lower row
             # pass between the nodes of the row above instead of through them
+            unit = [c for r in rows for c in r]
             stagger = 0.5 if all(not children[c] for c in unit) else 0.0
             level = 1
             for r, row in enumerate(rows):
@@ -144,7 +210,7 @@ def tree_layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
         xs = [rel[c][0] + xin[c] for c in cs]
         width[u], height[u], xin[u] = offset, 1 + deepest, (min(xs) + max(xs)) / 2
 
-    pos: dict[str, tuple[float, float]] = {}
+    pos: dict[str, tuple[float, int]] = {}
     left_of: dict[str, float] = {}
     level_of: dict[str, int] = {}
     offset = 0.0
@@ -156,5 +222,5 @@ def tree_layout(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
             p = parent[u]  # precedes u in preorder, so its block is already placed
             dx, dl = rel[u]
             left_of[u], level_of[u] = left_of[p] + dx, level_of[p] + dl
-        pos[u] = ((left_of[u] + xin[u]) * X_SPACING, level_of[u] * Y_SPACING)
+        pos[u] = (left_of[u] + xin[u], level_of[u])
     return pos

@@ -1,5 +1,6 @@
 """What the Explorer shows, computed from trace nodes: step order, the messages an lm call saw,
-where a slice sits in the context, and the rows of the node table. No Streamlit imports.
+where a slice sits in the context, and short labels and previews. No Streamlit imports (the node
+table itself is filtered and paged in SQL: `TraceStore.table_page`).
 """
 
 from __future__ import annotations
@@ -196,71 +197,13 @@ def clip(text: str | None, limit: int) -> Clipped:
     return Clipped(full[:limit], len(full))
 
 
-# ---- the node table ------------------------------------------------------------------------
+# ---- labels --------------------------------------------------------------------------------
 
 
-def _preview(node: Node) -> str:
-    text = node.error or node.output or node.code or node.input or ""
-    if node.kind == "lm":
-        text = node.error or node.output or ""
+def one_line(text: str, limit: int = TABLE_PREVIEW_CHARS) -> str:
+    """`text` on one line, cut to `limit` characters."""
     flat = " ".join(text.split())
-    return flat if len(flat) <= TABLE_PREVIEW_CHARS else flat[: TABLE_PREVIEW_CHARS - 1] + "…"
-
-
-def _tokens(node: Node) -> int | None:
-    if node.tokens_in is None and node.tokens_out is None:
-        return None
-    return (node.tokens_in or 0) + (node.tokens_out or 0)
-
-
-def node_table_rows(nodes: Iterable[Node]) -> list[dict[str, Any]]:
-    """One row per node in execution order: what the table shows and what filters look at."""
-    rows = []
-    for step, n in enumerate(sorted(nodes, key=lambda n: n.node_id), 1):
-        rows.append(
-            {
-                "step": step,
-                "kind": n.kind,
-                "depth": n.depth,
-                "status": n.status,
-                "model": n.model or "",
-                "tokens": _tokens(n),
-                "cost_usd": n.cost_usd,
-                "latency_s": None if n.latency_s is None else round(n.latency_s, 3),
-                "preview": _preview(n),
-                "node_id": n.node_id,
-                "_search": " ".join(
-                    t for t in (n.input, n.output, n.code, n.stdout, n.stderr, n.error) if t
-                ).lower(),
-            }
-        )
-    return rows
-
-
-def filter_rows(
-    rows: Iterable[dict[str, Any]],
-    *,
-    kinds: Iterable[str] = (),
-    depths: Iterable[int] = (),
-    statuses: Iterable[str] = (),
-    text: str = "",
-) -> list[dict[str, Any]]:
-    """Rows matching every given filter; an empty filter lets everything through."""
-    kind_set, depth_set, status_set = set(kinds), set(depths), set(statuses)
-    needle = text.strip().lower()
-    return [
-        r
-        for r in rows
-        if (not kind_set or r["kind"] in kind_set)
-        and (not depth_set or r["depth"] in depth_set)
-        and (not status_set or r["status"] in status_set)
-        and (not needle or needle in r["_search"] or needle in r["node_id"])
-    ]
-
-
-def table_columns(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The visible columns (internal helper fields start with an underscore)."""
-    return [c for c in (rows[0] if rows else {}) if not c.startswith("_")]
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def _word(value: Any) -> str:

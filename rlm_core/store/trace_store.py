@@ -23,7 +23,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from rlm_core.store import recovery
+from rlm_core.store import light, recovery
 from rlm_core.store.blobs import blob_path
 from rlm_core.store.journal import JournalSink
 from rlm_core.store.private import private_dirs, private_file
@@ -253,14 +253,37 @@ class TraceStore:
         rows = self._dicts(
             self.cursor().execute("SELECT * FROM nodes WHERE node_id = ?", [node_id])
         )
-        if not rows:
-            return None
-        node = self._node(rows[0])
+        return self._full(self._node(rows[0])) if rows else None
+
+    def full_nodes(self, run_id: str, node_ids: list[str]) -> list[Node]:
+        """These nodes of a run with their big texts read back, in execution order."""
+        self.flush()
+        sql = "SELECT * FROM nodes WHERE run_id = ? AND list_contains(?, node_id) ORDER BY node_id"
+        rows = self._dicts(self.cursor().execute(sql, [run_id, node_ids]))
+        return [self._full(self._node(row)) for row in rows]
+
+    def _full(self, node: Node) -> Node:
         blobs = node.meta.get("blobs")
         for name, sha in blobs.items() if isinstance(blobs, dict) else ():
             with contextlib.suppress(ValueError, OSError):  # a bad or lost blob: the preview
                 setattr(node, name, self.read_blob(sha))
         return node
+
+    def outline(self, run_id: str) -> list[Node]:
+        """Every node of a run without its texts (`light.outline`): what a page loads first."""
+        self.flush()
+        return light.outline(self.cursor(), run_id)
+
+    def previews(self, run_id: str, node_ids: list[str]) -> dict[str, str]:
+        """Short texts of a few nodes of a run, for tooltips (`light.previews`)."""
+        return light.previews(self.cursor(), run_id, node_ids)
+
+    def table_page(
+        self, run_id: str, where: light.TableFilter, limit: int, offset: int = 0
+    ) -> light.TablePage:
+        """One filtered page of a run's node table, filtered and paged in SQL."""
+        self.flush()
+        return light.table_page(self.cursor(), run_id, where, limit, offset)
 
     def context(self, run_node_id: str) -> Any:
         """The context object a run (root or child) was given, or None if its blob is gone."""

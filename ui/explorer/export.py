@@ -35,17 +35,18 @@ def export_data(s: TraceStore, run_id: str, fmt: str) -> Callable[[], bytes]:
     return build
 
 
-def export_buttons(s: TraceStore, run_id: str) -> None:
+def export_menu(s: TraceStore, run_id: str) -> None:
+    """A menu of the three downloads (each file is built when its button is clicked)."""
     name = safe_id(run_id) or "run"
-    cols = st.columns([1, 1, 1, 3], vertical_alignment="center")
-    for col, (fmt, (suffix, mime, what)) in zip(cols, FORMATS.items(), strict=False):
-        col.download_button(
-            f"⬇ {fmt}",
-            data=export_data(s, run_id, fmt),
-            file_name=f"{name}{suffix}",
-            mime=mime,
-            key=f"export_{fmt}",
-            help=f"Download this run as {fmt}: {what}",
-            on_click="ignore",
-        )
-    cols[-1].caption("Export this run (built when you click).")
+    with st.popover("⬇ Export", use_container_width=True):
+        for fmt, (suffix, mime, what) in FORMATS.items():
+            st.download_button(
+                f"⬇ {fmt}",
+                data=export_data(s, run_id, fmt),
+                file_name=f"{name}{suffix}",
+                mime=mime,
+                key=f"export_{fmt}",
+                help=f"Download this run as {fmt}: {what}",
+                on_click="ignore",
+            )
+            st.caption(what)

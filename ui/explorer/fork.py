@@ -61,39 +61,39 @@ def origin(nodes: list[Node]) -> None:
 # ---- fork ------------------------------------------------------------------------------------
 
 
-def show(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
+def show(store: TraceStore, run: RunSummary, node: Node) -> None:
     """The fork form for a root lm/code node, the playground for an llm_query node."""
     if node.kind in ("lm", "code") and node.depth == 0:
-        _fork(store, run, nodes, node)
+        _fork(store, run, node)
     elif node.kind == "llm_query":
-        _playground(store, nodes, node)
+        _playground(store, run, node)
 
 
-def _config(nodes: list[Node]) -> dict[str, Any]:
+def _config(store: TraceStore, run: RunSummary) -> dict[str, Any]:
     """The run's recorded config, with the default for a limit it does not record (an older or
     imported trace): a fork runs with that default, so only another value is a change."""
-    root = root_of(nodes)
+    root = store.node(str(run.run_id))
     config = root.meta.get("config") if root is not None else None
     recorded = config if isinstance(config, dict) else {}
     return {s.name: s.default for s in settings("limit")} | recorded
 
 
-def _fork(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
+def _fork(store: TraceStore, run: RunSummary, node: Node) -> None:
     with st.expander("Fork here: change this turn and run on from it", expanded=False):
         if run.status == "running":
             st.info("Fork a run once it has finished.")
             return
         box = st.container()  # the fork's progress goes above the form, where it stays visible
-        _fork_form(store, run, nodes, node)
+        _fork_form(store, run, node)
         task = st.session_state.get(TASKS, {}).get(node.node_id)
         if task is not None:
             with box:
                 _fork_status(store, str(run.run_id), node.node_id, *task)
 
 
-def _fork_form(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
+def _fork_form(store: TraceStore, run: RunSummary, node: Node) -> None:
     full = store.node(node.node_id) or node
-    config = _config(nodes)
+    config = _config(store, run)
     is_code = node.kind == "code"
     st.caption(
         "A new run replays this one up to here with no model calls, then goes on live from this "
@@ -219,9 +219,9 @@ def _fork_status(store: TraceStore, source: str, node_id: str, task_id: str, sin
 # ---- playground ------------------------------------------------------------------------------
 
 
-def _playground(store: TraceStore, nodes: list[Node], node: Node) -> None:
+def _playground(store: TraceStore, run: RunSummary, node: Node) -> None:
     full = store.node(node.node_id) or node
-    config = _config(nodes)
+    config = _config(store, run)
     nid = node.node_id
     with st.expander("Ask again (playground)", expanded=False):
         st.caption("Send this prompt, edited or not, to a model once. Nothing is traced.")

@@ -101,16 +101,9 @@ def _jump(label: str, target: str | None, nodes: list[Node], select: Select, key
 
 
 def _full_lm_nodes(store: TraceStore, nodes: list[Node], node: Node) -> list[Node]:
-    """This RLM's lm calls up to `node`, with full inputs where the store kept only a preview."""
-    out = []
-    for n in views.session_lm_nodes(nodes, node):
-        if n.node_id == node.node_id:
-            out.append(node)
-        elif "input" in n.meta.get("blobs", {}):
-            out.append(full_node(store, n))
-        else:
-            out.append(n)
-    return out
+    """This RLM's lm calls up to `node`, read with their inputs (`nodes` is the outline)."""
+    earlier = [n.node_id for n in views.session_lm_nodes(nodes, node) if n.node_id != node.node_id]
+    return [*store.full_nodes(node.run_id, earlier), node]
 
 
 def _lm(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel: Select) -> None:
@@ -119,7 +112,7 @@ def _lm(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel: 
     new_from = before if isinstance(before, int) else 0
     st.markdown(f"**Messages sent ({len(messages)})** — as the model saw them")
     st.caption(f"Messages {new_from + 1}–{len(messages)} were added for this call.")
-    session = next((n for n in nodes if n.node_id == node.parent_id), None)
+    session = store.node(node.parent_id) if node.parent_id else None
     examples = prompts.worked_example_positions(str((session or node).meta.get("prompt")))
     for i, message in enumerate(messages):
         role = word(message.get("role", "?"))

@@ -1,7 +1,11 @@
-"""The Explorer page: pick a run, see its graph, step through its nodes, inspect one of them.
+"""The Explorer page: the graph of one run with the inspector beside it, what the page opens on;
+step-through, panels and the node table below; the run picker, the run's question, answer,
+exports and graph options in the sidebar.
 
-The selected run and node live in the URL (`?run=…&node=…`); everything below the run picker
-is one fragment that re-reads the store every second while the run is live or a replay plays.
+The selected run and node live in the URL (`?run=…&node=…`); the main area is one fragment that
+re-reads the store every second while the run is live or a replay plays. It reads the run's
+outline (no texts) and draws it at its level of detail; the inspector reads the selected node,
+the table one page, a panel what it needs when it is open.
 """
 
 from __future__ import annotations
@@ -14,49 +18,59 @@ from typing import Any
 import streamlit as st
 
 from rlm_core.analysis import views
-from rlm_core.analysis.graph import SizeBy, vis_payload
+from rlm_core.analysis.graph import SizeBy
+from rlm_core.analysis.levels import view
+from rlm_core.analysis.outline import Outline
 from rlm_core.store.trace_store import StoreBusy, TraceStore
-from rlm_core.types import Node, RunSummary
+from rlm_core.types import RunSummary
 from ui.common import cost_text, store, when
-from ui.explorer import export, fork, node_table, panels
+from ui.explorer import export, fork, groups, node_table, panels, steps
 from ui.explorer.inspector import show_node
 from ui.graph_component import graph
+from ui.run_graph import draw, outline_of
 from ui.safe import md, word
 from ui.widgets import page_link, show_text, status_badge
 
 _log = logging.getLogger(__name__)
 RUN_KEY = "explorer_run"
-STEP_KEY = "explorer_step"
 SIZE_KEY = "explorer_size_by"
 GROW_KEY = "explorer_grow"
-PLAY_KEY = "explorer_playing"
-PLAYED_AT_KEY = "explorer_played_at"
-ORDER_KEY = "explorer_order"
+FLOW_KEY = "explorer_dataflow"
 GRAPH_KEY = "explorer_graph"
-LIVE_EVERY_S = 1.0
-PLAY_EVERY_S = 0.8
-GRAPH_HEIGHT = 620
+GRAPH_HEIGHT = 570
 RUN_CHOICES = 500
 LEGEND = (
-    "Shape = kind: ⬢ run · ● lm call · ■ code cell · ◆ llm_query · ▲ rlm_query · ★ FINAL. "
-    "Lighter colours are deeper in the recursion. Border: red error, orange limit, "
-    "yellow running, dashed interrupted or cancelled. ←/→ or j/k step through the nodes."
+    "Shape = kind: ⬢ run · ● lm call · ■ code cell · ◆ llm_query · ▲ rlm_query · ★ FINAL; "
+    "▸ boxes are groups (a batch of calls, a child run, a block of turns): click to open, "
+    "click ▾ to fold. Lighter colours are deeper in the recursion. Border: red error, orange "
+    "limit, yellow running, dashed interrupted or cancelled. Dashed edges: data flow. "
+    "←/→ or j/k step through the nodes."
 )
 
 
 def render() -> None:
-    st.title("Explorer")
     s = _open_store()
     if s is None:
         return
     runs = s.list_runs(limit=RUN_CHOICES)
     if not runs:
+        st.title("Explorer")
         _empty_state()
         return
-    run_id = _pick_run(s, runs)
+    title, picker, about, exports, options = st.columns(
+        [1, 5, 1.2, 1.2, 1.2], vertical_alignment="center"
+    )
+    title.markdown("### Explorer")
+    with picker:
+        run_id = _pick_run(s, runs)
     run = s.get_run(run_id) or RunSummary(run_id=run_id)
-    playing = bool(st.session_state.get(PLAY_KEY))
-    timer = _timer(run, playing)
+    with about, st.popover("Question · answer", use_container_width=True):
+        _about(run)
+    with exports:
+        export.export_menu(s, run_id)
+    with options, st.popover("Graph options", use_container_width=True):
+        _options()
+    timer = steps.timer(run, steps.playing())
     st.fragment(run_every=timer)(_body)(run_id, timer)
 
 
@@ -73,7 +87,7 @@ def _empty_state() -> None:
     page_link("app.py", "Go to the Run page", "/", icon="▶️")
 
 
-# ---- run and node selection (kept in the URL) ----------------------------------------------
+# ---- the sidebar: which run, what it is, exports, graph options ----------------------------
 
 
 def _run_label(run: RunSummary) -> str:
@@ -88,7 +102,7 @@ def _run_label(run: RunSummary) -> str:
 def _run_changed() -> None:
     st.query_params["run"] = st.session_state[RUN_KEY]
     st.query_params.pop("node", None)
-    st.session_state[PLAY_KEY] = False
+    steps.stop_playing()
 
 
 def _pick_run(s: TraceStore, runs: list[RunSummary]) -> str:
@@ -111,123 +125,98 @@ def _pick_run(s: TraceStore, runs: list[RunSummary]) -> str:
         format_func=lambda rid: labels.get(rid, rid),
         key=RUN_KEY,
         on_change=_run_changed,
+        label_visibility="collapsed",
     )
     if st.query_params.get("run") != run_id:
         st.query_params["run"] = run_id
     return run_id
 
 
-def select(node_id: str) -> None:
-    """Select a node (also the callback of jump buttons); the URL keeps it for links."""
-    st.query_params["node"] = node_id
+def _about(run: RunSummary) -> None:
+    st.text(
+        f"root model: {run.root_model or '—'}\nsub model: {run.sub_model or '—'}\n"
+        f"run id {run.run_id}"
+    )
+    with st.expander("Question"):
+        show_text(run.question, key=f"{run.run_id}_q")
+    with st.expander("Answer", expanded=run.status == "ok"):
+        show_text(run.answer, key=f"{run.run_id}_a", empty="(no answer yet)")
+    if run.limit_name:
+        st.warning(f"The run stopped at a limit: {word(run.limit_name)}.")
+    if run.error and run.status != "ok":
+        with st.expander("⚠️ The run ended with an error", expanded=True):
+            show_text(run.error, key=f"{run.run_id}_err")
 
 
-def _stop_playing() -> None:
-    st.session_state[PLAY_KEY] = False
+def _options() -> None:
+    st.radio("Size nodes by", ["tokens", "cost"], key=SIZE_KEY, horizontal=True)
+    st.toggle(
+        "Data flow",
+        value=True,
+        key=FLOW_KEY,
+        help="Dashed edges: sub-call answer → variable in a cell → FINAL",
+    )
+    hint = "Off: show every node. On: only the nodes that had started by this step."
+    st.toggle("Grow the graph to the current step", key=GROW_KEY, help=hint)
 
 
-def _current(order: list[str]) -> str:
-    wanted = st.query_params.get("node")
-    if wanted in set(order):
-        return str(wanted)
-    if wanted:
-        st.warning("The node in the link is not part of this run; showing its first step.")
-    select(order[0])
-    return order[0]
+# ---- the fragment: facts, step controls, graph | inspector, panels, table ------------------
 
 
-def _step_to(where: str) -> None:
-    order: list[str] = st.session_state.get(ORDER_KEY) or []
-    if not order:
-        return
-    i = views.step_index(order, st.query_params.get("node"))
-    j = {"first": 0, "prev": i - 1, "next": i + 1, "last": len(order) - 1}[where]
-    select(order[max(0, min(j, len(order) - 1))])
-    _stop_playing()
-
-
-def _slider_moved() -> None:
-    order: list[str] = st.session_state.get(ORDER_KEY) or []
-    step = int(st.session_state.get(STEP_KEY) or 1)
-    if order:
-        select(order[max(0, min(step, len(order)) - 1)])
-    _stop_playing()
-
-
-def _toggle_play() -> None:
-    if st.session_state.get(PLAY_KEY):
-        _stop_playing()
-        return
-    order: list[str] = st.session_state.get(ORDER_KEY) or []
-    if order and views.step_index(order, st.query_params.get("node")) >= len(order) - 1:
-        select(order[0])  # at the end: replay from the start
-    st.session_state[PLAY_KEY] = True
-    st.session_state[PLAYED_AT_KEY] = time.monotonic()
-
-
-def _advance(order: list[str], current: str) -> str:
-    """One replay step when its time has come; the replay stops at the last node."""
-    if time.monotonic() - st.session_state.get(PLAYED_AT_KEY, 0.0) < PLAY_EVERY_S * 0.9:
-        return current
-    st.session_state[PLAYED_AT_KEY] = time.monotonic()
-    i = views.step_index(order, current) + 1
-    if i >= len(order):
-        _stop_playing()
-        return current
-    select(order[i])
-    return order[i]
-
-
-def _timer(run: RunSummary, playing: bool) -> float | None:
-    if playing:
-        return PLAY_EVERY_S
-    return LIVE_EVERY_S if run.status == "running" else None
-
-
-# ---- the fragment --------------------------------------------------------------------------
+def _facts(run: RunSummary, prompt: Any = None) -> str:
+    tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
+    start, end = run.created_at, run.ended_at
+    if end is None and run.status == "running":
+        end = time.time()
+    seconds = f"{(end or start) - start:.1f} s" if start else "—"
+    live = " · still running: the graph grows as its nodes arrive"
+    live = live if run.status == "running" else ""
+    return (
+        f"{status_badge(run.status)} · {run.iterations or 0} iterations · "
+        f"{run.llm_calls or 0:,} model calls · {tokens:,} tokens · {cost_text(run.cost_usd)} · "
+        f"{seconds}{' · prompt ' + word(prompt) if prompt else ''}{live}"
+    )
 
 
 def _body(run_id: str, timer: float | None) -> None:
     s = store()  # also imports the journals of CLI runs every few seconds
     run = s.get_run(run_id)
-    nodes = s.nodes(run_id) if run is not None else []
-    if run is None or not nodes:
+    outline = outline_of(s, run) if run is not None else None
+    if run is None or outline is None or not outline.order:
         st.error("This run has no recorded nodes in the trace store.")
         return
-    order = views.step_order(nodes)
-    st.session_state[ORDER_KEY] = order
-    current = _apply_graph_event(order, _current(order))
-    playing = bool(st.session_state.get(PLAY_KEY))
-    if playing:
-        current = _advance(order, current)
-        playing = bool(st.session_state.get(PLAY_KEY))
-    if _timer(run, playing) != timer:
+    order = outline.order
+    st.session_state[steps.ORDER_KEY] = order
+    current = _apply_graph_event(outline, run_id, steps.current(order))
+    if steps.playing():
+        current = steps.advance(order, current)
+    if steps.timer(run, steps.playing()) != timer:
         st.rerun()  # the fragment's timer is set when it is defined: start, change or drop it
-    _header(run, nodes[0].meta.get("prompt"))
-    fork.origin(nodes)
-    export.export_buttons(s, run_id)
+    st.caption(_facts(run, outline.by_id[order[0]].meta.get("prompt")))
+    fork.origin(list(outline.by_id.values()))
     controls = st.container()
-    left, right = st.columns([3, 2], gap="medium")
-    bottom = st.container()
-    by_id = {n.node_id: n for n in nodes}
-    # drawn out of order: a row picked in the table below changes the selection that the step
-    # controls, the graph and the inspector above it must show in this same run
-    with bottom:
-        picked = node_table.show(run_id, nodes)
-    if picked and picked in by_id and picked != current:
-        select(picked)
-        _stop_playing()
+    left, right = st.columns([5, 3], gap="small")
+    panel_box, table_box = st.container(), st.container()
+    # drawn out of order: a row picked in the table at the bottom changes the selection that
+    # the step controls, the graph, the inspector and the panel above it must show in this run
+    with table_box:
+        picked = node_table.show(s, run_id, outline)
+    if picked and picked in outline.by_id and picked != current:
+        steps.select(picked)
+        steps.stop_playing()
         current = picked
-    with left:
-        _graph(run_id, nodes, current, playing)
-        st.caption(LEGEND)
-        panels.show(s, run, nodes, by_id[current], select)
     with controls:
-        _controls(order, current)
-    with right:
+        steps.controls(order, current)
+    with left:
+        _graph(s, run_id, outline, current)
+    with panel_box:
+        panels.show(s, run, lambda: panels.full_nodes(s, run), outline.by_id[current], steps.select)
+    with right, st.container(height=GRAPH_HEIGHT + 60, border=False):
+        nodes = list(outline.by_id.values())
         try:
-            show_node(s, run, nodes, by_id[current], select)
-            fork.show(s, run, nodes, by_id[current])
+            show_node(s, run, nodes, outline.by_id[current], steps.select)
+            groups.fold_buttons(outline, run_id, current)
+            fork.show(s, run, outline.by_id[current])
         except Exception:  # odd stored or imported data: a message here, the traceback in the log
             _log.exception("inspector failed for node %s", current)
             st.error("This node could not be shown: its stored data is not in the expected shape.")
@@ -248,107 +237,47 @@ def _graph_event() -> tuple[str | None, int | None]:
     )
 
 
-def _apply_graph_event(order: list[str], current: str) -> str:
+def _apply_graph_event(outline: Outline, run_id: str, current: str) -> str:
     clicked, step = _graph_event()
-    if clicked is not None and clicked != current and clicked in set(order):
+    if clicked is not None and groups.is_group(clicked):
+        opened, folded = groups.state(run_id)
+        shown = view(outline, opened=opened, folded=folded, selected=current)
+        target = groups.clicked(outline, shown, run_id, clicked, current)
+    elif clicked is not None and clicked != current and clicked in outline.by_id:
         target = clicked
     elif step is not None:
-        i = views.step_index(order, current) + step
-        target = order[max(0, min(i, len(order) - 1))]
+        target = steps.step_from(outline.order, current, step)
     else:
         return current
-    select(target)
-    _stop_playing()
+    steps.select(target)
+    steps.stop_playing()
     return target
 
 
-def _graph(run_id: str, nodes: list[Node], current: str, playing: bool) -> None:
-    grow = bool(st.session_state.get(GROW_KEY)) or playing
-    shown = views.nodes_up_to(nodes, current) if grow else nodes
+def _graph(s: TraceStore, run_id: str, outline: Outline, current: str) -> None:
+    if st.session_state.get(GROW_KEY) or steps.playing():
+        outline = Outline(views.nodes_up_to(outline.by_id.values(), current))
+    opened, folded = groups.state(run_id)
     size_by: SizeBy = "cost" if st.session_state.get(SIZE_KEY) == "cost" else "tokens"
-    flow = panels.dataflow_on()
-    payload = vis_payload(shown, size_by=size_by, selected=current, dataflow=flow)
+    shown, payload = draw(
+        s,
+        outline,
+        opened=opened,
+        folded=folded,
+        selected=current,
+        size_by=size_by,
+        dataflow=bool(st.session_state.get(FLOW_KEY, True)),
+    )
     # the returned click/step were already applied by _apply_graph_event
     graph(
         payload,
         key=GRAPH_KEY,
         height=GRAPH_HEIGHT,
-        selected=current,
-        fit_token=zlib.crc32(run_id.encode()),
+        selected=payload["selected"],
+        fit_token=zlib.crc32(run_id.encode()) + groups.fit_token(),
     )
-
-
-def _controls(order: list[str], current: str) -> None:
-    i, last = views.step_index(order, current), len(order) - 1
-    playing = bool(st.session_state.get(PLAY_KEY))
-    cols = st.columns([1, 1, 1, 1, 1.2, 5], vertical_alignment="bottom")
-    # plain glyphs: the media-control emoji are missing from many fonts
-    buttons = [
-        ("« First", "first", i == 0),
-        ("‹ Prev", "prev", i == 0),
-        ("Next ›", "next", i == last),
-        ("Last »", "last", i == last),
-    ]
-    for col, (label, where, off) in zip(cols, buttons, strict=False):
-        col.button(label, key=f"explorer_{where}", on_click=_step_to, args=(where,), disabled=off)
-    cols[4].button(
-        "‖ Pause" if playing else "▶ Play",
-        key="explorer_play",
-        on_click=_toggle_play,
-        disabled=last == 0,
-    )
-    with cols[5]:
-        if last > 0:
-            st.session_state[STEP_KEY] = i + 1
-            st.slider("Step", 1, last + 1, key=STEP_KEY, on_change=_slider_moved)
-        else:
-            st.caption("Step 1 of 1")
-    a, b = st.columns([1, 1])
-    hint = "Off: show every node. On: only the nodes that had started by this step."
-    a.toggle("Grow the graph to the current step", key=GROW_KEY, help=hint)
-    b.radio("Size nodes by", ["tokens", "cost"], key=SIZE_KEY, horizontal=True)
-
-
-# ---- the run header ------------------------------------------------------------------------
-
-
-def _duration(run: RunSummary) -> str:
-    start, end = run.created_at, run.ended_at
-    if not start:
-        return "—"
-    if end is None and run.status == "running":
-        end = time.time()
-    return f"{(end or start) - start:.1f} s"
-
-
-def _header(run: RunSummary, prompt: Any = None) -> None:
-    status = run.status
-    st.text(
-        f"{status_badge(status)}  ·  root model: {run.root_model or '—'}  ·  "
-        f"sub model: {run.sub_model or '—'}  ·  prompt: {prompt or '—'}  ·  "
-        f"run id {run.run_id}"
-    )
-    tokens = (run.tokens_in or 0) + (run.tokens_out or 0)
-    stats = [
-        ("Iterations", f"{run.iterations or 0}"),
-        ("Model calls", f"{run.llm_calls or 0}"),
-        ("Tokens", f"{tokens:,}"),
-        ("Cost", cost_text(run.cost_usd)),
-        ("Duration", _duration(run)),
-    ]
-    for col, (label, value) in zip(st.columns(len(stats)), stats, strict=True):
-        col.metric(label, value)
-    question, answer = st.columns(2)
-    with question:
-        st.caption("Question")
-        show_text(run.question, key=f"{run.run_id}_q")
-    with answer:
-        st.caption("Answer")
-        show_text(run.answer, key=f"{run.run_id}_a", empty="(no answer yet)")
-    if status == "running":
-        st.info("⏳ This run is still running: the graph grows as its nodes arrive.")
-    if run.limit_name:
-        st.warning(f"The run stopped at a limit: {word(run.limit_name)}.")
-    if run.error and status != "ok":
-        st.error("The run ended with an error:")
-        show_text(run.error, key=f"{run.run_id}_err")
+    drawn = sum(1 for d in shown.items if d.role == "node")
+    note, button = st.columns([4, 1], vertical_alignment="center")
+    note.caption(f"{drawn:,} of {len(outline.order):,} nodes drawn one by one. {LEGEND}")
+    with button:
+        groups.overview_button(run_id)

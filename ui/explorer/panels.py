@@ -26,7 +26,6 @@ _log = logging.getLogger(__name__)
 
 PANELS = ("Inspector only", "Document", "Coverage", "Where is X?", "Timeline", "Budget", "Health")
 PANEL_KEY = "explorer_panel"
-FLOW_KEY = "explorer_dataflow"
 NEEDLES_KEY = "insight_needles"
 """The "Where is X?" strings typed in this session: the Health panel checks them as needles."""
 MAX_SEGMENTS = 400
@@ -36,38 +35,48 @@ STATE_ORDER = {"never": 0, "code": 1, "model": 2}
 STATE_COLOURS = {"model": "#f2b600", "code": "#5b9bd5", "never": "#d9d9d9"}
 
 
-def dataflow_on() -> bool:
-    return bool(st.session_state.get(FLOW_KEY, True))
+@st.cache_resource(max_entries=2, show_spinner="Reading every node of the run…")
+def _all_nodes(
+    _store: TraceStore, traces_dir: str, run_id: str, state: tuple[Any, ...]
+) -> list[Node]:
+    return _store.nodes(run_id)
+
+
+def full_nodes(store: TraceStore, run: RunSummary) -> list[Node]:
+    """Every node of the run with its stored texts and ranges: what the panels read. Read when a
+    panel is open, kept while the run does not change (a running run's is read each time)."""
+    if run.status == "running":
+        return store.nodes(str(run.run_id))
+    state = (run.status, run.ended_at, run.created_at)
+    return _all_nodes(store, str(store.dir), str(run.run_id), state)
 
 
 # ---- the panel picker ----------------------------------------------------------------------
 
 
 def show(
-    store: TraceStore, run: RunSummary, nodes: list[Node], current: Node, select: Select
+    store: TraceStore,
+    run: RunSummary,
+    load: Callable[[], list[Node]],
+    current: Node,
+    select: Select,
 ) -> None:
-    """The panel picker and the chosen panel (heavy ones run only while chosen)."""
-    left, right = st.columns([6, 2], vertical_alignment="bottom")
-    choice = left.radio("Panel", PANELS, horizontal=True, key=PANEL_KEY)
-    right.toggle(
-        "Data flow",
-        value=True,
-        key=FLOW_KEY,
-        help="Dashed edges: sub-call answer → variable in a cell → FINAL",
-    )
-    panels: dict[str, Callable[[], None]] = {
-        "Document": lambda: _document(store, run, nodes, current),
-        "Coverage": lambda: _coverage(store, run, nodes, select),
-        "Where is X?": lambda: _where(store, run, nodes, select),
-        "Timeline": lambda: cost_panels.timeline(nodes, current.node_id, select),
-        "Budget": lambda: cost_panels.budget_panel(nodes, select),
-        "Health": lambda: _health(store, run, nodes, select),
+    """The panel picker and the chosen panel; `load` reads the run's nodes, only when a panel
+    needs them (the graph, inspector and table work from the outline)."""
+    choice = st.radio("Panel", PANELS, horizontal=True, key=PANEL_KEY)
+    panels: dict[str, Callable[[list[Node]], None]] = {
+        "Document": lambda nodes: _document(store, run, nodes, current.node_id),
+        "Coverage": lambda nodes: _coverage(store, run, nodes, select),
+        "Where is X?": lambda nodes: _where(store, run, nodes, select),
+        "Timeline": lambda nodes: cost_panels.timeline(nodes, current.node_id, select),
+        "Budget": lambda nodes: cost_panels.budget_panel(nodes, select),
+        "Health": lambda nodes: _health(store, run, nodes, select),
     }
     panel = panels.get(str(choice))
     if panel is None:
         return
     try:
-        panel()
+        panel(load())
     except Exception:  # odd stored data: a message here, the traceback in the log
         _log.exception("panel %s failed", choice)
         st.error("This panel could not be shown for this run.")
@@ -83,10 +92,11 @@ def _need_text(store: TraceStore, run: RunSummary) -> str | None:
 # ---- document ------------------------------------------------------------------------------
 
 
-def _document(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node) -> None:
+def _document(store: TraceStore, run: RunSummary, nodes: list[Node], node_id: str) -> None:
     text = _need_text(store, run)
     if text is None:
         return
+    node = next(n for n in nodes if n.node_id == node_id)
     marked, shown = document_view.ranges_of(node, nodes)
     empty = {
         "lm": "No document text had been printed to the root model before this call.",

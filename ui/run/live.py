@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from rlm_core.analysis.graph import vis_payload
+from rlm_core.analysis.outline import Outline
 from rlm_core.config import RLMConfig
 from rlm_core.engine.rlm import RLM
 from rlm_core.repl.isolation import describe
@@ -22,6 +22,7 @@ from ui.common import cost_text, store
 from ui.context_choice import verdict
 from ui.graph_component import graph
 from ui.jobs import Job, JobRunner, jobs
+from ui.run_graph import draw
 from ui.safe import md, word
 from ui.widgets import explorer_button, status_badge
 
@@ -100,12 +101,12 @@ def render(run_id: str) -> None:
     @st.fragment(run_every=every if live else None)
     def drawing() -> None:
         started = time.perf_counter()
-        nodes = store().nodes(run_id)
+        nodes = store().outline(run_id)  # no texts: watching must not slow the run down
         if nodes:
-            root = next((n for n in nodes if n.parent_id is None), None)
-            if root is not None and "isolation" in root.meta:
-                st.caption(describe(root.meta["isolation"]))
-            graph(vis_payload(nodes), key=f"live_graph_{run_id}", height=360)
+            if "isolation" in nodes[0].meta:
+                st.caption(describe(nodes[0].meta["isolation"]))
+            _, payload = draw(store(), Outline(nodes))
+            graph(payload, key=f"live_graph_{run_id}", height=360)
         cost = time.perf_counter() - started
         st.session_state[GRAPH_COST] = (run_id, cost)
         if live and redraw_every(run_id) > 1.5 * every:  # grown: slow the timer down

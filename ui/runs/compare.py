@@ -230,14 +230,22 @@ def render() -> None:
         st.info("Pick two different runs.")
         return
     run_a, run_b = s.get_run(a) or RunSummary(run_id=a), s.get_run(b) or RunSummary(run_id=b)
-    nodes_a, nodes_b = _full_nodes(s, a), _full_nodes(s, b)
+    # two big runs take a second or two: say what is happening instead of an empty page
+    with st.status("Reading run A…") as progress:
+        nodes_a = _full_nodes(s, a)
+        progress.update(label=f"Reading run B ({len(nodes_a):,} nodes in run A)…")
+        nodes_b = _full_nodes(s, b)
+        progress.update(label=f"Aligning {len(nodes_a):,} and {len(nodes_b):,} nodes…")
+        cmp = compare_runs(nodes_a, nodes_b)
+        progress.update(
+            label=f"Compared {len(nodes_a):,} and {len(nodes_b):,} nodes", state="complete"
+        )
     for side, nodes, other in (("B", nodes_b, a), ("A", nodes_a, b)):
         root = root_of(nodes)
         forked = root.meta.get("forked_from") if root is not None else None
         if isinstance(forked, dict):
             parent = ("run A" if side == "B" else "run B") if forked.get("run_id") == other else ""
             st.caption(f"Run {side} is a fork of {parent or 'another run'}.")
-    cmp = compare_runs(nodes_a, nodes_b)
     _divergence(cmp)
     st.subheader("Summary")
     _summary(run_a, run_b)
