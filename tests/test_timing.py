@@ -39,4 +39,4 @@ def test_root_calls_record_the_prefix_they_share_and_what_the_server_cached(
     assert totals["of which new"] == totals["root prompt tokens"] - shared
     page = explorer_page(run=result.run_id)
     assert not page.exception
-    assert any("prompt: rlm-v1" in t.value for t in page.text)
+    assert any("prompt: rlm-v1" in t.value for t in page.caption)

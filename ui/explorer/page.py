@@ -174,7 +174,7 @@ def _facts(run: RunSummary, prompt: Any = None) -> str:
     return (
         f"{status_badge(run.status)} · {run.iterations or 0} iterations · "
         f"{run.llm_calls or 0:,} model calls · {tokens:,} tokens · {cost_text(run.cost_usd)} · "
-        f"{seconds}{' · prompt ' + word(prompt) if prompt else ''}{live}"
+        f"{seconds}{' · prompt: ' + word(prompt) if prompt else ''}{live}"
     )
 
 
