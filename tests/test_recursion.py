@@ -35,6 +35,24 @@ def test_the_recursive_demo_draws_one_level_of_child_runs_per_allowed_depth(
     assert fallbacks and {n.depth for n in fallbacks} == {max_depth + 1}
 
 
+def test_on_a_repetitive_document_the_demo_cuts_chunks_a_sub_model_can_take() -> None:
+    """Every line matches the question: the windows around the hits overlap from start to end,
+    and merged into one they would hand the whole document down to a refused sub-call."""
+    lines = (
+        f"Part {i}: the vault code part {i} is {1000 + 7 * i}. " + "filler " * 60
+        for i in range(400)
+    )
+    result = RLM("demo/recursive", "demo/sub", max_depth=2, cell_timeout_s=30).run(
+        "\n".join(lines), "What are the vault code parts?"
+    )
+    assert result.status == "ok" and result.answer and "vault code part" in result.answer
+    _, nodes = stored(result.run_id)
+    calls = [n for n in nodes if n.kind == "llm_query"]
+    assert calls and not [n for n in calls if n.status != "ok"]
+    children = [n for n in nodes if n.kind == "run" and n.depth == 1]
+    assert len(children) == 4  # the chunk list was cut, not one chunk of everything
+
+
 def test_the_child_root_model_is_the_sub_model_unless_set_or_the_recursive_demo() -> None:
     assert child_root_model(RLMConfig("openai/a", "openai/b")) == "openai/b"
     assert child_root_model(RLMConfig("demo/recursive", "demo/sub")) == "demo/recursive"

@@ -60,12 +60,13 @@ def _filter(question: str) -> str:
 
 
 _CHUNKS = """\
-# windows of text around the hits (or even chunks of everything when nothing matched)
+# windows of text around the hits (or even chunks of everything when nothing matched); on a
+# repetitive text the windows overlap all the way: a merged chunk stops growing at 4 windows
 window = 1500
 spans = []
 for pos in hits[:2000]:
     start, end = max(0, pos - window // 2), min(len(text), pos + window // 2)
-    if spans and start <= spans[-1][1]:
+    if spans and start <= spans[-1][1] and spans[-1][1] - spans[-1][0] < 4 * window:
         spans[-1][1] = max(spans[-1][1], end)
     else:
         spans.append([start, end])
