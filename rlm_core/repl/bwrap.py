@@ -22,11 +22,22 @@ ETC = (
 SCRATCH_BYTES = 64 * 2**20
 """The private /tmp and /dev/shm live in memory, outside RLIMIT_AS: kept small (the work folder
 is on disk)."""
+SCRATCH = ("/tmp", "/dev/shm")
+"""In-memory folders of the sandbox's own (/dev/shm: multiprocessing's semaphores live there)."""
 
 
 def _ancestors(path: str) -> list[str]:
     parts = path.strip("/").split("/")[:-1]
     return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
+
+
+def _folders(path: str) -> list[str]:
+    """The folders above `path` made inside the sandbox (the scratch ones exist already)."""
+    args = []
+    for folder in _ancestors(path):
+        if folder not in SCRATCH:
+            args += ["--perms", "0755", "--dir", folder]
+    return args
 
 
 def argv(keep: list[str], work: str, *, as_root: bool, setuid: bool) -> list[str]:
@@ -45,17 +56,15 @@ def argv(keep: list[str], work: str, *, as_root: bool, setuid: bool) -> list[str
             args += ["--ro-bind", top, top]
     for name in ETC:
         args += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    args += ["--proc", "/proc", "--dev", "/dev"]
+    # the scratch folders first: a checkout or work folder under /tmp is mounted over them
+    for scratch in SCRATCH:
+        args += ["--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", scratch]
     for path in keep:
         # searchable on the way down for the worker's uid, whatever the host's folders allow
         # (/root is 0700)
-        for folder in _ancestors(path):
-            args += ["--perms", "0755", "--dir", folder]
+        args += _folders(path)
         args += ["--ro-bind", os.path.realpath(path), path]
-    args += ["--proc", "/proc", "--dev", "/dev"]
-    for scratch in ("/tmp", "/dev/shm"):  # /dev/shm: multiprocessing's semaphores live there
-        args += ["--perms", "1777", "--size", str(SCRATCH_BYTES), "--tmpfs", scratch]
-    for folder in _ancestors(work):
-        if folder != "/tmp":
-            args += ["--perms", "0755", "--dir", folder]
+    args += _folders(work)
     args += ["--bind", work, work, "--chdir", work, "--remount-ro", "/"]
     return args
