@@ -10,6 +10,8 @@ import os
 import shutil
 import socket
 import stat
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -20,7 +22,7 @@ from typing import Any
 import pytest
 from conftest import repl, stored
 
-from rlm_core.repl import ContextRef, Sandbox, isolation
+from rlm_core.repl import ContextRef, Sandbox, bwrap, isolation
 from rlm_core.repl.proctree import kill_uid
 from rlm_core.types import CellResult
 
@@ -70,6 +72,26 @@ def test_this_machine_gets_the_strongest_isolation(monkeypatch: pytest.MonkeyPat
     if shutil.which("bwrap"):
         assert choice.mode == "bubblewrap" and choice.seccomp
     assert isolation.describe(choice.label(None)).startswith("REPL worker: ")
+
+
+@pytest.mark.skipif(not shutil.which("bwrap"), reason="bubblewrap is not installed")
+def test_bubblewrap_shows_a_worker_whose_code_is_under_tmp(tmp_path: Path) -> None:
+    """A checkout under /tmp (CI's clean clones): the sandbox's own /tmp must not hide it."""
+    code = Path(tempfile.mkdtemp(dir="/tmp")) / "repl"
+    code.mkdir()
+    (code / "hello.py").write_text("print('seen')")
+    try:
+        shown = [*isolation.interpreter_dirs(), str(code)]
+        command = bwrap.argv(shown, str(tmp_path), as_root=False, setuid=False)
+        done = subprocess.run(
+            [*command, sys.executable, "-I", str(code / "hello.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        shutil.rmtree(code.parent)
+    assert done.stdout.strip() == "seen", done.stderr
 
 
 # ---- the network -----------------------------------------------------------------------------
