@@ -11,7 +11,7 @@ from test_graph import EVIL, Trace, synth
 
 from rlm_core.analysis.levels import shown_as, view
 from rlm_core.analysis.outline import BUDGET, GROUP_PREFIX, TURNS_MAX, WINDOW, Outline
-from rlm_core.analysis.outline_graph import view_payload
+from rlm_core.analysis.outline_graph import group_lines, view_payload
 from rlm_core.types import Node
 
 
@@ -161,6 +161,18 @@ def test_child_runs_open_level_by_level_within_the_budget() -> None:
     every_node_is_shown(o)
     for node in nodes[::97]:
         every_node_is_shown(o, selected=node.node_id)
+
+
+def test_a_folded_child_run_says_how_many_levels_it_holds() -> None:
+    t = recursion(fan=4, leaves=30)
+    deeper = next(n for n in t.nodes if n.kind == "run" and n.depth == 1)
+    grandchild = t.add("run", t.add("rlm_query", deeper))
+    t.add("lm", grandchild, meta={"iteration": 1})
+    t.add("final", grandchild)
+    o = Outline(t.nodes)
+    heads = sorted(group_lines(g)[0] for g in o.groups.values() if g.kind == "child")
+    assert heads[0].startswith("child run d1 ·") and heads[0].endswith("nodes")
+    assert [h for h in heads if h.endswith(" · 2 levels")] == [heads[-1]]
 
 
 def test_orphans_and_cycles_are_still_drawn() -> None:

@@ -61,6 +61,8 @@ class Group:
     tokens_total: int = 0
     cost: float = 0.0
     turns: tuple[int, int] | None = None
+    levels: int = 1
+    """Run levels inside (a child run's own, and those of the child runs it started)."""
 
     @property
     def header(self) -> bool:
@@ -255,6 +257,9 @@ class Outline:
             g.depth, g.member_kind = first.depth, first.kind
             counted = g.members if g.kind == "fanout" else list(self._inside(g))
             g.statuses = Counter(self.by_id[m].status for m in counted)
+            if g.kind == "child":
+                runs = (self.by_id[m].depth for m in counted if self.by_id[m].kind == "run")
+                g.levels = max(runs, default=g.depth) - g.depth + 1
             members = [self.by_id[m] for m in g.members]
             g.latency = _spread(m.latency_s for m in members)
             tokens = [_tokens(m) for m in members]

@@ -58,7 +58,8 @@ def group_lines(g: Group) -> list[str]:
     if g.kind == "fanout":
         head = f"{len(g.members):,} × {g.member_kind} (d{g.depth})"
     elif g.kind == "child":
-        head = f"child run d{g.depth} · {g.size:,} nodes"
+        below = f" · {g.levels} levels" if g.levels > 1 else ""
+        head = f"child run d{g.depth} · {g.size:,} nodes{below}"
     else:
         lo, hi = g.turns or (0, 0)
         head = f"turns {lo}–{hi} · {g.size:,} nodes"
