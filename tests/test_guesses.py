@@ -68,6 +68,31 @@ def test_a_guess_in_a_set_or_a_fenced_cell_is_refused_with_new_words_each_time(f
     assert "(no output)" not in result.answer
 
 
+def test_words_that_parse_as_an_expression_are_written_out_not_computed() -> None:
+    defined = guesses.defined_names("import re\nhits = [m for m in re.finditer('x', context)]")
+    assert defined == {"re", "hits", "m"}
+    assert guesses.words_not_code("silver-harbor", defined)
+    assert guesses.words_not_code("north - east", set())
+    assert not guesses.words_not_code("len(hits)", defined)
+    assert not guesses.words_not_code("hits", defined)
+    assert not guesses.words_not_code("answer + '!'", {"answer"})
+    assert not guesses.words_not_code("4417", set())  # a literal: is_literal's business
+
+
+def test_a_hyphenated_guess_after_an_empty_search_is_refused(fake: Any) -> None:
+    """`FINAL(amber-falcon)` parses as `amber - falcon`: no variable of the root's, so it is a
+    written-out answer like any other, and after a search that found nothing, a guess."""
+    found = repl("i = context.find('amber')\nprint(context[i - 40:i + 40])")
+    result, _, _ = fake(
+        [SEARCH, "FINAL(amber-falcon)", found, "FINAL(4417)"],
+        CONTEXT,
+        "Which number is amber-falcon's?",
+        prompt="small",
+    )
+    assert result.answer == "4417"
+    assert stored(result.run_id)[1][0].meta["refused_guesses"] == [2]
+
+
 def test_a_last_chance_guess_after_empty_searches_is_reported_as_not_found(fake: Any) -> None:
     replies = [SEARCH, SEARCH, "FINAL(12345)"]
     result, _, _ = fake(replies, CONTEXT, prompt="small", max_iterations=2)

@@ -9,6 +9,7 @@ loop uses these checks to refuse such answers and to say something new each time
 from __future__ import annotations
 
 import ast
+import builtins
 import re
 from dataclasses import dataclass, field
 
@@ -59,6 +60,44 @@ def is_literal(text: str) -> bool:
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
         return False
     return True
+
+
+PROVIDED = frozenset(
+    {"context", "llm_query", "llm_query_batched", "rlm_query", "rlm_query_batched", "SHOW_VARS"}
+)
+"""Names the REPL gives model code before it runs a cell."""
+
+
+def defined_names(code: str) -> set[str]:
+    """Names a cell binds (assignments, loops, imports, functions, classes, arguments)."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError):
+        return set()
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            names.add(node.id)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.arg):
+            names.add(node.arg)
+    return names
+
+
+def words_not_code(expression: str, defined: set[str]) -> bool:
+    """An expression no cell could compute: it names only what was never defined, as
+    `FINAL(silver-harbor)` does (text that parses as `silver - harbor`), so it is written out."""
+    try:
+        tree = ast.parse(expression.strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        return False
+    known = defined | PROVIDED | set(dir(builtins))
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)}
+    calls = any(isinstance(n, (ast.Call, ast.Attribute, ast.Subscript)) for n in ast.walk(tree))
+    return bool(names) and not calls and not names & known
 
 
 def literal_final(code: str) -> str | None:
@@ -193,10 +232,13 @@ class Evidence:
     searched_in_vain: bool = False
     found_any: bool = False
     refused: list[str] = field(default_factory=list)
+    defined: set[str] = field(default_factory=set)
+    """Names the root's cells have bound so far."""
 
     def saw(self, blocks: list[str], views: list[str]) -> bool:
         """Record a turn's cells; True when every one of them found nothing."""
         self.seen += "".join(f"{code}\n{view}\n" for code, view in zip(blocks, views, strict=False))
+        self.defined.update(*(defined_names(code) for code in blocks))
         self.searched_in_vain = found_nothing(views)
         self.found_any = self.found_any or not self.searched_in_vain
         return self.searched_in_vain

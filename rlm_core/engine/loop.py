@@ -68,7 +68,7 @@ class RLMLoop:
             # asked, with a made-up value, as text or as a cell holding only FINAL(<literal>);
             # that answer is refused (and recorded) so it searches again. Answers naming
             # variables or expressions come from the REPL, not from thin air.
-            guess = self._guess(blocks, tag) if small else None
+            guess = self._guess(blocks, tag, evidence.defined) if small else None
             if guess is not None and (why := evidence.refuse(guess)) is not None:
                 rec.node.meta.setdefault("refused_guesses", []).append(iteration)
                 messages += self._turn(response, [], why)
@@ -108,19 +108,27 @@ class RLMLoop:
         partial = answer_in(response)
         if tag and tag.var:
             partial = self._quiet_value(repl, tag.var) or partial
-        elif small and tag and tag.literal and (why := evidence.last_chance(tag.value or "")):
+        elif (
+            small
+            and (guess := self._guess([], tag, evidence.defined)) is not None
+            and (why := evidence.last_chance(guess))
+        ):
             # a value refused as a guess, or one no output ever showed, is no answer (larger
             # models are trusted with it, as with their answers in the loop)
-            rec.node.meta["last_chance"] = {"reply": tag.value or "", "taken": False, "why": why}
+            rec.node.meta["last_chance"] = {"reply": guess, "taken": False, "why": why}
             partial = prompts.NOT_FOUND
         raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
 
     @staticmethod
-    def _guess(blocks: list[str], tag: TextFinal | None) -> str | None:
+    def _guess(blocks: list[str], tag: TextFinal | None, defined: set[str]) -> str | None:
         """The value a reply answers with when it is written out, not computed: a literal text
-        FINAL, or cells that are each nothing but FINAL(<literal>)."""
+        FINAL (or words that only parse as an expression), or cells that are each nothing but
+        FINAL(<literal>)."""
         if not blocks:
-            return (tag.value or "") if tag is not None and tag.literal else None
+            if tag is None or tag.var is not None:
+                return None
+            value = tag.value or ""
+            return value if tag.literal or guesses.words_not_code(value, defined) else None
         values = [guesses.literal_final(code) for code in blocks]
         return values[0] if all(v is not None for v in values) else None
 
