@@ -67,14 +67,22 @@ def _tree(g: nx.DiGraph) -> tuple[list[str], list[str], dict[str, list[str]], di
     for v in order:  # appending in sorted order keeps every child list sorted without re-sorting
         for p in g.predecessors(v):
             kids[p].append(v)
+    return spanning_tree(order, kids)
+
+
+def spanning_tree(
+    order: list[str], kids: dict[str, list[str]]
+) -> tuple[list[str], list[str], dict[str, list[str]], dict[str, str]]:
+    """Roots, preorder, children and parents of the links in `kids`, starting in `order`; a
+    node reachable only through a cycle (corrupt parent ids) becomes an extra root, and no node
+    is visited twice."""
+    has_parent = {c for cs in kids.values() for c in cs}
     seen: set[str] = set()
     roots: list[str] = []
     pre: list[str] = []
     children: dict[str, list[str]] = {}
     parent: dict[str, str] = {}
-    # a node reachable only through a cycle (corrupt parent ids) becomes an extra root
-    starts = [v for v in order if g.in_degree(v) == 0] + order
-    for start in starts:
+    for start in [v for v in order if v not in has_parent] + order:
         if start in seen:
             continue
         roots.append(start)
@@ -83,7 +91,7 @@ def _tree(g: nx.DiGraph) -> tuple[list[str], list[str], dict[str, list[str]], di
         while stack:
             u = stack.pop()
             pre.append(u)
-            cs = [c for c in kids[u] if c not in seen]
+            cs = [c for c in kids.get(u, []) if c not in seen]
             seen.update(cs)
             children[u] = cs
             parent.update((c, u) for c in cs)

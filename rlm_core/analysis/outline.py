@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from rlm_core.analysis.layout import spanning_tree
 from rlm_core.types import Node
 
 BUDGET = 60
@@ -121,25 +122,7 @@ class Outline:
     def _walk(self, kids: dict[str, list[str]]) -> tuple[list[str], list[str]]:
         """Roots and preorder; a node reachable only through a cycle (corrupt parent ids) becomes
         a root of its own, and no node is visited twice."""
-        seen: set[str] = set()
-        roots: list[str] = []
-        pre: list[str] = []
-        self.children: dict[str, list[str]] = {}
-        has_parent = {c for cs in kids.values() for c in cs}
-        starts = [v for v in self.order if v not in has_parent] + self.order
-        for start in starts:
-            if start in seen:
-                continue
-            roots.append(start)
-            seen.add(start)
-            stack = [start]
-            while stack:
-                u = stack.pop()
-                pre.append(u)
-                cs = [c for c in kids.get(u, []) if c not in seen]
-                seen.update(cs)
-                self.children[u] = cs
-                stack.extend(reversed(cs))
+        roots, pre, self.children, _ = spanning_tree(self.order, kids)
         return roots, pre
 
     def _cells_under_calls(self, pre: list[str]) -> None:
