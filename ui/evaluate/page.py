@@ -16,9 +16,10 @@ from rlm_core.errors import ModelError
 from rlm_core.evaluate import evaluator as ev
 from rlm_core.evaluate import report
 from rlm_core.evaluate.examples import EXAMPLES, SIZES
+from rlm_core.otel_map import OtlpTarget
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import new_id
-from ui.common import cost_text, store, when
+from ui.common import cost_text, otlp_target, store, when
 from ui.config_inputs import limit_inputs, sampling_inputs
 from ui.jobs import Job, jobs
 from ui.model_picker import (
@@ -39,13 +40,18 @@ def size_label(chars: int) -> str:
     return f"{chars / 1e6:g} M" if chars >= 1_000_000 else f"{chars / 1e3:g} K"
 
 
-def start(plan: ev.EvalPlan, trace_store: TraceStore) -> str:
+def start(plan: ev.EvalPlan, trace_store: TraceStore, otlp: OtlpTarget | None = None) -> str:
     """Run the evaluation as a background job; its job id is the evaluation's id."""
     eval_id = new_id()
 
     def work(job: Job[list[ev.EvalRow]]) -> list[ev.EvalRow]:
         evaluator = ev.Evaluator(
-            plan, trace_store, eval_id=eval_id, cancel=job.cancel, on_progress=job.report
+            plan,
+            trace_store,
+            eval_id=eval_id,
+            cancel=job.cancel,
+            on_progress=job.report,
+            otlp=otlp,
         )
         return evaluator.run()
 
@@ -271,7 +277,7 @@ def render() -> None:
         except ModelError as exc:
             st.error(md(exc))
         else:
-            st.session_state[CURRENT] = start(plan, store())
+            st.session_state[CURRENT] = start(plan, store(), otlp_target())
     if eval_id := st.session_state.get(CURRENT):
         progress_panel(eval_id)
     st.subheader("Results")
