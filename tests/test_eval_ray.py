@@ -3,8 +3,11 @@ row's trace in the one store, Stop, and a worker that dies failing its row only.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -13,12 +16,16 @@ from typing import Any
 
 import pytest
 import ray
+from conftest import ROOT, poll
 from fake_openai import FakeOpenAIServer, FakeReply
+from fake_otlp import FakeCollector
+from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
 from rlm_core.config import RLMConfig
 from rlm_core.evaluate.evaluator import EvalPlan, EvalRow, Evaluator
 from rlm_core.evaluate.on_ray import RayEvaluator, start_ray
+from rlm_core.otel_map import span_id
 from rlm_core.store.journal import read_journal
 
 KEY = "sk-ray-test-key-0123456789"
@@ -190,3 +197,51 @@ def test_a_dead_worker_fails_its_row_and_no_other(tmp_path: Path) -> None:
             assert all(store.get_run(r.run_id or "") for r in rows if r is not dead)
         finally:
             store.close()
+
+
+def test_evaluate_page_runs_rows_on_ray_and_shows_the_spread_over_seeds(
+    fresh_app: None,
+) -> None:
+    at = AppTest.from_file(str(ROOT / "pages" / "6_Evaluate.py"), default_timeout=60).run()
+    at.multiselect(key="ev_sizes").set_value([10_000]).run()
+    at.multiselect(key="ev_methods").set_value(["rlm"]).run()
+    at.number_input(key="ev_seeds").set_value(2).run()
+    at.radio(key="ev_executor").set_value("ray").run()
+    at.button(key="ev_start").click().run()
+    assert not at.exception and not at.error
+    at = poll(at, lambda a: any(c.value == "Finished." for c in a.caption), "finished", 120)
+    table = at.dataframe[0].value
+    assert list(table["RLM score"]) == ["1.00 (1.00–1.00)"]
+    store = TraceStore()
+    try:
+        rows = store.cursor().execute("SELECT run_id FROM eval_results").fetchall()
+        assert len(rows) == 2 and all(store.get_run(r[0]) for r in rows)
+    finally:
+        store.close()
+
+
+def test_cli_eval_on_ray_sends_every_node_to_the_collector(tmp_path: Path) -> None:
+    with FakeCollector() as collector:
+        out = subprocess.run(
+            [
+                *(sys.executable, "-m", "rlm_core", "eval", "--executor", "ray"),
+                *("--ray-workers", "1", "--size", "10000", "--method", "rlm", "--seeds", "2"),
+                *("--traces-dir", str(tmp_path / "traces"), "--json"),
+                *("--otlp-endpoint", collector.endpoint),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        rows = json.loads(out.stdout)
+        assert [r["seed"] for r in rows] == [1, 2] and all(r["status"] == "ok" for r in rows)
+        store = TraceStore(tmp_path / "traces")
+        try:
+            nodes = [n for r in rows for n in store.nodes(r["run_id"])]
+        finally:
+            store.close()
+        assert sorted(s.span_id for s in collector.spans) == sorted(
+            span_id(n.node_id) for n in nodes
+        )
+    assert "running" in out.stderr

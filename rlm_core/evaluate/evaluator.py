@@ -303,7 +303,8 @@ def list_evals(store: TraceStore) -> list[dict[str, Any]]:
 
 
 def summary(rows: Iterable[EvalRow]) -> list[dict[str, Any]]:
-    """Per task, size, model and method: mean score, total cost (None if any is unknown), time."""
+    """Per task, size, model and method: mean score, its spread over seeds (the lowest and the
+    highest seed's mean; None with one seed), total cost (None if any is unknown), time."""
     groups: dict[tuple[str, int, str, str], list[EvalRow]] = {}
     for row in rows:
         groups.setdefault((row.task, row.size, row.model, row.method), []).append(row)
@@ -312,6 +313,11 @@ def summary(rows: Iterable[EvalRow]) -> list[dict[str, Any]]:
         called = [r for r in group if r.status != DID_NOT_FIT]
         scores = [r.score for r in called if r.score is not None]
         costs = [r.cost_usd for r in called]
+        per_seed: dict[int | None, list[float]] = {}
+        for r in called:
+            if r.score is not None:
+                per_seed.setdefault(r.seed, []).append(r.score)
+        means = [sum(s) / len(s) for s in per_seed.values()]
         out.append(
             {
                 "task": task,
@@ -321,6 +327,7 @@ def summary(rows: Iterable[EvalRow]) -> list[dict[str, Any]]:
                 "method": METHOD_LABELS.get(method, method),
                 "questions": len(group),
                 "score": sum(scores) / len(scores) if scores else None,
+                "score_spread": (min(means), max(means)) if len(means) > 1 else None,
                 "did_not_fit": len(group) - len(called),
                 "errors": sum(1 for r in called if r.status == "error"),
                 "cost_usd": None
