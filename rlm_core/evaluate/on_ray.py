@@ -157,17 +157,17 @@ class RayEvaluator(Evaluator):
         board = Board.remote()  # type: ignore[attr-defined]
         pending: dict[Any, EvalRow] = {}
         shared: tuple[Any, Any] = (None, None)
-        for row, context in self.rows():
-            if shared[0] is not context:
-                # one copy of each context in the object store, shared by its rows
-                shared = (context, ray.put(context))
-            ref = answer_row.remote(self.plan, self.eval_id, row, shared[1], self.otlp, board)
-            pending[ref] = row
-        if self.cancel.is_set():
-            board.stop.remote()
-        rows = self._collect(pending, board)
+        try:
+            for row, context in self.rows():
+                if shared[0] is not context:
+                    # one copy of each context in the object store, shared by its rows
+                    shared = (context, ray.put(context))
+                ref = answer_row.remote(self.plan, self.eval_id, row, shared[1], self.otlp, board)
+                pending[ref] = row
+            rows = self._collect(pending, board)
+        finally:
+            ray.kill(board)
         self.on_progress(self.count, self.plan.total, "stopped" if self.cancel.is_set() else "done")
-        ray.kill(board)
         return sorted(rows, key=lambda r: r.row_id)  # the plan's order
 
     def _collect(self, pending: dict[Any, EvalRow], board: Any) -> list[EvalRow]:
@@ -180,6 +180,7 @@ class RayEvaluator(Evaluator):
             if kill_at is not None and time.monotonic() > kill_at:
                 for ref in pending:
                     ray.cancel(ref, force=True)
+                kill_at = float("inf")  # once
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=POLL_S)
             for ref in ready:
                 row = self._land(ref, pending.pop(ref))
