@@ -108,6 +108,18 @@ def seeds_of(given: list[int] | None, default: int | None) -> tuple[int | None, 
     return tuple(given)
 
 
+def worker_spans(store: TraceStore, rows: list[Any]) -> str:
+    """What the rows' runs sent from the Ray workers (their exporters end with them; each run
+    node says what it sent and what the collector did not confirm)."""
+    sent = lost = 0
+    for row in rows:
+        node = store.node(row.run_id) if row.run_id else None
+        tally = node.meta.get("otlp", {}) if node else {}
+        sent += tally.get("spans", 0)
+        lost += tally.get("dropped", 0) + tally.get("unconfirmed", 0)
+    return f"OTLP: {sent} spans sent from the Ray workers, {lost} lost or unconfirmed"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rlm_core.evaluate.evaluator import (
         DEFAULT_METHODS,
@@ -157,6 +169,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
         else:
             evaluator = Evaluator(plan, store, on_progress=progress, otlp=otlp)
         rows = evaluator.run()
+        if otlp is not None and args.executor == "ray" and store is not None:
+            print(worker_spans(store, rows), file=sys.stderr)
     finally:
         if store is not None:
             store.close()

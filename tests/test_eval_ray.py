@@ -245,3 +245,4 @@ def test_cli_eval_on_ray_sends_every_node_to_the_collector(tmp_path: Path) -> No
             span_id(n.node_id) for n in nodes
         )
     assert "running" in out.stderr
+    assert f"OTLP: {len(nodes)} spans sent from the Ray workers, 0 lost" in out.stderr
