@@ -116,7 +116,9 @@ def answer_row(
 
 def start_ray(address: str | None, workers: int | None) -> None:
     """Join the Ray at `address`, or start a local one (`workers` processes, default one per
-    core) bound to this machine only; nothing when this process has joined one already."""
+    core); nothing when this process has joined one already. Ray's own servers listen on every
+    interface (Ray 2.60 has no setting to keep them on loopback); its token authentication,
+    on by default, is what guards them."""
     if ray.is_initialized():
         return
     env = {name: os.environ[name] for name in WORKER_ENV if name in os.environ}
@@ -129,7 +131,6 @@ def start_ray(address: str | None, workers: int | None) -> None:
         num_cpus=workers,
         include_dashboard=False,
         log_to_driver=False,
-        _node_ip_address="127.0.0.1",
         runtime_env={"env_vars": env},
     )
 
