@@ -22,6 +22,7 @@ from fake_otlp import FakeCollector
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
+from rlm_core.cli_eval import seeds_of
 from rlm_core.config import RLMConfig
 from rlm_core.evaluate.evaluator import EvalPlan, EvalRow, Evaluator
 from rlm_core.evaluate.on_ray import RayEvaluator, start_ray
@@ -246,3 +247,11 @@ def test_cli_eval_on_ray_sends_every_node_to_the_collector(tmp_path: Path) -> No
         )
     assert "running" in out.stderr
     assert f"OTLP: {len(nodes)} spans sent from the Ray workers, 0 lost" in out.stderr
+
+
+def test_seeds_flag_is_a_count_or_the_seeds_themselves() -> None:
+    assert seeds_of(None, 7) == (7,)
+    assert seeds_of([3], None) == (1, 2, 3)
+    assert seeds_of([7, 11], None) == (7, 11)
+    with pytest.raises(ValueError):
+        seeds_of([0], None)

@@ -17,6 +17,7 @@ from fake_otlp import FakeCollector, Received
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import RLM, TraceStore
+from rlm_core.exchange.otel import export_otel
 from rlm_core.otel_map import OtlpTarget, span_id, trace_id, traces_url
 from rlm_core.otlp import SETTLE_S, close_all
 from rlm_core.types import Node
@@ -95,6 +96,14 @@ def test_every_node_arrives_once_as_a_span(tmp_path: Path) -> None:
         }
         check_spans(collector.spans, run_id, nodes)
         assert any(n.kind == "rlm_query" for n in nodes) and max(n.depth for n in nodes) >= 1
+    # exported later as OTel JSON, the run is the same trace: same ids, names and parents
+    store = TraceStore(tmp_path / "traces")
+    try:
+        (scope,) = export_otel(store, run_id)["resourceSpans"][0]["scopeSpans"]
+    finally:
+        store.close()
+    later = {(s["spanId"], s["name"], s.get("parentSpanId", "")) for s in scope["spans"]}
+    assert later == {(s.span_id, s.name, s.parent_span_id) for s in collector.spans}
 
 
 @pytest.mark.parametrize("collector", ["absent", "refusing", "slow"])
