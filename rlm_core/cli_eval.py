@@ -165,6 +165,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                 workers=args.ray_workers,
                 on_progress=progress,
                 otlp=otlp,
+                traces_dir=Path(args.traces_dir) if args.traces_dir else None,
             )
         else:
             evaluator = Evaluator(plan, store, on_progress=progress, otlp=otlp)

@@ -217,7 +217,10 @@ class RayEvaluator(Evaluator):
         return row
 
     def _write_trace(self, landed: Landed) -> None:
-        traces = self.store.dir if self.store is not None else default_traces_dir()
+        if self.store is not None:
+            traces = self.store.dir
+        else:  # the store is busy: the journal waits there for the app to import it
+            traces = self.traces_dir or default_traces_dir()
         for data in landed.blobs:
             write_blob(traces / "blobs", data)
         if landed.journal is None or landed.row.run_id is None:
