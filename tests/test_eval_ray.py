@@ -160,7 +160,8 @@ def test_forty_rows_stop_and_every_row_ended_keeps_its_trace(tmp_path: Path) -> 
             (rows,) = out
             assert 0 < len(rows) < 40
             statuses = {r.status for r in rows}
-            assert statuses == {"ok", "interrupted"}  # done, or cut short by Stop
+            # done, or cut short by Stop (the rows running then, unless they were just ending)
+            assert "ok" in statuses and statuses <= {"ok", "interrupted"}
             for row in rows:
                 run = store.get_run(row.run_id or "")
                 assert run is not None and run.status == row.status
