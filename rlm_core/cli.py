@@ -17,6 +17,7 @@ from typing import Any
 from rlm_core.cli_eval import cmd_eval, eval_parser
 from rlm_core.errors import DiskFull, ModelError
 from rlm_core.flags import add_settings, config_from
+from rlm_core.otel_map import OtlpTarget, add_otlp_flag
 from rlm_core.readers import IngestError
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import RunResult
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--context", action="append", required=True, metavar="PATH")
     run.add_argument("--query", required=True)
     add_settings(run)
+    add_otlp_flag(run)
     run.add_argument("--traces-dir")
     run.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -96,10 +98,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             check_model(model, api_base=config.api_base)
     check_cost_limit(config)  # before a 1 GB context is read for a run that cannot start
     context = load_context([Path(p) for p in args.context])
-    rlm = RLM(config=config, traces_dir=args.traces_dir)
+    otlp = OtlpTarget.given(args.otlp_endpoint)
+    rlm = RLM(config=config, traces_dir=args.traces_dir, otlp=otlp)
     result = rlm.run(context.value, args.query)
     if rlm.trace_note:
         print(f"note: {rlm.trace_note}", file=sys.stderr)
+    if otlp is not None:
+        from rlm_core.otlp import closing_lines
+
+        for line in closing_lines():
+            print(line, file=sys.stderr)
     return report(result, args.json)
 
 

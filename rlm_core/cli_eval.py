@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from rlm_core.flags import add_settings, config_from
+from rlm_core.otel_map import OtlpTarget, add_otlp_flag
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 
 EVAL_SETTINGS = (
@@ -72,12 +73,51 @@ def eval_parser(sub: Any) -> None:
         nargs="+",
         type=int,
         metavar="N",
-        help="sampling seeds: each RLM run once per seed, to see how much its score swings",
+        help="run each row N times (seeds 1..N), to see how much its score swings; several "
+        "numbers name the seeds themselves",
     )
+    p.add_argument(
+        "--executor",
+        choices=("threads", "ray"),
+        default="threads",
+        help="threads: rows one after another in this process (default); ray: rows as Ray "
+        "tasks, on a local Ray started for it or the cluster of --ray-address",
+    )
+    p.add_argument("--ray-address", metavar="ADDRESS", help="an existing Ray cluster (ray://...)")
+    p.add_argument(
+        "--ray-workers",
+        type=int,
+        metavar="N",
+        help="worker processes of the local Ray (default: one per core)",
+    )
+    add_otlp_flag(p)
     add_settings(p, EVAL_SETTINGS)
     p.add_argument("--traces-dir")
     p.add_argument("--csv", metavar="FILE", help="also write every row as CSV")
     p.add_argument("--json", action="store_true", help="print the rows as one JSON list")
+
+
+def seeds_of(given: list[int] | None, default: int | None) -> tuple[int | None, ...]:
+    """`--seeds N`: seeds 1..N; `--seeds A B ...`: those; none: the config's one seed."""
+    if not given:
+        return (default,)
+    if len(given) == 1:
+        if given[0] < 1:
+            raise ValueError("--seeds N needs N >= 1")
+        return tuple(range(1, given[0] + 1))
+    return tuple(given)
+
+
+def worker_spans(store: TraceStore, rows: list[Any]) -> str:
+    """What the rows' runs sent from the Ray workers (their exporters end with them; each run
+    node says what it sent and what the collector did not confirm)."""
+    sent = lost = 0
+    for row in rows:
+        node = store.node(row.run_id) if row.run_id else None
+        tally = node.meta.get("otlp", {}) if node else {}
+        sent += tally.get("spans", 0)
+        lost += tally.get("dropped", 0) + tally.get("unconfirmed", 0)
+    return f"OTLP: {sent} spans sent from the Ray workers, {lost} lost or unconfirmed"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -100,8 +140,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         models=tuple((m, args.sub_model or default_sub(m)) for m in models),
         config=config,
         methods=tuple(dict.fromkeys(args.method or DEFAULT_METHODS)),
-        seeds=tuple(args.seeds or [config.seed]),
+        seeds=seeds_of(args.seeds, config.seed),
     )
+    otlp = OtlpTarget.given(args.otlp_endpoint)
     preflight(plan)
     store: TraceStore | None
     try:
@@ -114,11 +155,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
         print(f"[{done}/{total}] {label}", file=sys.stderr)
 
     try:
-        evaluator = Evaluator(plan, store, on_progress=progress)
+        if args.executor == "ray":
+            from rlm_core.evaluate.on_ray import RayEvaluator  # Ray takes seconds to import
+
+            evaluator: Evaluator = RayEvaluator(
+                plan,
+                store,
+                address=args.ray_address,
+                workers=args.ray_workers,
+                on_progress=progress,
+                otlp=otlp,
+                traces_dir=Path(args.traces_dir) if args.traces_dir else None,
+            )
+        else:
+            evaluator = Evaluator(plan, store, on_progress=progress, otlp=otlp)
         rows = evaluator.run()
+        if otlp is not None and args.executor == "ray" and store is not None:
+            print(worker_spans(store, rows), file=sys.stderr)
     finally:
         if store is not None:
             store.close()
+    if otlp is not None:
+        from rlm_core.otlp import closing_lines
+
+        for line in closing_lines():
+            print(line, file=sys.stderr)
     if args.csv:
         Path(args.csv).write_text(rows_csv(rows), encoding="utf-8")
     if args.json:

@@ -71,6 +71,11 @@ class RunMeta(CommonMeta, total=False):
     learn_question: Annotated[str, "the Learn page question this run illustrates"]
     imported_from: Annotated[str, "format it was imported from (`jsonl`, `journal`, `rlms-logger`)"]
     source_file: Annotated[str, "file it was imported from"]
+    otlp: Annotated[
+        dict[str, Any],
+        "live OTLP export: `endpoint`, `spans` sent, `dropped` (the collector refused or never "
+        "answered), `unconfirmed` (still queued when the run ended)",
+    ]
 
 
 class LmMeta(CommonMeta, total=False):

@@ -15,6 +15,10 @@ if [ -n "$MISSING" ]; then
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $MISSING >/dev/null
 fi
 
+# Phoenix, the real trace server of tests/test_phoenix.py, in a venv of its own (about 70 s the
+# first time); without it that test is skipped and says so
+bash scripts/phoenix_venv.sh >/dev/null || echo "note: Phoenix could not be installed" >&2
+
 python -m ruff check .
 python -m ruff format --check .
 python -m mypy

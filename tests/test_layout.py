@@ -27,6 +27,8 @@ FLOORS = (
             "readers",
             "ingest",
             "flags",
+            "otel_map",
+            "otlp",
         ),
     ),
     ("store", ("store",)),

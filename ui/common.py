@@ -9,6 +9,7 @@ import streamlit as st
 
 from rlm_core.context import flatten
 from rlm_core.errors import DiskFull
+from rlm_core.otel_map import OtlpTarget
 from rlm_core.store.trace_store import StoreBusy, TraceStore
 from rlm_core.types import Node, RunSummary
 from ui.safe import md
@@ -104,3 +105,12 @@ def cost_text(cost: float | None) -> str:
 
 def when(ts: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "—"
+
+
+OTLP_ENDPOINT = "otlp_endpoint"
+
+
+def otlp_target() -> OtlpTarget | None:
+    """Where this session's runs also send their spans (Settings), else where the server's
+    OTEL_EXPORTER_OTLP_ENDPOINT says; None: nowhere."""
+    return OtlpTarget.given(st.session_state.get(OTLP_ENDPOINT) or None)

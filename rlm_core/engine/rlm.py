@@ -18,6 +18,7 @@ from rlm_core.errors import DiskFull, LimitExceeded, ModelError, RunCancelled, s
 from rlm_core.models.model import Model, Role
 from rlm_core.models.resolve import model_for
 from rlm_core.models.scripted import Policy, ScriptedModel, is_demo
+from rlm_core.otel_map import OtlpTarget
 from rlm_core.repl import isolation
 from rlm_core.repl.sandbox import ReplFactory, Sandbox
 from rlm_core.secrets import Scrubber
@@ -91,9 +92,14 @@ class RLM:
         traces_dir: str | Path | None = None,
         models: ModelFactory | None = None,
         repl: ReplFactory | None = None,
+        journal_only: bool = False,
+        otlp: OtlpTarget | None = None,
         **limits: Any,
     ) -> None:
-        """`models` and `repl` replace how models and REPLs are made (replay, tests)."""
+        """`models` and `repl` replace how models and REPLs are made (replay, tests).
+        `journal_only`: open no store, write the journal only (an evaluation worker, whose
+        journal the store's owner imports). `otlp`: also send every node, as it ends, to that
+        OTLP collector."""
         given = dict(
             root_model=root_model, sub_model=sub_model, api_base=api_base, api_key=api_key, **limits
         )
@@ -104,6 +110,8 @@ class RLM:
         self.traces_dir = Path(traces_dir) if traces_dir else (store.dir if store else None)
         self.models = models
         self.repl = repl
+        self.journal_only = journal_only
+        self.otlp = otlp
         self.trace_note: str | None = None
 
     def run(
@@ -128,7 +136,7 @@ class RLM:
             raise ValueError(f"not a run id: {run_id[:80]!r}")  # it names the journal file
         traces_dir = self.traces_dir or default_traces_dir()
         store, own_store = self.store, False
-        if store is None:
+        if store is None and not self.journal_only:
             try:
                 store, own_store = TraceStore(traces_dir), True
             except StoreBusy as exc:
@@ -166,6 +174,12 @@ class RLM:
         sinks: list[TraceSink] = [JournalSink(traces_dir / "journal" / f"{run_id}.jsonl", run_id)]
         if store is not None:
             sinks.append(StoreSink(store, run_id))
+        otlp = None
+        if self.otlp is not None:
+            from rlm_core.otlp import OtlpSink  # the OpenTelemetry SDK, imported when used
+
+            otlp = OtlpSink(self.otlp, run_id)
+            sinks.append(otlp)
         run = Run(
             config=cfg,
             models=models,
@@ -195,6 +209,10 @@ class RLM:
             # short: no call of theirs starts from now on, and their nodes end as cancelled.
             run.first_stop(RunCancelled("the run had already ended"))
             run.tracer.cancel_running("cut short: the run ended before this finished")
+            if otlp is not None and rec is not None:
+                # the run node once more, with what the collector confirmed (its span is out)
+                rec.node.meta["otlp"] = otlp.settle()
+                run.tracer.start(rec.node)
             run.tracer.close()
             if store is not None and run.tracer.failed is None:
                 # after a refused write the journal may hold a line the tables do not: it is

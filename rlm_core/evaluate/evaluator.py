@@ -11,8 +11,9 @@ import dataclasses
 import io
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rlm_core.config import RLMConfig
@@ -23,6 +24,7 @@ from rlm_core.evaluate.examples import EXAMPLES, Example
 from rlm_core.evaluate.scoring import score
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model
+from rlm_core.otel_map import OtlpTarget
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.strategies.registry import LABELS, STRATEGIES, USES_SUB_MODEL, run_strategy
 from rlm_core.strategies.single import does_not_fit
@@ -119,8 +121,14 @@ class EvalRow:
 COLUMNS = [f.name for f in dataclasses.fields(EvalRow)]
 
 
+def label(row: EvalRow) -> str:
+    return f"{row.task} · {row.size:,} chars · {row.model} · {METHOD_LABELS[row.method]}"
+
+
 class Evaluator:
-    """Runs a plan in order, saving each row as it is scored; safe to run in a worker thread."""
+    """Runs a plan in order, saving each row as it is scored; safe to run in a worker thread.
+    `traces_dir`, `journal_only` and `otlp` go to every run (an evaluation worker on Ray keeps
+    its journals only; the store's owner imports them)."""
 
     def __init__(
         self,
@@ -131,6 +139,9 @@ class Evaluator:
         cancel: threading.Event | None = None,
         on_progress: Progress | None = None,
         on_row: Callable[[EvalRow], None] | None = None,
+        otlp: OtlpTarget | None = None,
+        traces_dir: Path | None = None,
+        journal_only: bool = False,
     ) -> None:
         self.plan = plan
         self.store = store
@@ -138,35 +149,43 @@ class Evaluator:
         self.cancel = cancel or threading.Event()
         self.on_progress = on_progress or (lambda done, total, label: None)
         self.on_row = on_row or (lambda row: None)
+        self.otlp, self.traces_dir, self.journal_only = otlp, traces_dir, journal_only
         self.count = 0
 
     def run(self) -> list[EvalRow]:
-        plan, rows = self.plan, list[EvalRow]()
+        rows: list[EvalRow] = []
+        for row, context in self.rows():
+            if self.cancel.is_set():
+                return rows
+            self.on_progress(self.count, self.plan.total, label(row))
+            self.answer(row, context)
+            self._save(row)
+            rows.append(row)
+        self.on_progress(self.count, self.plan.total, "done")
+        return rows
+
+    def rows(self) -> Iterator[tuple[EvalRow, Any]]:
+        """Every row of the plan, not yet answered, with its context (built once per task and
+        size, for every model and method), in the plan's order."""
+        plan = self.plan
         for name in plan.tasks:
             example = EXAMPLES[name]
             for size in plan.sizes:
                 if self.cancel.is_set():
-                    return rows
+                    return
                 self.on_progress(self.count, plan.total, f"building {name} at {size:,} chars")
-                # built once per task and size, for every model and method
                 context = example.build(size)
-                rows += self._task(name, example, size, context)
-        self.on_progress(self.count, plan.total, "done")
-        return rows
+                for row in self._task(name, example, size, context):
+                    yield row, context
 
-    def _task(self, name: str, example: Example, size: int, context: Any) -> list[EvalRow]:
-        rows: list[EvalRow] = []
+    def _task(self, name: str, example: Example, size: int, context: Any) -> Iterator[EvalRow]:
         chars, expected = size_of(context), example.answers(context)
         for root, sub in self.plan.models:
             for index, question in enumerate(example.questions):
                 for method, seed in (
                     (m, seed) for m in self.plan.methods for seed in self.plan.runs_of(m)
                 ):
-                    if self.cancel.is_set():
-                        return rows
-                    label = f"{name} · {size:,} chars · {root} · {METHOD_LABELS[method]}"
-                    self.on_progress(self.count, self.plan.total, label)
-                    row = EvalRow(
+                    yield EvalRow(
                         seed=seed,
                         eval_id=self.eval_id,
                         task=name,
@@ -181,15 +200,15 @@ class Evaluator:
                         sub_model=sub if method in USES_SUB_MODEL else None,
                         status="running",
                     )
-                    if method == "base":
-                        self._base(row, context)
-                    else:
-                        self._rlm(row, context)
-                    if row.status != DID_NOT_FIT:
-                        row.score = score(row.scorer, row.answer, row.expected)
-                    self._save(row)
-                    rows.append(row)
-        return rows
+
+    def answer(self, row: EvalRow, context: Any) -> None:
+        """Run the row's method and score its answer (the row is not saved)."""
+        if row.method == "base":
+            self._base(row, context)
+        else:
+            self._rlm(row, context)
+        if row.status != DID_NOT_FIT:
+            row.score = score(row.scorer, row.answer, row.expected)
 
     def _rlm(self, row: EvalRow, context: Any, strategy: str | None = None) -> None:
         """The RLM, or any strategy of strategies.py: each leaves a run tree behind."""
@@ -202,7 +221,13 @@ class Evaluator:
         meta = {"eval_id": self.eval_id, "task": row.task, "size": row.size}
         try:
             if strategy == "rlm":
-                rlm = RLM(config=config, store=self.store)
+                rlm = RLM(
+                    config=config,
+                    store=self.store,
+                    traces_dir=self.traces_dir,
+                    journal_only=self.journal_only,
+                    otlp=self.otlp,
+                )
                 result = rlm.run(context, row.question, cancel=self.cancel, run_meta=meta)
             else:
                 result = run_strategy(
@@ -211,6 +236,9 @@ class Evaluator:
                     row.question,
                     config,
                     store=self.store,
+                    traces_dir=self.traces_dir,
+                    journal_only=self.journal_only,
+                    otlp=self.otlp,
                     cancel=self.cancel,
                     run_meta=meta,
                 )
@@ -220,10 +248,6 @@ class Evaluator:
         row.status, row.answer, row.run_id = result.status, result.answer, result.run_id
         row.cost_usd, row.wall_s, row.error = result.cost_usd, result.wall_s, result.error
         row.tokens_in, row.tokens_out = result.tokens_in, result.tokens_out
-        if self.store is not None:
-            kinds = [n.kind for n in self.store.nodes(result.run_id)]
-            row.sub_calls = sum(k in ("llm_query", "rlm_query") for k in kinds)
-            row.child_runs = kinds.count("run") - 1
 
     def _base(self, row: EvalRow, context: Any) -> None:
         """The plain model with the whole context, as in the paper: a row that cannot fit its
@@ -238,6 +262,10 @@ class Evaluator:
 
     def _save(self, row: EvalRow) -> None:
         if self.store is not None:
+            if row.run_id is not None:
+                kinds = [n.kind for n in self.store.nodes(row.run_id)]
+                row.sub_calls = sum(k in ("llm_query", "rlm_query") for k in kinds)
+                row.child_runs = kinds.count("run") - 1
             save_row(self.store, row)
         self.count += 1
         self.on_row(row)
@@ -275,7 +303,8 @@ def list_evals(store: TraceStore) -> list[dict[str, Any]]:
 
 
 def summary(rows: Iterable[EvalRow]) -> list[dict[str, Any]]:
-    """Per task, size, model and method: mean score, total cost (None if any is unknown), time."""
+    """Per task, size, model and method: mean score, its spread over seeds (the lowest and the
+    highest seed's mean; None with one seed), total cost (None if any is unknown), time."""
     groups: dict[tuple[str, int, str, str], list[EvalRow]] = {}
     for row in rows:
         groups.setdefault((row.task, row.size, row.model, row.method), []).append(row)
@@ -284,6 +313,11 @@ def summary(rows: Iterable[EvalRow]) -> list[dict[str, Any]]:
         called = [r for r in group if r.status != DID_NOT_FIT]
         scores = [r.score for r in called if r.score is not None]
         costs = [r.cost_usd for r in called]
+        per_seed: dict[int | None, list[float]] = {}
+        for r in called:
+            if r.score is not None:
+                per_seed.setdefault(r.seed, []).append(r.score)
+        means = [sum(s) / len(s) for s in per_seed.values()]
         out.append(
             {
                 "task": task,
@@ -293,6 +327,7 @@ def summary(rows: Iterable[EvalRow]) -> list[dict[str, Any]]:
                 "method": METHOD_LABELS.get(method, method),
                 "questions": len(group),
                 "score": sum(scores) / len(scores) if scores else None,
+                "score_spread": (min(means), max(means)) if len(means) > 1 else None,
                 "did_not_fit": len(group) - len(called),
                 "errors": sum(1 for r in called if r.status == "error"),
                 "cost_usd": None

@@ -14,6 +14,7 @@ from rlm_core.engine.recorder import Recorder
 from rlm_core.engine.rlm import RLM, Program, algorithm1
 from rlm_core.engine.run import ModelFactory
 from rlm_core.models.scripted import Policy, sub_policy
+from rlm_core.otel_map import OtlpTarget
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.strategies.algorithm2 import Algorithm2
 from rlm_core.strategies.base import Baseline
@@ -99,6 +100,8 @@ def run_strategy(
     traces_dir: str | Path | None = None,
     models: ModelFactory | None = None,
     run_meta: dict[str, Any] | None = None,
+    journal_only: bool = False,
+    otlp: OtlpTarget | None = None,
     **options: Any,
 ) -> RunResult:
     """Run one strategy to the end; its run tree is stored like any RLM run.
@@ -113,7 +116,14 @@ def run_strategy(
     if depth is not None:
         config = config.with_(max_depth=depth)
     root, scripted_root = program(name, options)
-    rlm = RLM(config=config, store=store, traces_dir=traces_dir, models=models)
+    rlm = RLM(
+        config=config,
+        store=store,
+        traces_dir=traces_dir,
+        models=models,
+        journal_only=journal_only,
+        otlp=otlp,
+    )
     meta = {**(run_meta or {}), "strategy": name}
     return rlm.run(
         context,

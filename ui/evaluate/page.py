@@ -16,9 +16,10 @@ from rlm_core.errors import ModelError
 from rlm_core.evaluate import evaluator as ev
 from rlm_core.evaluate import report
 from rlm_core.evaluate.examples import EXAMPLES, SIZES
+from rlm_core.otel_map import OtlpTarget
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import new_id
-from ui.common import cost_text, store, when
+from ui.common import cost_text, otlp_target, store, when
 from ui.config_inputs import limit_inputs, sampling_inputs
 from ui.jobs import Job, jobs
 from ui.model_picker import (
@@ -32,6 +33,11 @@ from ui.safe import md
 from ui.widgets import explorer_link
 
 SAME_AS_ROOT = "same as the root model (demo/sub for demo models)"
+LOCAL_RAY = "local"
+EXECUTORS = {
+    "threads": "in this server process, one row after another",
+    "ray": "as Ray tasks: a local Ray started on demand, or a cluster",
+}
 CURRENT = "current_eval"
 
 
@@ -39,14 +45,38 @@ def size_label(chars: int) -> str:
     return f"{chars / 1e6:g} M" if chars >= 1_000_000 else f"{chars / 1e3:g} K"
 
 
-def start(plan: ev.EvalPlan, trace_store: TraceStore) -> str:
-    """Run the evaluation as a background job; its job id is the evaluation's id."""
+def start(
+    plan: ev.EvalPlan,
+    trace_store: TraceStore,
+    otlp: OtlpTarget | None = None,
+    ray_address: str | None = None,
+) -> str:
+    """Run the evaluation as a background job; its job id is the evaluation's id. With a
+    `ray_address` ("local": a Ray started here) its rows run as Ray tasks."""
     eval_id = new_id()
 
     def work(job: Job[list[ev.EvalRow]]) -> list[ev.EvalRow]:
-        evaluator = ev.Evaluator(
-            plan, trace_store, eval_id=eval_id, cancel=job.cancel, on_progress=job.report
-        )
+        if ray_address is None:
+            evaluator = ev.Evaluator(
+                plan,
+                trace_store,
+                eval_id=eval_id,
+                cancel=job.cancel,
+                on_progress=job.report,
+                otlp=otlp,
+            )
+        else:
+            from rlm_core.evaluate.on_ray import RayEvaluator  # Ray takes seconds to import
+
+            evaluator = RayEvaluator(
+                plan,
+                trace_store,
+                address=None if ray_address == LOCAL_RAY else ray_address,
+                eval_id=eval_id,
+                cancel=job.cancel,
+                on_progress=job.report,
+                otlp=otlp,
+            )
         return evaluator.run()
 
     jobs().start(eval_id, work, what="The evaluation")
@@ -140,7 +170,7 @@ def progress_panel(eval_id: str) -> None:
         st.progress(min(done / max(total, 1), 1.0), text=f"{done} of {total} · {label}")
         if still and st.button("Stop", key="ev_stop"):
             jobs().stop(eval_id)
-            st.toast("Stopping after the current run…")
+            st.toast("Stopping: the runs going now end as interrupted…")
         if job.crash:
             st.error(md(job.crash))
         if not still:
@@ -162,8 +192,13 @@ def side_by_side(rows: list[ev.EvalRow]) -> pd.DataFrame:
         name = s["method"]
         if s["score"] is None and s["did_not_fit"]:
             line[f"{name} score"] = ev.DID_NOT_FIT
+        elif s["score"] is None:
+            line[f"{name} score"] = "—"
+        elif s["score_spread"] is None:
+            line[f"{name} score"] = f"{s['score']:.2f}"
         else:
-            line[f"{name} score"] = "—" if s["score"] is None else f"{s['score']:.2f}"
+            low, high = s["score_spread"]
+            line[f"{name} score"] = f"{s['score']:.2f} ({low:.2f}–{high:.2f})"
         line[f"{name} cost"] = (
             cost_text(s["cost_usd"]) if s["did_not_fit"] < s["questions"] else "—"
         )
@@ -240,6 +275,8 @@ def results(trace_store: TraceStore) -> None:
     )
     rows = ev.load_rows(trace_store, chosen)
     st.dataframe(side_by_side(rows), hide_index=True)
+    if len({r.seed for r in rows}) > 1:
+        st.caption("Scores over several seeds: the mean (the lowest and the highest seed's mean)")
     st.caption("Per question: the RLM over its seeds against the plain model")
     st.dataframe(pd.DataFrame(report.rlm_vs_plain(rows)), hide_index=True)
     figure = chart(rows)
@@ -260,8 +297,29 @@ def results(trace_store: TraceStore) -> None:
         )
 
 
+def executor_choice() -> str | None:
+    """None: rows in this process; else the Ray address (LOCAL_RAY: a Ray started here)."""
+    left, right = st.columns(2)
+    executor = left.radio(
+        "Run the rows",
+        list(EXECUTORS),
+        format_func=EXECUTORS.__getitem__,
+        key="ev_executor",
+        horizontal=True,
+    )
+    if executor != "ray":
+        return None
+    address = right.text_input(
+        "Ray cluster address (empty: a local Ray on this machine's cores)",
+        key="ev_ray_address",
+        placeholder="ray://head-node:10001",
+    ).strip()
+    return address or LOCAL_RAY
+
+
 def render() -> None:
     plan = plan_form()
+    ray_address = executor_choice()
     if plan is not None:
         st.caption(f"{plan.total} runs; contexts are generated, so answers are known.")
     if st.button("Start evaluation", type="primary", disabled=plan is None, key="ev_start"):
@@ -271,7 +329,7 @@ def render() -> None:
         except ModelError as exc:
             st.error(md(exc))
         else:
-            st.session_state[CURRENT] = start(plan, store())
+            st.session_state[CURRENT] = start(plan, store(), otlp_target(), ray_address)
     if eval_id := st.session_state.get(CURRENT):
         progress_panel(eval_id)
     st.subheader("Results")

@@ -227,6 +227,7 @@ def _run(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel:
         "context": meta.get("context_shape") or meta.get("context_kind"),
         "iterations": meta.get("iterations"),
         "limit": meta.get("limit"),
+        "OTLP export": meta.get("otlp"),
     }
     st.json({k: v for k, v in facts.items() if v is not None}, expanded=True)
     st.json({"where the time went": timing.where_time_went(nodes)}, expanded=False)

@@ -15,6 +15,7 @@ import streamlit as st
 from rlm_core.analysis.outline import Outline
 from rlm_core.config import RLMConfig
 from rlm_core.engine.rlm import RLM
+from rlm_core.otel_map import OtlpTarget
 from rlm_core.repl.isolation import describe
 from rlm_core.store.trace_store import TraceStore
 from rlm_core.types import RunResult, RunSummary, new_id
@@ -34,14 +35,19 @@ TICK_S = 1.0
 
 
 def start_run(
-    runner: JobRunner, trace_store: TraceStore, context: Any, question: str, config: RLMConfig
+    runner: JobRunner,
+    trace_store: TraceStore,
+    context: Any,
+    question: str,
+    config: RLMConfig,
+    otlp: OtlpTarget | None = None,
 ) -> str:
     """Start an RLM run as a background job whose id is the run's id. Calls no st.*: the store
-    is passed in, since the job's thread must not look it up."""
+    (and where spans go) are passed in, since the job's thread must not look them up."""
     run_id = new_id()
 
     def run(job: Job[RunResult]) -> RunResult:
-        rlm = RLM(config=config, store=trace_store)
+        rlm = RLM(config=config, store=trace_store, otlp=otlp)
         result = rlm.run(context, question, cancel=job.cancel, run_id=run_id)
         stored = trace_store.get_run(run_id)
         if result.status == "error" and stored is not None and stored.status == "running":

@@ -12,7 +12,7 @@ from dataclasses import replace
 import streamlit as st
 
 from rlm_core.config import RLMConfig
-from ui.common import store
+from ui.common import otlp_target, store
 from ui.context_choice import ContextChoice
 from ui.jobs import jobs
 from ui.run import estimate, live, side_by_side
@@ -77,7 +77,7 @@ def start(choice: ContextChoice, question: str, config: RLMConfig) -> str | None
     """Start a run as this tab's run; None (with the reason shown) when a model is unusable."""
     if not check_models(config):
         return None
-    run_id = live.start_run(jobs(), store(), choice.value, question, config)
+    run_id = live.start_run(jobs(), store(), choice.value, question, config, otlp_target())
     st.session_state[CURRENT] = run_id
     # what the verdict needs, without keeping a second copy of the document
     st.session_state["expected"] = (run_id, replace(choice, value=None), question)

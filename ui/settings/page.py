@@ -21,6 +21,8 @@ import streamlit as st
 from rlm_core.errors import ModelError
 from rlm_core.models import local as local_model
 from rlm_core.models.resolve import check_model, model_for
+from rlm_core.otel_map import ENDPOINT_ENV, OtlpTarget, shown
+from ui.common import OTLP_ENDPOINT
 from ui.model_picker import KEYS, PROVIDERS, SAVED, save_model, saved_models
 from ui.safe import md
 
@@ -198,11 +200,46 @@ def _local() -> None:
     _report("probe_local")
 
 
+def _traces_out() -> None:
+    """The OTLP endpoint this session's runs send their spans to, and what was lost so far."""
+    st.subheader("Share traces (OTLP)")
+    typed = st.text_input(
+        "OTLP/HTTP endpoint",
+        value=st.session_state.get(OTLP_ENDPOINT, ""),
+        key="set_otlp",
+        placeholder="http://127.0.0.1:6006 (Phoenix), or your Langfuse's OTLP URL",
+        help="Runs and evaluations started from this session send each node as a span while "
+        f"they go. Empty: ${ENDPOINT_ENV} of the server, if set. Headers (such as a Langfuse "
+        "key) come from the server's OTEL_EXPORTER_OTLP_HEADERS.",
+    ).strip()
+    try:
+        target = OtlpTarget.given(typed or None)
+    except ValueError as exc:
+        st.error(md(exc))
+        return
+    st.session_state[OTLP_ENDPOINT] = typed
+    if target is None:
+        st.caption("Traces stay on this machine.")
+        return
+    from rlm_core.otlp import export_to  # the OpenTelemetry SDK, once an endpoint is set
+
+    export = export_to(target)
+    tally = export.totals()
+    st.caption(
+        md(
+            f"Spans go to {shown(export.url)}. Since the server started: {tally.sent} sent, "
+            f"{tally.delivered} delivered, {tally.failed} lost (the collector refused them or "
+            f"did not answer), {tally.unconfirmed} waiting."
+        )
+    )
+
+
 def render() -> None:
     tabs = st.tabs(["Hosted providers", "Ollama", "OpenAI-compatible server", "Local GGUF file"])
     for tab, part in zip(tabs, (_hosted, _ollama, _server, _local), strict=True):
         with tab:
             part()
+    _traces_out()
     st.subheader("Models for this session")
     models = saved_models()
     if not models:
