@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from fake_otlp import FakeCollector
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
+from rlm_core.cli import main
 from rlm_core.cli_eval import seeds_of
 from rlm_core.config import RLMConfig
 from rlm_core.evaluate.evaluator import EvalPlan, EvalRow, Evaluator
@@ -256,3 +258,15 @@ def test_seeds_flag_is_a_count_or_the_seeds_themselves() -> None:
     assert seeds_of([7, 11], None) == (7, 11)
     with pytest.raises(ValueError):
         seeds_of([0], None)
+
+
+def test_a_cluster_address_nobody_answers_at_is_a_clear_message_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:  # a loopback port that was free a moment ago
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = ["eval", "--executor", "ray", "--ray-address", f"127.0.0.1:{port}"]
+    assert main([*args, "--traces-dir", str(tmp_path)]) != 0
+    err = capsys.readouterr().err
+    assert f"No Ray cluster answers at 127.0.0.1:{port}" in err and "Traceback" not in err

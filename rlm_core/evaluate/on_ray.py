@@ -11,6 +11,7 @@ worker dies is failed, the others go on. Imported only by the Ray executor (Ray 
 from __future__ import annotations
 
 import os
+import socket
 import tempfile
 import threading
 import time
@@ -114,16 +115,41 @@ def answer_row(
         board.ended.remote(row.row_id)
 
 
+def reachable(address: str) -> None:
+    """ValueError at once for a `host:port` nobody listens on: Ray itself retries for minutes."""
+    host, _, port = address.rpartition(":")
+    if address == "auto" or "://" in address or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=5).close()
+    except OSError as exc:
+        raise ValueError(
+            f"No Ray cluster answers at {address} ({exc.strerror or exc}). Start one with "
+            "`ray start --head` and give the address it prints."
+        ) from exc
+
+
 def start_ray(address: str | None, workers: int | None) -> None:
     """Join the Ray at `address`, or start a local one (`workers` processes, default one per
     core); nothing when this process has joined one already. Ray's own servers listen on every
     interface (Ray 2.60 has no setting to keep them on loopback); its token authentication,
     on by default, is what guards them."""
+    if address:
+        reachable(address)
     if ray.is_initialized():
         return
     env = {name: os.environ[name] for name in WORKER_ENV if name in os.environ}
     if address:
-        ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+        try:
+            ray.init(address=address, runtime_env={"env_vars": env}, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            # Ray names the head by the machine's address: `127.0.0.1:6379` fails where the
+            # address `ray start --head` printed works
+            raise ValueError(
+                f"Could not join the Ray cluster at {address}: {exc}. Give the address that "
+                "`ray start --head` printed (ray start --address='...'), or `auto` on a machine "
+                "of the cluster."
+            ) from exc
         return
     # local workers import the engine from where this process has it
     env["PYTHONPATH"] = str(Path(__file__).resolve().parents[2])
