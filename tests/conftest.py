@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-from fake_openai import FakeOpenAIServer, FakeReply, by_model  # noqa: E402
+from fake_openai import FakeOpenAIServer, FakeReply, Responder, by_model  # noqa: E402
 
 from rlm_core import RLM, TraceStore  # noqa: E402
 from rlm_core.meta import undeclared  # noqa: E402
@@ -47,6 +47,21 @@ def traces_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 def repl(code: str, text: str = "") -> str:
     """A root reply with one ```repl block."""
     return f"{text}\n```repl\n{code.strip()}\n```"
+
+
+def batch_models(calls: int, delay_s: float) -> Responder:
+    """Fake-server models "root" and "sub": the root maps llm_query_batched over `calls` prompts,
+    then answers 'done'; each sub-call takes `delay_s` (a big, slow fan-out to watch or stop)."""
+
+    def root(body: dict[str, Any]) -> str:
+        if len(body["messages"]) > 2:
+            return repl("FINAL('done')")
+        return repl(f"answers = llm_query_batched([f'q{{i}}' for i in range({calls})])")
+
+    def sub(body: dict[str, Any]) -> FakeReply:
+        return FakeReply("an answer", delay_s=delay_s)
+
+    return by_model({"root": root, "sub": sub})
 
 
 class Scripted:

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
 
-from conftest import FakeOpenAIServer, FakeReply, by_model, repl
+from conftest import FakeOpenAIServer, batch_models
 
 from rlm_core import RLM, TraceStore
 from rlm_core.types import RunResult, RunSummary
 
 CALLS = 400
-
-
-def root(body: dict[str, Any]) -> str:
-    if len(body["messages"]) > 2:
-        return repl("FINAL('done')")
-    return repl(f"answers = llm_query_batched([f'q{{i}}' for i in range({CALLS})])")
-
-
-def slow_sub(body: dict[str, Any]) -> FakeReply:
-    return FakeReply("an answer", delay_s=0.01)
 
 
 def run_watched(
@@ -31,7 +20,7 @@ def run_watched(
     """One run of CALLS batched sub-calls, its run row read every 0.1 s while it goes (and Stop
     pressed once the row shows `stop_after_calls`)."""
     store, cancel, seen = TraceStore(), threading.Event(), []
-    with FakeOpenAIServer(by_model({"root": root, "sub": slow_sub})) as server:
+    with FakeOpenAIServer(batch_models(CALLS, delay_s=0.01)) as server:
         rlm = RLM(
             "openai/root", "openai/sub", server.base_url, api_key="k", store=store, concurrency=4
         )

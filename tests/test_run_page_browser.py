@@ -11,22 +11,12 @@ from typing import Any
 
 import pytest
 from browser import Guard, fill_run_form, launch, needs_chromium, streamlit_server
-from conftest import ROOT, FakeOpenAIServer, FakeReply, by_model, repl
+from conftest import ROOT, FakeOpenAIServer, batch_models
 
 pytestmark = [pytest.mark.browser, needs_chromium]
 CALLS = 2_000
 WAIT_MS = 120_000
 VIEWPORT = {"width": 1400, "height": 900}
-
-
-def root(body: dict[str, Any]) -> str:
-    if len(body["messages"]) > 2:
-        return repl("FINAL('done')")
-    return repl(f"answers = llm_query_batched([f'q{{i}}' for i in range({CALLS})])")
-
-
-def slow_sub(body: dict[str, Any]) -> FakeReply:
-    return FakeReply("an answer", delay_s=0.05)
 
 
 TO_TOP = """() => {  // Streamlit scrolls its main container, not the window
@@ -73,7 +63,7 @@ def test_run_page_tracks_its_run_through_a_double_click_and_a_reload(
     env = {**os.environ, "RLM_TRACES_DIR": str(traces_dir)}
     guard = Guard()
     with (
-        FakeOpenAIServer(by_model({"root": root, "sub": slow_sub})) as fake,
+        FakeOpenAIServer(batch_models(CALLS, delay_s=0.05)) as fake,
         streamlit_server("app.py", cwd=ROOT, log_path=tmp_path / "st.log", env=env) as url,
         sync_playwright() as pw,
     ):

@@ -6,10 +6,9 @@ picked on the page reaches the run."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
-from conftest import ROOT, FakeOpenAIServer, FakeReply, by_model, poll, repl
+from conftest import ROOT, FakeOpenAIServer, batch_models, poll
 from streamlit.testing.v1 import AppTest
 
 from rlm_core import TraceStore
@@ -19,19 +18,9 @@ pytestmark = pytest.mark.usefixtures("fresh_app")
 CALLS = 2_000
 
 
-def root(body: dict[str, Any]) -> str:
-    if len(body["messages"]) > 2:
-        return repl("FINAL('done')")
-    return repl(f"answers = llm_query_batched([f'q{{i}}' for i in range({CALLS})])")
-
-
-def slow_sub(body: dict[str, Any]) -> FakeReply:
-    return FakeReply("an answer", delay_s=0.05)
-
-
 @pytest.fixture
 def server() -> Iterator[FakeOpenAIServer]:
-    with FakeOpenAIServer(by_model({"root": root, "sub": slow_sub})) as fake:
+    with FakeOpenAIServer(batch_models(CALLS, delay_s=0.05)) as fake:
         yield fake
         for run_id in jobs().active():  # a failed test must not leave its run going
             jobs().stop(run_id)
