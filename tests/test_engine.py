@@ -70,6 +70,27 @@ def test_reply_without_code_is_told_to_write_code(fake: Any) -> None:
     assert "no ```repl code block" in root.seen[1][-1]["content"]
 
 
+def test_a_batch_is_numbered_in_batch_order_whatever_thread_starts_first(fake: Any) -> None:
+    # the same run must give the same trace (Ray and threads are compared node by node), and
+    # stepping through a fan-out should go chunk 0, 1, 2, ... not in the order threads woke up
+    code = """
+answers = llm_query_batched([f"part {i}: " + context[i * 10:i * 10 + 10] for i in range(48)])
+rest = rlm_query_batched(["a", "b", "c"])
+FINAL(llm_query("last"))
+"""
+    result, _, _ = fake([repl(code)], "x" * 500)
+    _, nodes = stored(result.run_id)
+    cell = next(n for n in nodes if n.kind == "code" and n.depth == 0)
+    subs = sorted((n for n in nodes if n.parent_id == cell.node_id), key=lambda n: n.seq)
+    batches = [n for n in subs if "batch" in n.meta]
+    assert [(n.kind, n.meta["batch_index"]) for n in batches] == [
+        *(("llm_query", i) for i in range(48)),
+        *(("rlm_query", i) for i in range(3)),
+    ]
+    assert [n.seq for n in subs] == list(range(subs[0].seq, subs[0].seq + 52))
+    assert subs[-1].input == "last"
+
+
 def test_reserved_names_are_restored_after_a_cell(fake: Any) -> None:
     replies = [
         repl("context = 'clobbered'\nllm_query = None\nFINAL = 3"),

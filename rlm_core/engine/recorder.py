@@ -97,6 +97,9 @@ class Recorder:
         self.stop: Stop | None = None
         """Set when a sub-call hit a limit or was cancelled: the cell ends and so does the run."""
         self._seq = itertools.count(1)  # count() is safe across the sandbox's call threads
+        self._batch_seqs: dict[str, int] = {}
+        """A batch's first number: its calls are numbered in batch order, not in the order
+        their threads happen to start, so the same run gives the same trace."""
         self._node_lock = threading.RLock()
         """Held while the run node is rewritten: call threads report live totals on it."""
         if parent is None:
@@ -117,10 +120,23 @@ class Recorder:
             parent_id=parent.node_id,
             kind=kind,
             depth=self.depth + 1 if kind in SUB_CALL_KINDS else self.depth,
-            seq=next(self._seq),
+            seq=self._next_seq(fields.get("meta")),
             **fields,
         )
         return self.run.tracer.start(node)
+
+    def hold_seqs(self, batch: str, n: int) -> None:
+        """Keep the next `n` numbers for the calls of `batch`, before any of them starts."""
+        with self._node_lock:
+            self._batch_seqs[batch] = next(self._seq)
+            for _ in range(n - 1):
+                next(self._seq)
+
+    def _next_seq(self, meta: dict[str, Any] | None) -> int:
+        first = self._batch_seqs.get((meta or {}).get("batch", ""))
+        if first is None or "batch_index" not in (meta or {}):
+            return next(self._seq)
+        return first + int((meta or {})["batch_index"])
 
     def reserve(
         self,
