@@ -1,7 +1,8 @@
 """A small model served the way people serve it, answering held-out needle questions.
 
 `python bench/bench_served.py --gguf FILE [--sizes N ...] [--seeds N ...] [--local]
-[--temperature X] [--model-seed N] [--prompt auto|full|small] [--max-iterations N] [--show]`
+[--temperature X] [--model-seed N] [--prompt auto|full|small] [--max-iterations N] [--show]
+[--keep DIR]`
 starts llama-cpp-python's OpenAI-compatible server on 127.0.0.1 (the flags LOCAL_MODEL.md
 recommends; or uses `--api-base URL` of one already running), then asks each question of
 bench/heldout.py through `RLM(root_model="openai/<alias>", api_base=...)`, the served model as
@@ -147,11 +148,12 @@ def main() -> None:
     parser.add_argument("--max-iterations", type=int, default=8)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--show", action="store_true", help="print every root reply")
+    parser.add_argument("--keep", type=Path, help="keep the runs in this traces folder")
     args = parser.parse_args()
     alias = args.alias or args.gguf.stem
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory() as traces, contextlib.ExitStack() as stack:
-        args.traces = Path(traces)
+    with contextlib.ExitStack() as stack:
+        args.traces = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory()))
         base = args.api_base or stack.enter_context(llama_server(args.gguf, alias, args.threads))
         paths = [(f"openai/{alias}", base)]
         if args.local:

@@ -140,7 +140,8 @@ class RLMConfig:
     )
     max_output_chars: int = setting(
         20_000,
-        "output of each cell shown to the root, with a `+N more chars` marker",
+        "output of each cell shown to the root, with a `+N more chars` marker (at most an "
+        "eighth of the root's window when it is known)",
         "engine",
         low=100,
         high=10_000_000,

@@ -31,6 +31,7 @@ class RunMeta(CommonMeta, total=False):
     config: Annotated[dict[str, Any], "RLMConfig without the key"]
     prompt: Annotated[str, "prompt variant: `rlm-v1`, `rlm-small-v2`, `<strategy>-v1`"]
     prompt_reason: Annotated[str, "why that variant: chosen, or what `auto` went by"]
+    output_chars: Annotated[int, "a cell's output shown to the root was cut to this"]
     context_sha: Annotated[str, "sha256 of the context blob"]
     context_kind: Annotated[str, "`text` (a str) or `json` (a list or dict)"]
     context_chars: Annotated[int, "characters of the context (its parts added up)"]
@@ -47,7 +48,7 @@ class RunMeta(CommonMeta, total=False):
     answer: Annotated[str | None, "the answer, or the best partial answer after a limit"]
     limit: Annotated[str | None, "the limit that ended the run"]
     refused_guesses: Annotated[
-        list[int], "turns whose literal FINAL after an empty search was refused"
+        list[int], "turns whose written-out FINAL was refused as a guess (small prompt)"
     ]
     ignored_text_finals: Annotated[list[int], "turns with a text FINAL beside code (ignored)"]
     last_chance: Annotated[
@@ -110,6 +111,9 @@ class CodeMeta(CommonMeta, total=False):
     assignments: Annotated[dict[str, list[str]], "variable -> sub-calls whose text it kept"]
     shown_spans: Annotated[list[list[int]], "context ranges in the output shown to the root"]
     from_text_tag: Annotated[bool, "the cell ran a FINAL written as text"]
+    ran_for_model: Annotated[
+        bool, "the engine ran this search: a small model repeated a refused guess instead"
+    ]
 
 
 class SubCallMeta(CommonMeta, total=False):

@@ -326,7 +326,7 @@ def test_a_small_models_guess_after_a_search_that_found_nothing_is_refused(fake:
     result, _, root = fake(replies, context, prompt="small")
     assert result.answer == "48213"
     assert "Your code found nothing" in root.seen[1][-1]["content"]
-    assert "was not accepted" in root.seen[2][-1]["content"]
+    assert "Not accepted: your last search found nothing" in root.seen[2][-1]["content"]
     assert "found nothing" not in root.seen[3][-1]["content"]
     assert stored(result.run_id)[1][0].meta["refused_guesses"] == [2]
     # larger models are trusted with their answer: the full prompt takes it as it is

@@ -4,6 +4,7 @@ for the sub model, and runs that can be repeated (temperature and seed reach the
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -11,8 +12,12 @@ from conftest import repl, stored
 from fake_openai import FakeOpenAIServer, by_model
 
 from rlm_core import RLM
+from rlm_core.analysis import views
 from rlm_core.analysis.lint import lint
 from rlm_core.engine import guesses, prompts
+from rlm_core.engine.replay import replay_run
+from rlm_core.models import replay
+from rlm_core.store.trace_store import TraceStore
 
 HAYSTACK = "Nothing to see in this line of the chronicle. " * 200
 CONTEXT = HAYSTACK + "One of the special magic numbers for amber-falcon is: 4417. " + HAYSTACK
@@ -40,6 +45,23 @@ def test_empty_results_of_every_kind_count_as_found_nothing(printed: str) -> Non
     assert guesses.found_nothing([printed])
 
 
+@pytest.mark.parametrize(
+    "printed",
+    [
+        'Traceback (most recent call last):\n  File "<cell 1>", line 2, in <module>\n'
+        "IndexError: list index out of range",
+        "[]\nTraceback (most recent call last):\n"
+        "AttributeError: 'NoneType' object has no attribute 'group'",
+    ],
+)
+def test_taking_the_first_match_of_a_search_that_had_none_found_nothing(printed: str) -> None:
+    # `list(re.finditer(...))[0]` and `re.search(...).group(1)` fail when nothing matched
+    assert guesses.found_nothing([printed])
+    assert not guesses.found_nothing(["port 7441\n" + printed])
+    other = printed.replace("list index out of range", "tuple index out of range")
+    assert other == printed or not guesses.found_nothing([other])
+
+
 @pytest.mark.parametrize("printed", ["4417", "['amber-falcon is: 4417']", "{'a': 1}", "port: 7441"])
 def test_anything_found_is_not_empty(printed: str) -> None:
     assert not guesses.found_nothing([printed])
@@ -54,18 +76,52 @@ def test_literals_and_fenced_literal_finals_are_written_out_not_computed() -> No
 
 
 def test_a_guess_in_a_set_or_a_fenced_cell_is_refused_with_new_words_each_time(fake: Any) -> None:
-    replies = [SEARCH, "FINAL({12345, 67890})", repl("FINAL(12345)"), "FINAL(12345)", "FINAL(1)"]
+    other = repl("import re\nprint(re.findall('number for amber', context))")
+    replies = [SEARCH, "FINAL({12345, 67890})", other, repl("FINAL(12345)"), SEARCH, "FINAL(12)"]
     found = repl("i = context.find('amber')\nprint(context[i - 40:i + 40])")
     result, _, root = fake(
         [*replies, found, "FINAL(4417)"], CONTEXT, "Which number is amber's?", prompt="small"
     )
     assert result.answer == "4417"
-    assert stored(result.run_id)[1][0].meta["refused_guesses"] == [2, 3, 4, 5]
-    refusals = [root.seen[i][-1]["content"] for i in (2, 3, 4, 5)]
-    assert len({r.split("Question:")[0] for r in refusals}) == 4
-    # after two refusals the root is handed code that searches the question's words one by one
-    assert "for word in ['amber'" in refusals[2]
+    assert stored(result.run_id)[1][0].meta["refused_guesses"] == [2, 4, 6]
+    refusals = [root.seen[i][-1]["content"] for i in (2, 4, 6)]
+    assert len({r.split("Question:")[0] for r in refusals}) == 3
+    # from the second refusal on the root is handed code that searches word by word
+    assert "for word in ['amber']" not in refusals[0]
+    assert all("for word in ['amber']" in r for r in refusals[1:])
     assert "(no output)" not in result.answer
+
+
+def test_a_guess_repeated_instead_of_searching_gets_the_search_run_for_it(fake: Any) -> None:
+    """With greedy decoding a 1.5B model answered a refused guess 6 turns in a row, whatever
+    it was told: the second time in a row, the search it was handed runs for it."""
+    replies = [SEARCH, "FINAL({12345, 67890})", repl("FINAL(12345)"), "FINAL(4417)"]
+    question = "Which magic number is amber-falcon's?"
+    result, _, root = fake(replies, CONTEXT, question, prompt="small")
+    assert result.answer == "4417"
+    nodes = stored(result.run_id)[1]
+    assert nodes[0].meta["refused_guesses"] == [2, 3]
+    ran = [n for n in nodes if n.kind == "code" and n.meta.get("ran_for_model")]
+    assert len(ran) == 1 and "for word in ['amber-falcon', 'magic']" in (ran[0].code or "")
+    assert "Not accepted: your last search found nothing" in root.seen[2][-1]["content"]
+    # what it copied is gone: the refused guesses and their refusals; the search reads as its
+    # own turn, its output as the feedback
+    sent = root.seen[3]
+    assert not any("12345" in m["content"] or "Not accepted" in m["content"] for m in sent)
+    assert sent[-2] == {"role": "assistant", "content": f"```repl\n{ran[0].code}\n```"}
+    assert "amber-falcon -> " in sent[-1]["content"]
+    assert "amber-falcon is: 4417" in sent[-1]["content"]
+    # the trace rebuilds exactly what was sent, for the Explorer and for replays
+    lms = sorted((n for n in nodes if n.kind == "lm"), key=lambda n: n.seq)
+    assert views.lm_messages(nodes, lms[3]) == sent == replay.full_messages(nodes, lms[3])
+    took_back = lms[2].meta["messages_before"] + len(json.loads(lms[2].input or "[]"))
+    assert lms[3].meta["messages_before"] < took_back
+    store = TraceStore()
+    try:  # and replays it with no model at all
+        again = replay_run(store, result.run_id)
+    finally:
+        store.close()
+    assert (again.status, again.answer) == ("ok", "4417")
 
 
 def test_words_that_parse_as_an_expression_are_written_out_not_computed() -> None:
@@ -153,7 +209,9 @@ def test_an_answer_from_output_that_never_mentions_the_question_is_refused(fake:
     replies = [sample, "FINAL(17)", search, "FINAL(4417)"]
     result, _, root = fake(replies, "17 rows. " + CONTEXT, question, prompt="small")
     assert result.answer == "4417"
-    assert "Nothing printed so far mentions amber-falcon" in root.seen[2][-1]["content"]
+    told = root.seen[2][-1]["content"]
+    assert "nothing your code printed mentions amber-falcon, so 17 is a guess" in told
+    assert "for word in ['amber-falcon']:" in told  # the code to run, for the key word only
     assert guesses.key_words("What door number holds granite-willow crates?") == ["granite-willow"]
     assert guesses.key_words("What is the secret code for the vault?") == [
         "secret",
@@ -177,7 +235,34 @@ def test_a_number_printed_next_to_another_key_is_not_the_answer(fake: Any) -> No
     question = "Which magic number belongs to amber-falcon?"
     result, _, root = fake([both, "FINAL(9120)", "FINAL(4417)"], two, question, prompt="small")
     assert result.answer == "4417"
-    assert "9120 was not printed next to amber-falcon" in root.seen[2][-1]["content"]
+    told = root.seen[2][-1]["content"]
+    assert "9120 is not the value next to amber-falcon in your output" in told
+    # the passage of its own output that answers the question is quoted back to it
+    quoted = [line for line in told.splitlines() if line.startswith("> ")]
+    assert len(quoted) == 1 and "magic numbers for amber-falcon is: 4417" in quoted[0]
+    assert "copper-meadow" not in quoted[0]
     assert guesses.supported("4417", "for amber-falcon is: 4417", question)
     assert not guesses.supported("12345", "for amber-falcon is: 4417", question)
     assert guesses.supported("the vault", "anything", question)  # no number: nothing to check
+
+
+def test_a_repeated_cell_whose_output_misses_the_key_is_handed_a_search_for_it(fake: Any) -> None:
+    """A 1.5B model searched a common word of the question, printed another key's fact, answered
+    with its number, and ran the same cell again and again: it is handed code for the key word."""
+    two = HAYSTACK + "The magic numbers for copper-meadow is: 9120. " + CONTEXT
+    common = repl(
+        "import re\nfor m in list(re.finditer('magic', context))[:1]:\n"
+        "    print(context[m.start() - 20:m.end() + 40])"
+    )
+    question = "Which magic number belongs to amber-falcon?"
+    key = repl("i = context.find('amber-falcon')\nprint(context[i - 40:i + 60])")
+    replies = [common, "Final(9120)", common, key, "FINAL(4417)"]
+    result, _, root = fake(replies, two, question, prompt="small")
+    assert result.answer == "4417"
+    assert stored(result.run_id)[1][0].meta["refused_guesses"] == [2]  # "Final(" is a FINAL
+    told = root.seen[3][-1]["content"]
+    assert "You ran exactly the same code" in told and "does not mention amber-falcon" in told
+    assert "for word in ['amber-falcon']:" in told
+    assert prompts.REPEATED_CODE not in told
+    # the same cell whose output does show the key gets the usual note
+    assert guesses.repeated(question, ["for amber-falcon is: 4417"]) is None

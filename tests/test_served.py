@@ -148,3 +148,24 @@ def test_a_run_records_the_prompt_auto_chose_and_why() -> None:
     assert meta["prompt"] == SMALL_PROMPT_NAME
     assert meta["prompt_reason"].startswith("auto: 1.54 B parameters")
     assert root[0]["content"].startswith("You answer a question about a long text")
+
+
+def test_a_cells_output_is_cut_to_fit_a_small_served_window() -> None:
+    """llama.cpp reports a window of 8,192 tokens: a cell's output shown to the root is cut to
+    an eighth of it (4,096 characters), and the system prompt says so. llama-cpp-python's
+    server reports no window: a small model's is taken to be 8,192 tokens. A model whose window
+    nobody reports and that gets the full prompt keeps the configured 20,000."""
+    dump = repl("print(context)")
+    cases = ((SERVERS["llama.cpp"], 4_096), (SERVERS["llama-cpp-python"], 4_096), ({}, 20_000))
+    for routes, shown in cases:
+        answers = iter([dump, "FINAL(1)"])
+        responder = by_model({"root": lambda b, a=answers: next(a), "sub": lambda b: "s"})
+        with FakeOpenAIServer(responder, routes=routes) as server:
+            result = RLM("openai/root", "openai/sub", server.base_url).run("x" * 50_000, "What?")
+            second = server.requests[1]["messages"]
+        assert f"{shown:,} characters" in second[0]["content"]
+        feedback = second[-1]["content"]
+        assert "x" * shown in feedback and "x" * (shown + 1) not in feedback
+        assert f"[+{50_000 - shown:,} more chars]" in feedback
+        cell = next(n for n in stored(result.run_id)[1] if n.kind == "code")
+        assert len(cell.stdout) > 50_000  # the trace keeps all of it

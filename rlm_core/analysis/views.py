@@ -82,6 +82,8 @@ def lm_messages(nodes: Iterable[Node], lm_node: Node) -> list[dict[str, Any]]:
         before = n.meta.get("messages_before")
         if isinstance(before, int) and before > len(messages):
             messages.append(_gap(before - len(messages), "an earlier call is missing"))
+        elif isinstance(before, int):
+            del messages[before:]  # the loop took back turns (a small model's refused guesses)
         delta = _delta(n)
         if delta is None:
             messages.append(_gap(1, f"the input of {n.node_id} is not valid JSON"))

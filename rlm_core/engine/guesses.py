@@ -47,10 +47,31 @@ def empty_output(view: str) -> bool:
     return True
 
 
+# What code that takes the first match of a search raises when there is none:
+# `list(re.finditer(...))[0]`, `re.search(...).group(1)`
+_NO_MATCH_ERROR = re.compile(
+    r"^(?:IndexError: list index out of range"
+    r"|AttributeError: 'NoneType' object has no attribute"
+    r" '(?:group|groups|groupdict|start|end|span)')$"
+)
+_TRACEBACK = "Traceback (most recent call last):"
+
+
 def found_nothing(views: list[str]) -> bool:
-    """Every block of a turn printed nothing or only empty results. A 1.5B model then made up
-    an answer (a search for the question's exact words had missed), unless told it had failed."""
-    return all(empty_output(view) for view in views)
+    """Every block of a turn printed nothing or only empty results, or failed on taking the
+    first match of a search that had none. A 1.5B model then made up an answer (a search for the
+    question's exact words had missed), unless told it had failed."""
+    return all(empty_output(view) or _no_match(view) for view in views)
+
+
+def _no_match(view: str) -> bool:
+    before, traceback, after = view.partition(_TRACEBACK)
+    lines = after.strip().splitlines()
+    return (
+        bool(traceback and lines)
+        and empty_output(before)
+        and bool(_NO_MATCH_ERROR.match(lines[-1]))
+    )
 
 
 def is_literal(text: str) -> bool:
@@ -166,43 +187,93 @@ def supported(answer: str, seen: str, question: str) -> bool:
     return True
 
 
-def refusal(count: int, question: str, guess: str, why: str = "empty") -> str:
-    """What a refused guess is told: different words each time, ending with code to copy. The
-    same sentence repeated 7 times changed nothing; code that searches word by word does. `why`:
-    the last search came back `empty`, the output is `off_topic`, or the number is `unsupported`
-    (not printed next to the question's key words)."""
-    words = question_words(question)
-    if count == 1 and why == "off_topic":
-        return (
-            f"Nothing printed so far mentions {' or '.join(key_words(question))}, so {guess} "
-            "is a guess and was not accepted. Search for those words on their own and print the "
-            "text around each match."
-        )
-    if count == 1 and why == "unsupported":
-        return (
-            f"{guess} was not printed next to {' or '.join(key_words(question))}, so it is not "
-            "the answer to this question (the output may show other keys' numbers). Print the "
-            "text around each match of those words and answer with the number next to them."
-        )
-    code = (
+def mentions(printed: str, question: str, limit: int = 2) -> list[str]:
+    """Up to `limit` passages of printed output around the question's key words, one line each:
+    where the answer is, when the model answered with a number printed elsewhere."""
+    lowered, found = printed.lower(), list[str]()
+    spans: list[tuple[int, int]] = []
+    for word in (w.lower() for w in key_words(question)):
+        for m in re.finditer(re.escape(word), lowered):
+            start, end = _passage(printed, m.start(), m.end())
+            if any(a < end and start < b for a, b in spans):
+                continue  # the same place printed twice, or already quoted
+            spans.append((start, end))
+            found.append(" ".join(printed[start:end].split()))
+            if len(found) == limit:
+                return found
+    return found
+
+
+QUOTE = 120
+"""Characters either side of a key word in a quoted passage: its sentence and the next."""
+WRAP = 20
+"""A key word this close to the end of its printed line may have its fact on the next line (a
+document wrapped at 70 columns): the passage then takes NEAR characters of that line too."""
+
+
+def _passage(printed: str, start: int, end: int) -> tuple[int, int]:
+    """Where to quote around a match: its own printed line (other lines are other matches)."""
+    line_start = printed.rfind("\n", 0, start) + 1
+    line_end = len(printed) if (e := printed.find("\n", end)) < 0 else e
+    if start - line_start < WRAP:
+        line_start = max(0, line_start - NEAR)
+    if line_end - end < WRAP:
+        line_end = min(len(printed), line_end + NEAR)
+    return max(line_start, start - QUOTE), min(line_end, end + QUOTE)
+
+
+def search_code(words: list[str]) -> str:
+    """Code that prints the text around a few matches of each word: what a refused model is
+    handed to run (it imitates code far more reliably than it follows advice)."""
+    return (
         "```repl\nimport re\n"
         f"for word in {words!r}:\n"
         "    for m in list(re.finditer(re.escape(word), context, re.IGNORECASE))[:3]:\n"
         '        print(word, "->", context[max(0, m.start() - 150): m.end() + 150])\n```'
     )
-    if count == 1:
+
+
+def refusal(count: int, question: str, guess: str, why: str, printed: str = "") -> str:
+    """What a refused guess is told: different words each time, saying why it was refused and
+    what to do, with the passage to read or the code to run. The same sentence repeated 7 times
+    changed nothing. `why`: the last search came back `empty`, the output is `off_topic` (never
+    mentions the question's key words), or the number is `unsupported` (printed, but not next to
+    them). `printed`: every output so far."""
+    lead = (
+        ("Not accepted", "Again not accepted")[count - 1]
+        if count <= 2
+        else f"Refused {count} times"
+    )
+    keys = " or ".join(key_words(question))
+    passages = mentions(printed, question) if why == "unsupported" else []
+    if passages:
+        shown = "\n".join(f"> {p}" for p in passages)
         return (
-            f"Your last search found nothing, so {guess} is a guess and was not accepted. "
-            "Search for each word of the question on its own."
+            f"{lead}: {guess} is not the value next to {keys} in your output; it belongs to "
+            f"something else. Your output mentions {keys} here:\n{shown}\n"
+            f"Reply FINAL(...) with the value this text gives for {keys}."
         )
-    if count == 2:
-        return (
-            f"Again not accepted: {guess} appears in no output. Nothing printed so far contains "
-            f"the answer. Run this search for single words of the question:\n{code}"
-        )
+    if why == "empty":
+        told = f"{lead}: your last search found nothing, so {guess} is a guess."
+        if count == 1:
+            return f"{told} Search for each word of the question on its own."
+        code = search_code(question_words(question))
+        return f"{told} Run this search for single words of the question:\n{code}"
     return (
-        f"Refused {count} times: {guess} was never printed by your code. Do not answer yet. "
-        f"Run exactly this and read what it prints:\n{code}"
+        f"{lead}: nothing your code printed mentions {keys}, so {guess} is a guess. Run this "
+        f"search and read what it prints:\n{search_code(key_words(question))}"
+    )
+
+
+def repeated(question: str, views: list[str]) -> str | None:
+    """What a small model is told when it ran the same cell again and the output still does
+    not mention the question's key words (None: the usual note will do)."""
+    if not key_words(question) or any(mentions(view, question, 1) for view in views):
+        return None
+    return (
+        f"You ran exactly the same code as in your previous turn, and its output does not "
+        f"mention {' or '.join(key_words(question))}. Run this search instead:\n"
+        f"{search_code(key_words(question))}"
     )
 
 
@@ -229,17 +300,23 @@ class Evidence:
 
     question: str
     seen: str = ""
+    printed: str = ""
+    """What the cells printed (`seen` also holds their code)."""
     searched_in_vain: bool = False
     found_any: bool = False
     refused: list[str] = field(default_factory=list)
+    in_a_row: int = 0
+    """Guesses refused since a cell last ran."""
     defined: set[str] = field(default_factory=set)
     """Names the root's cells have bound so far."""
 
     def saw(self, blocks: list[str], views: list[str]) -> bool:
         """Record a turn's cells; True when every one of them found nothing."""
         self.seen += "".join(f"{code}\n{view}\n" for code, view in zip(blocks, views, strict=False))
+        self.printed += "".join(f"{view}\n" for view in views)
         self.defined.update(*(defined_names(code) for code in blocks))
         self.searched_in_vain = found_nothing(views)
+        self.in_a_row = 0
         self.found_any = self.found_any or not self.searched_in_vain
         return self.searched_in_vain
 
@@ -256,7 +333,18 @@ class Evidence:
         else:
             return None
         self.refused.append(guess)
-        return refusal(len(self.refused), self.question, guess, why)
+        self.in_a_row += 1
+        return refusal(len(self.refused), self.question, guess, why, self.printed)
+
+    def stuck(self) -> bool:
+        """A refused guess given again instead of running the code it was handed: with greedy
+        decoding a 1.5B model then repeats it to the end of the run."""
+        return self.in_a_row >= 2
+
+    def search(self) -> str:
+        """The search a stuck model was handed, as a cell to run for it."""
+        words = question_words(self.question) if self.searched_in_vain else key_words(self.question)
+        return search_code(words).removeprefix("```repl\n").removesuffix("\n```")
 
     def last_chance(self, value: str) -> str | None:
         """Why the last-chance answer is not the run's answer, or None when it may be."""

@@ -15,7 +15,6 @@ from rlm_core.engine.positions import Pieces
 from rlm_core.engine.recorder import Recorder
 from rlm_core.engine.subcalls import SubCalls
 from rlm_core.errors import LimitExceeded
-from rlm_core.models.facts import context_window
 from rlm_core.repl.sandbox import Repl
 from rlm_core.types import Node
 
@@ -51,12 +50,18 @@ class RLMLoop:
     def _loop(self, repl: Repl) -> str | None:
         rec, cfg = self.rec, self.rec.run.config
         name = rec.node.meta["prompt"]
-        window = context_window(cfg.sub_model, load=True) or fits.served_window(cfg.sub_model, cfg)
+        window = fits.window_of(cfg.sub_model, cfg)
         self.calls.windows[cfg.sub_model] = window
-        system = prompts.system_prompt(cfg.max_output_chars, window, name) + self.note
-        messages = prompts.opening(rec.context, rec.question, system, name)
         small = name == prompts.SMALL_PROMPT_NAME
+        root = rec.model.name
+        own = window if root == cfg.sub_model else fits.window_of(root, cfg)
+        own = own or (fits.SMALL_MODEL_WINDOW if small else None)
+        rec.output_chars = fits.output_chars(cfg.max_output_chars, own)
+        rec.node.meta["output_chars"] = rec.output_chars
+        system = prompts.system_prompt(rec.output_chars, window, name) + self.note
+        messages = prompts.opening(rec.context, rec.question, system, name)
         sent, previous_blocks = 0, list[str]()
+        streak = 0  # where the refused guesses since the last cell begin in `messages`
         evidence = guesses.Evidence(rec.question)
         for iteration in range(1, cfg.max_iterations + 1):
             rec.iterations = iteration
@@ -71,7 +76,15 @@ class RLMLoop:
             guess = self._guess(blocks, tag, evidence.defined) if small else None
             if guess is not None and (why := evidence.refuse(guess)) is not None:
                 rec.node.meta.setdefault("refused_guesses", []).append(iteration)
-                messages += self._turn(response, [], why)
+                if evidence.stuck():
+                    # the same guess again: a small model copies the refusals it is shown, so
+                    # they go, and it is shown the search it was handed as a turn of its own
+                    del messages[streak:]
+                    sent, self._last_lm = streak, None  # no longer a prefix of the next prompt
+                    messages += self._search_for(repl, evidence, iteration)
+                else:
+                    streak = len(messages) if evidence.in_a_row == 1 else streak
+                    messages += self._turn(response, [], why)
                 continue
             if not blocks:
                 if tag is not None:
@@ -96,8 +109,9 @@ class RLMLoop:
             if text_final(response):
                 notes.append(prompts.IGNORED_TEXT_FINAL)
                 rec.node.meta.setdefault("ignored_text_finals", []).append(iteration)
-            if blocks == previous_blocks:
-                notes.append(prompts.REPEATED_CODE)  # small models loop on one cell otherwise
+            if blocks == previous_blocks:  # small models loop on one cell otherwise
+                again = small and guesses.repeated(rec.question, views)
+                notes.append(again or prompts.REPEATED_CODE)
             previous_blocks = blocks
             messages += self._turn(response, shown, "\n".join(notes))
             rec.progress()
@@ -118,6 +132,16 @@ class RLMLoop:
             rec.node.meta["last_chance"] = {"reply": guess, "taken": False, "why": why}
             partial = prompts.NOT_FOUND
         raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
+
+    def _search_for(
+        self, repl: Repl, evidence: guesses.Evidence, iteration: int
+    ) -> list[dict[str, str]]:
+        """Run the search a stuck small model was handed (recorded as run for it), as a turn."""
+        code = evidence.search()
+        _, node = self.rec.cell(repl, code, iteration, 1, {"ran_for_model": True})
+        view = node.model_view or ""
+        note = prompts.FOUND_NOTHING if evidence.saw([code], [view]) else ""
+        return self._turn(f"```repl\n{code}\n```", [prompts.cell_feedback(1, view)], note)
 
     @staticmethod
     def _guess(blocks: list[str], tag: TextFinal | None, defined: set[str]) -> str | None:

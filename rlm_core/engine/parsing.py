@@ -15,12 +15,13 @@ _CODE_BLOCK = re.compile(
     r"^[ \t]*```[ \t]*(?:repl|python|py)(?![\w-])[^\n]*\n(.*?)^[ \t]*```[ \t]*$",
     re.DOTALL | re.MULTILINE | re.IGNORECASE,
 )
+# "Final(" too: a 1.5B model that was refused once wrote its next answer that way
 _FINAL_VAR_TAG = re.compile(
-    r"^[ \t]*FINAL_VAR\(\s*[\"']?([A-Za-z_]\w*)[\"']?\s*\)[ \t]*$", re.MULTILINE
+    r"^[ \t]*(?:FINAL_VAR|Final_var)\(\s*[\"']?([A-Za-z_]\w*)[\"']?\s*\)[ \t]*$", re.MULTILINE
 )
-_FINAL_TAG = re.compile(r"^[ \t]*FINAL\((.*)\)[ \t]*$", re.MULTILINE)
+_FINAL_TAG = re.compile(r"^[ \t]*(?:FINAL|Final)\((.*)\)[ \t]*$", re.MULTILINE)
 # A multi-line answer: FINAL( opens a line and its ) closes the whole response.
-_FINAL_TAG_TO_END = re.compile(r"^[ \t]*FINAL\((.*)\)\s*\Z", re.MULTILINE | re.DOTALL)
+_FINAL_TAG_TO_END = re.compile(r"^[ \t]*(?:FINAL|Final)\((.*)\)\s*\Z", re.MULTILINE | re.DOTALL)
 
 
 @dataclass(frozen=True)

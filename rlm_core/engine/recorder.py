@@ -90,6 +90,8 @@ class Recorder:
             },
         )
         self.iterations = 0
+        self.output_chars = run.config.max_output_chars
+        """A cell's output shown to the root is cut to this (the loop fits it to the window)."""
         self.last_response = ""
         self.last_variables: dict[str, str] = {}
         self.code_node: Node | None = None
@@ -270,12 +272,15 @@ class Recorder:
             self.last_response = done.text
         return done.text, node
 
-    def cell(self, repl: Repl, code: str, iteration: int, block: int) -> tuple[CellResult, Node]:
+    def cell(
+        self, repl: Repl, code: str, iteration: int, block: int, meta: dict[str, Any] | None = None
+    ) -> tuple[CellResult, Node]:
         """Run one code block in the REPL and record it: output, what the model is shown, the
         variables, the context ranges the code read, and which sub-call results it kept."""
         run, cfg = self.run, self.run.config
         run.clock.check()
-        node = self.child("code", code=code, meta={"iteration": iteration, "block": block})
+        meta = {"iteration": iteration, "block": block, **(meta or {})}
+        node = self.child("code", code=code, meta=meta)
         self.code_node = node
         try:
             result = repl.execute(
@@ -293,7 +298,7 @@ class Recorder:
         for name, ids in assignments.items():
             for node_id in ids:
                 self.used_by.setdefault(node_id, set()).add(name)
-        view = prompts.model_view(result, cfg.max_output_chars)
+        view = prompts.model_view(result, self.output_chars)
         positions = self.positions
         positions.cell_done(result.copied_spans)
         shown = positions.locate(view, copied=positions.copied([])).spans if view else []

@@ -37,6 +37,10 @@ def _recorded(store: TraceStore, run_id: str) -> tuple[list[Node], Node, Any, RL
     if config.prompt == "auto" and (pinned := prompts.choice_of(root.meta.get("prompt"))):
         # what "auto" picked then (a server may say otherwise now, or be gone)
         config = config.with_(prompt=pinned)
+    if isinstance(shown := root.meta.get("output_chars"), int):
+        # the cap that root model's window gave: another root model must see the same prompts
+        # for the recorded turns to replay
+        config = config.with_(max_output_chars=shown)
     return nodes, root, context, config
 
 

@@ -204,7 +204,7 @@ class SubCalls:
             meta["no_context_text"] = True
         sub = rec.run.models.sub(model)
         if sub.name not in self.windows:
-            self.windows[sub.name] = fits.sub_window(sub.name, rec.run.config)
+            self.windows[sub.name] = fits.window_of(sub.name, rec.run.config)
         if (too_big := fits.too_big(sub.name, prompt, self.windows[sub.name])) is not None:
             if ticket is not None:  # its batch held room for it: never sent, it gives it back
                 rec.run.budget.settle(ticket, None, sent=False)

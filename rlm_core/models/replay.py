@@ -27,11 +27,14 @@ def full_messages(nodes: list[Node], lm: Node) -> list[dict[str, str]]:
     """The whole message list an lm node sent: the deltas of its run's earlier lm calls + its own.
 
     The last-chance question of a run out of turns is appended after the previous call's delta,
-    so concatenating deltas in order rebuilds exactly what was sent.
+    so concatenating deltas in order rebuilds exactly what was sent, less the turns the loop
+    took back (a delta then starts before the end of the last: `messages_before`).
     """
     messages: list[dict[str, str]] = []
     for node in nodes:
         if node.kind == "lm" and node.parent_id == lm.parent_id and node.node_id <= lm.node_id:
+            before = node.meta.get("messages_before")
+            messages = messages[:before] if isinstance(before, int) else messages
             messages += json.loads(node.input or "[]")
     return messages
 
