@@ -14,16 +14,16 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from rlm_core import RLM
-from rlm_core.engine import loop
+from rlm_core.engine import fits
 from rlm_core.types import Completion
 
 
 # The window lookup would import litellm (4-5 s) for a model name that is not real anyway.
-def no_window(model: str, load: bool = False) -> None:
+def no_window(model: str, config: Any) -> None:
     return None
 
 
-loop.context_window = no_window
+fits.window_of = no_window
 
 ROOT_CODE = """
 parts = [context[i:i + 200] for i in range(0, len(context), 200)]

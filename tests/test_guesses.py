@@ -266,3 +266,19 @@ def test_a_repeated_cell_whose_output_misses_the_key_is_handed_a_search_for_it(f
     assert prompts.REPEATED_CODE not in told
     # the same cell whose output does show the key gets the usual note
     assert guesses.repeated(question, ["for amber-falcon is: 4417"]) is None
+
+
+def test_the_search_is_run_for_a_model_once_and_only_with_words_to_search() -> None:
+    evidence = guesses.Evidence("Which magic number is amber-falcon's?")
+    evidence.saw(["print(1)"], [""])
+    assert evidence.refuse("12") and evidence.refuse("13") and evidence.stuck()
+    first = evidence.search()
+    assert first is not None and "['amber-falcon', 'magic']" in first
+    assert evidence.search() is None  # the same output again would not help
+    nothing = guesses.Evidence("What?")  # no word to search for: refusals say so in words
+    nothing.saw(["print(1)"], [""])
+    told = [nothing.refuse("12"), nothing.refuse("13")]
+    assert nothing.search() is None and all(t and "for word in" not in t for t in told)
+    # a repeated cell printed the same passage twice: it is quoted once
+    line = "keys: the magic number for amber-falcon is 4417 and nothing else\n"
+    assert guesses.mentions(line * 2, "What is amber-falcon's number?") == [line.strip()]

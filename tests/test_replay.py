@@ -10,6 +10,7 @@ from conftest import FakeOpenAIServer, by_model, echo_sub, repl
 from rlm_core import RLM, TraceStore
 from rlm_core.engine.parsing import code_blocks, replace_code_block
 from rlm_core.engine.replay import ask_again, fork_run, replay_run
+from rlm_core.exchange.jsonl import import_file
 from rlm_core.types import Node
 
 NEEDLE_TEXT = (
@@ -118,3 +119,23 @@ def test_replace_code_block_and_the_playground() -> None:
         done = ask_again("Just this prompt", "openai/sub", api_base=server.base_url, api_key="k")
     assert done.text.startswith("sub saw 16 chars")
     assert Node.__dataclass_fields__  # the playground needs no trace node
+
+
+def test_runs_recorded_before_the_output_cap_replay_with_the_cap_they_showed(
+    traces_dir: Path,
+) -> None:
+    """The bundled Learn runs were recorded when every cell's output was cut to the configured
+    20,000 characters; the demo models' window would now give 16,000. A replay keeps what the
+    recorded run showed, or its first call would not match."""
+    examples = Path(__file__).resolve().parent.parent / "examples" / "learn"
+    store = TraceStore(traces_dir)
+    try:
+        for path in sorted(examples.glob("*.jsonl")):
+            run_id = import_file(store, path).run_id
+            assert "output_chars" not in store.nodes(run_id)[0].meta
+            replayed = replay_run(store, run_id)
+            assert replayed.status == "ok", (path.name, replayed.error)
+            assert replayed.answer == store.get_run(run_id).answer  # type: ignore[union-attr]
+            assert store.nodes(replayed.run_id)[0].meta["output_chars"] == 20_000
+    finally:
+        store.close()

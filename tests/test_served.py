@@ -4,6 +4,7 @@ fake OpenAI-compatible server answering that server's own routes the way it does
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -156,10 +157,18 @@ def test_a_cells_output_is_cut_to_fit_a_small_served_window() -> None:
     server reports no window: a small model's is taken to be 8,192 tokens. A model whose window
     nobody reports and that gets the full prompt keeps the configured 20,000."""
     dump = repl("print(context)")
-    cases = ((SERVERS["llama.cpp"], 4_096), (SERVERS["llama-cpp-python"], 4_096), ({}, 20_000))
+    cases: list[tuple[dict[str, Any], int]] = [
+        (SERVERS["llama.cpp"], 4_096),
+        (SERVERS["llama-cpp-python"], 4_096),
+        ({}, 20_000),
+    ]
     for routes, shown in cases:
         answers = iter([dump, "FINAL(1)"])
-        responder = by_model({"root": lambda b, a=answers: next(a), "sub": lambda b: "s"})
+
+        def root(body: dict[str, Any], answers: Iterator[str] = answers) -> str:
+            return next(answers)
+
+        responder = by_model({"root": root, "sub": lambda b: "s"})
         with FakeOpenAIServer(responder, routes=routes) as server:
             result = RLM("openai/root", "openai/sub", server.base_url).run("x" * 50_000, "What?")
             second = server.requests[1]["messages"]

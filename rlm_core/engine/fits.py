@@ -50,8 +50,8 @@ def too_big(model: str, prompt: str, window: int | None) -> str | None:
 OUTPUT_SHARE = 8
 """A cell's output shown to the root takes at most an eighth of the root's window: a small
 served model (8,192 tokens) that printed the whole context was shown 20,000 characters, read
-them for 80 s, and had room for only one more such turn. Windows of 128k tokens and more keep
-the configured cap."""
+them for 80 s, and had room for only one more such turn. From 40k tokens up the default cap
+(20,000) stands. Replays and forks keep the recorded run's cap (Run.output_chars)."""
 MIN_OUTPUT_CHARS = 1_000
 SMALL_MODEL_WINDOW = 8_192
 """The window assumed for a small model that nobody reports one for (llama-cpp-python's server

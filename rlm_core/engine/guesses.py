@@ -195,10 +195,11 @@ def mentions(printed: str, question: str, limit: int = 2) -> list[str]:
     for word in (w.lower() for w in key_words(question)):
         for m in re.finditer(re.escape(word), lowered):
             start, end = _passage(printed, m.start(), m.end())
-            if any(a < end and start < b for a, b in spans):
-                continue  # the same place printed twice, or already quoted
+            text = " ".join(printed[start:end].split())
+            if text in found or any(a < end and start < b for a, b in spans):
+                continue  # already quoted, or the same text printed again by a repeated cell
             spans.append((start, end))
-            found.append(" ".join(printed[start:end].split()))
+            found.append(text)
             if len(found) == limit:
                 return found
     return found
@@ -255,10 +256,9 @@ def refusal(count: int, question: str, guess: str, why: str, printed: str = "") 
         )
     if why == "empty":
         told = f"{lead}: your last search found nothing, so {guess} is a guess."
-        if count == 1:
+        if count == 1 or not (words := question_words(question)):
             return f"{told} Search for each word of the question on its own."
-        code = search_code(question_words(question))
-        return f"{told} Run this search for single words of the question:\n{code}"
+        return f"{told} Run this search for single words of the question:\n{search_code(words)}"
     return (
         f"{lead}: nothing your code printed mentions {keys}, so {guess} is a guess. Run this "
         f"search and read what it prints:\n{search_code(key_words(question))}"
@@ -307,6 +307,8 @@ class Evidence:
     refused: list[str] = field(default_factory=list)
     in_a_row: int = 0
     """Guesses refused since a cell last ran."""
+    searched_for_it: set[str] = field(default_factory=set)
+    """The searches run for the model (each once: the same output again would not help)."""
     defined: set[str] = field(default_factory=set)
     """Names the root's cells have bound so far."""
 
@@ -337,14 +339,19 @@ class Evidence:
         return refusal(len(self.refused), self.question, guess, why, self.printed)
 
     def stuck(self) -> bool:
-        """A refused guess given again instead of running the code it was handed: with greedy
-        decoding a 1.5B model then repeats it to the end of the run."""
+        """Refused twice in a row instead of running the code it was handed: with greedy
+        decoding a 1.5B model then repeats its guess to the end of the run."""
         return self.in_a_row >= 2
 
-    def search(self) -> str:
-        """The search a stuck model was handed, as a cell to run for it."""
+    def search(self) -> str | None:
+        """The search a stuck model was handed, as a cell to run for it; None when the question
+        has no words to search for or this search already ran for it."""
         words = question_words(self.question) if self.searched_in_vain else key_words(self.question)
-        return search_code(words).removeprefix("```repl\n").removesuffix("\n```")
+        code = search_code(words).removeprefix("```repl\n").removesuffix("\n```")
+        if not words or code in self.searched_for_it:
+            return None
+        self.searched_for_it.add(code)
+        return code
 
     def last_chance(self, value: str) -> str | None:
         """Why the last-chance answer is not the run's answer, or None when it may be."""

@@ -56,7 +56,7 @@ class RLMLoop:
         root = rec.model.name
         own = window if root == cfg.sub_model else fits.window_of(root, cfg)
         own = own or (fits.SMALL_MODEL_WINDOW if small else None)
-        rec.output_chars = fits.output_chars(cfg.max_output_chars, own)
+        rec.output_chars = rec.run.output_chars or fits.output_chars(cfg.max_output_chars, own)
         rec.node.meta["output_chars"] = rec.output_chars
         system = prompts.system_prompt(rec.output_chars, window, name) + self.note
         messages = prompts.opening(rec.context, rec.question, system, name)
@@ -76,12 +76,13 @@ class RLMLoop:
             guess = self._guess(blocks, tag, evidence.defined) if small else None
             if guess is not None and (why := evidence.refuse(guess)) is not None:
                 rec.node.meta.setdefault("refused_guesses", []).append(iteration)
-                if evidence.stuck():
-                    # the same guess again: a small model copies the refusals it is shown, so
-                    # they go, and it is shown the search it was handed as a turn of its own
+                if evidence.stuck() and (search := evidence.search()) is not None:
+                    # refused twice in a row: a small model copies the refusals it is shown, so
+                    # they go (with any turn between them), and it is shown the search it was
+                    # handed as a turn of its own
                     del messages[streak:]
                     sent, self._last_lm = streak, None  # no longer a prefix of the next prompt
-                    messages += self._search_for(repl, evidence, iteration)
+                    messages += self._search_for(repl, search, evidence, iteration)
                 else:
                     streak = len(messages) if evidence.in_a_row == 1 else streak
                     messages += self._turn(response, [], why)
@@ -134,14 +135,15 @@ class RLMLoop:
         raise LimitExceeded("max_iterations", f"{cfg.max_iterations} iterations used", partial)
 
     def _search_for(
-        self, repl: Repl, evidence: guesses.Evidence, iteration: int
+        self, repl: Repl, code: str, evidence: guesses.Evidence, iteration: int
     ) -> list[dict[str, str]]:
         """Run the search a stuck small model was handed (recorded as run for it), as a turn."""
-        code = evidence.search()
         _, node = self.rec.cell(repl, code, iteration, 1, {"ran_for_model": True})
         view = node.model_view or ""
         note = prompts.FOUND_NOTHING if evidence.saw([code], [view]) else ""
-        return self._turn(f"```repl\n{code}\n```", [prompts.cell_feedback(1, view)], note)
+        turn = f"```repl\n{code}\n```"
+        self.rec.last_response = turn  # the refused guess is no partial answer
+        return self._turn(turn, [prompts.cell_feedback(1, view)], note)
 
     @staticmethod
     def _guess(blocks: list[str], tag: TextFinal | None, defined: set[str]) -> str | None:

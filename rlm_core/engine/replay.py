@@ -37,11 +37,14 @@ def _recorded(store: TraceStore, run_id: str) -> tuple[list[Node], Node, Any, RL
     if config.prompt == "auto" and (pinned := prompts.choice_of(root.meta.get("prompt"))):
         # what "auto" picked then (a server may say otherwise now, or be gone)
         config = config.with_(prompt=pinned)
-    if isinstance(shown := root.meta.get("output_chars"), int):
-        # the cap that root model's window gave: another root model must see the same prompts
-        # for the recorded turns to replay
-        config = config.with_(max_output_chars=shown)
     return nodes, root, context, config
+
+
+def _pinned(root: Node, config: RLMConfig) -> dict[str, Any]:
+    """The run meta that fixes a replay's output cap to the recorded run's (older traces
+    recorded none: they showed the configured cap), whatever the root model's window now."""
+    shown = root.meta.get("output_chars")
+    return {"output_chars": shown if isinstance(shown, int) else config.max_output_chars}
 
 
 def replay_run(store: TraceStore, run_id: str) -> RunResult:
@@ -53,7 +56,9 @@ def replay_run(store: TraceStore, run_id: str) -> RunResult:
         return ReplayModel(name, recording)
 
     rlm = RLM(config=config, store=store, models=replayed)
-    return rlm.run(context, root.input or "", run_meta={"replay_of": run_id})
+    return rlm.run(
+        context, root.input or "", run_meta={"replay_of": run_id, **_pinned(root, config)}
+    )
 
 
 def fork_run(
@@ -74,6 +79,8 @@ def fork_run(
     node = by_id.get(node_id)
     if node is None or node.kind not in ("lm", "code") or node.depth != 0:
         raise ValueError("fork from an lm or code node of the root run")
+    if node.meta.get("ran_for_model"):
+        raise ValueError("the engine ran this search for the model: fork from the lm call after it")
     lm = node if node.kind == "lm" else _lm_of(nodes, node)
     if code is not None:
         block = int(node.meta.get("block", 1)) if node.kind == "code" else 1
@@ -89,13 +96,15 @@ def fork_run(
 
     rlm = RLM(config=config, store=store, models=forked)
     edits = {"response": response is not None, "code": code is not None, **(changes or {})}
+    changed_cap = "max_output_chars" in (changes or {})
     meta = {
+        **({} if changed_cap else _pinned(root, config)),
         "forked_from": {
             "run_id": run_id,
             "node_id": node_id,
             "lm_node_id": lm.node_id,
             "edits": edits,
-        }
+        },
     }
     return rlm.run(context, root.input or "", run_meta=meta, cancel=cancel)
 

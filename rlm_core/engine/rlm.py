@@ -191,6 +191,7 @@ class RLM:
             budget=Budget(cfg),
             repl=repl,
             scrubber=scrubber,
+            output_chars=(run_meta or {}).get("output_chars"),
         )
         result = RunResult(run_id=run_id, answer=None, status="running")
         rec: Recorder | None = None

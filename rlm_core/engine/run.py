@@ -116,6 +116,9 @@ class Run:
     """Masks the run's keys in what model code sends and gets back (the tracer has the same)."""
     stopped: Stop | None = None
     """The first refused call's reason: from then on calls are refused without a node."""
+    output_chars: int | None = None
+    """A cell's output cap for every RLM of the tree, not fitted to the root model's window:
+    a replay or fork shows what the recorded run showed, or its recorded turns would not match."""
     _stop_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def first_stop(self, exc: Stop) -> bool:

@@ -83,6 +83,12 @@ def _fork(store: TraceStore, run: RunSummary, node: Node) -> None:
         if run.status == "running":
             st.info("Fork a run once it has finished.")
             return
+        if (store.node(node.node_id) or node).meta.get("ran_for_model"):
+            st.info(
+                "The engine ran this search for the model (it kept answering with a refused "
+                "guess), so no turn of the model's wrote it: fork from the model call after it."
+            )
+            return
         box = st.container()  # the fork's progress goes above the form, where it stays visible
         _fork_form(store, run, node)
         task = st.session_state.get(TASKS, {}).get(node.node_id)
