@@ -85,6 +85,8 @@ class LmMeta(CommonMeta, total=False):
         int, "tokens of the previous root call (prompt and reply) this prompt starts with"
     ]
     prompt_is_full: Annotated[bool, "`input` is the whole prompt, not a delta (imported runs)"]
+    took_back: Annotated[int, "refused replies taken out (with their refusals) before this call"]
+    engine_turn: Annotated[int, "index of the reply the engine wrote: a search run for the model"]
     compactions: Annotated[int, "compactions before this call (Algorithm 2)"]
     compaction: Annotated[int, "this call compacts the history, the n-th time (Algorithm 2)"]
     compacted_messages: Annotated[int, "messages replaced by the summary"]

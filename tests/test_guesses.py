@@ -8,11 +8,11 @@ import json
 from typing import Any
 
 import pytest
-from conftest import repl, stored
+from conftest import explorer_page, repl, stored
 from fake_openai import FakeOpenAIServer, by_model
 
 from rlm_core import RLM
-from rlm_core.analysis import views
+from rlm_core.analysis import graph, views
 from rlm_core.analysis.lint import lint
 from rlm_core.engine import guesses, prompts
 from rlm_core.engine.replay import replay_run
@@ -116,6 +116,23 @@ def test_a_guess_repeated_instead_of_searching_gets_the_search_run_for_it(fake: 
     assert views.lm_messages(nodes, lms[3]) == sent == replay.full_messages(nodes, lms[3])
     took_back = lms[2].meta["messages_before"] + len(json.loads(lms[2].input or "[]"))
     assert lms[3].meta["messages_before"] < took_back
+    # the inspector says what was taken back and which reply the engine wrote
+    assert lms[3].meta["took_back"] == 2 and lms[3].meta["engine_turn"] == len(sent) - 2
+    at = explorer_page(run=result.run_id, node=lms[3].node_id)
+    assert not at.exception
+    assert any("took back the model's last 2 replies" in c.value for c in at.caption)
+    labels = [e.label for e in at.expander if " chars" in e.label]
+    assert [i for i, label in enumerate(labels) if "written by the engine" in label] == [
+        len(sent) - 2
+    ]
+    at = explorer_page(run=result.run_id, node=ran[0].node_id)
+    assert any("The engine wrote and ran this search" in i.value for i in at.info)
+    store = TraceStore()
+    try:  # the graph's outline keeps the mark: the cell is labelled as the engine's
+        outline = store.outline(result.run_id)
+    finally:
+        store.close()
+    assert graph.labels(outline)[ran[0].node_id].endswith("(engine)")
     store = TraceStore()
     try:  # and replays it with no model at all
         again = replay_run(store, result.run_id)

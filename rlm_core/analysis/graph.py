@@ -99,6 +99,7 @@ def labels(items: list[Node]) -> dict[str, str]:
             key = (n.parent_id, it)
             seen[key] = seen.get(key, 0) + 1
             label = f"code #{it}" + (f".{seen[key]}" if per_iter[key] > 1 else "")
+            label += " (engine)" if n.meta.get("ran_for_model") else ""
         elif n.kind == "final":
             label = "FINAL"
         else:

@@ -29,6 +29,8 @@ class RLMLoop:
         self.rec, self.note = rec, note
         self.calls = SubCalls(rec, self._child, allowed=subcalls)
         self._last_lm: Node | None = None
+        self._took_back: dict[str, int] = {}
+        """For the next root call's node: the messages taken back and the engine's turn."""
 
     def run(self) -> str | None:
         """Run to FINAL and return the answer; limits and cancellation raise."""
@@ -80,6 +82,7 @@ class RLMLoop:
                     # refused twice in a row: a small model copies the refusals it is shown, so
                     # they go (with any turn between them), and it is shown the search it was
                     # handed as a turn of its own
+                    self._took_back = {"took_back": evidence.in_a_row, "engine_turn": streak}
                     del messages[streak:]
                     sent, self._last_lm = streak, None  # no longer a prefix of the next prompt
                     messages += self._search_for(repl, search, evidence, iteration)
@@ -166,7 +169,8 @@ class RLMLoop:
         ]
 
     def _ask_root(self, messages: list[dict[str, str]], sent: int, iteration: int) -> str:
-        meta: dict[str, Any] = {"iteration": iteration, "messages_before": sent}
+        meta: dict[str, Any] = {"iteration": iteration, "messages_before": sent, **self._took_back}
+        self._took_back = {}
         if self._last_lm is not None and self._last_lm.tokens_in is not None:
             # every turn only appends, so this call starts with the last one's prompt and reply:
             # what a server's prefix cache can reuse (the rest it must read anew)

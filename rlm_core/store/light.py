@@ -32,6 +32,7 @@ OUTLINE_META = (
     "fallback_from",
     "timed_out",
     "restarted",
+    "ran_for_model",
     "refused_calls",
     "isolation",
     "prompt",

@@ -112,6 +112,12 @@ def _lm(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel: 
     new_from = before if isinstance(before, int) else 0
     st.markdown(f"**Messages sent ({len(messages)})** — as the model saw them")
     st.caption(f"Messages {new_from + 1}–{len(messages)} were added for this call.")
+    if took_back := node.meta.get("took_back"):
+        st.caption(
+            f"Before this call the engine took back the model's last {took_back} replies, "
+            "refused guesses, and what it was told about them: a small model copies them."
+        )
+    engine_turn = node.meta.get("engine_turn")
     session = store.node(node.parent_id) if node.parent_id else None
     examples = prompts.worked_example_positions(str((session or node).meta.get("prompt")))
     for i, message in enumerate(messages):
@@ -120,6 +126,8 @@ def _lm(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel: 
         label = f"{i + 1}. {role} · {len(text):,} chars"
         if i in examples:
             label += " · worked example (part of the small-model prompt)"
+        elif i == engine_turn:
+            label += " · written by the engine: the search it ran for the model"
         with st.expander(label, expanded=i >= new_from and i not in examples):
             show_text(text, key=f"{node.node_id}_msg{i}")
     st.markdown("**Response**")
@@ -134,6 +142,11 @@ def _code(store: TraceStore, run: RunSummary, nodes: list[Node], node: Node, sel
         st.warning("This cell ran past its time limit and was interrupted.")
     if node.meta.get("restarted"):
         st.warning("The REPL worker died or was killed during this cell and was restarted.")
+    if node.meta.get("ran_for_model"):
+        st.info(
+            "The engine wrote and ran this search, not the model: it had answered with a refused "
+            "guess twice in a row instead of running the search it was handed."
+        )
     st.markdown("**Code**")
     show_text(node.code, key=f"{node.node_id}_code", language="python")
     full, seen = st.columns(2)
