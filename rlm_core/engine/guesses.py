@@ -227,11 +227,16 @@ def search_code(words: list[str]) -> str:
     """Code that prints the text around a few matches of each word: what a refused model is
     handed to run (it imitates code far more reliably than it follows advice)."""
     return (
-        "```repl\nimport re\n"
+        "import re\n"
         f"for word in {words!r}:\n"
         "    for m in list(re.finditer(re.escape(word), context, re.IGNORECASE))[:3]:\n"
-        '        print(word, "->", context[max(0, m.start() - 150): m.end() + 150])\n```'
+        '        print(word, "->", context[max(0, m.start() - 150): m.end() + 150])'
     )
+
+
+def fenced(code: str) -> str:
+    """Code as a root's reply carries it."""
+    return f"```repl\n{code}\n```"
 
 
 def refusal(count: int, question: str, guess: str, why: str, printed: str = "") -> str:
@@ -258,22 +263,23 @@ def refusal(count: int, question: str, guess: str, why: str, printed: str = "") 
         told = f"{lead}: your last search found nothing, so {guess} is a guess."
         if count == 1 or not (words := question_words(question)):
             return f"{told} Search for each word of the question on its own."
-        return f"{told} Run this search for single words of the question:\n{search_code(words)}"
+        code = fenced(search_code(words))
+        return f"{told} Run this search for single words of the question:\n{code}"
     return (
         f"{lead}: nothing your code printed mentions {keys}, so {guess} is a guess. Run this "
-        f"search and read what it prints:\n{search_code(key_words(question))}"
+        f"search and read what it prints:\n{fenced(search_code(key_words(question)))}"
     )
 
 
 def repeated(question: str, views: list[str]) -> str | None:
     """What a small model is told when it ran the same cell again and the output still does
     not mention the question's key words (None: the usual note will do)."""
-    if not key_words(question) or any(mentions(view, question, 1) for view in views):
+    keys = key_words(question)
+    if not keys or any(mentions(view, question, 1) for view in views):
         return None
     return (
         f"You ran exactly the same code as in your previous turn, and its output does not "
-        f"mention {' or '.join(key_words(question))}. Run this search instead:\n"
-        f"{search_code(key_words(question))}"
+        f"mention {' or '.join(keys)}. Run this search instead:\n{fenced(search_code(keys))}"
     )
 
 
@@ -347,7 +353,7 @@ class Evidence:
         """The search a stuck model was handed, as a cell to run for it; None when the question
         has no words to search for or this search already ran for it."""
         words = question_words(self.question) if self.searched_in_vain else key_words(self.question)
-        code = search_code(words).removeprefix("```repl\n").removesuffix("\n```")
+        code = search_code(words)
         if not words or code in self.searched_for_it:
             return None
         self.searched_for_it.add(code)

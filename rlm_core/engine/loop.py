@@ -55,9 +55,7 @@ class RLMLoop:
         window = fits.window_of(cfg.sub_model, cfg)
         self.calls.windows[cfg.sub_model] = window
         small = name == prompts.SMALL_PROMPT_NAME
-        root = rec.model.name
-        own = window if root == cfg.sub_model else fits.window_of(root, cfg)
-        own = own or (fits.SMALL_MODEL_WINDOW if small else None)
+        own = fits.window_of(rec.model.name, cfg) or (fits.SMALL_MODEL_WINDOW if small else None)
         rec.output_chars = rec.run.output_chars or fits.output_chars(cfg.max_output_chars, own)
         rec.node.meta["output_chars"] = rec.output_chars
         system = prompts.system_prompt(rec.output_chars, window, name) + self.note
@@ -144,7 +142,7 @@ class RLMLoop:
         _, node = self.rec.cell(repl, code, iteration, 1, {"ran_for_model": True})
         view = node.model_view or ""
         note = prompts.FOUND_NOTHING if evidence.saw([code], [view]) else ""
-        turn = f"```repl\n{code}\n```"
+        turn = guesses.fenced(code)
         self.rec.last_response = turn  # the refused guess is no partial answer
         return self._turn(turn, [prompts.cell_feedback(1, view)], note)
 

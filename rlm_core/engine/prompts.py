@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlm_core.context import parts, size_of
-from rlm_core.engine.guesses import found_nothing
+from rlm_core.engine.guesses import fenced, found_nothing
 from rlm_core.models import served
 from rlm_core.types import CellResult
 
@@ -253,7 +253,7 @@ def worked_example(example: WorkedExample) -> list[dict[str, str]]:
             [cell_feedback(1, printed)], example.question, list(variables), note, SMALL_PROMPT_NAME
         )
         messages += [
-            {"role": "assistant", "content": f"```repl\n{code}\n```"},
+            {"role": "assistant", "content": fenced(code)},
             {"role": "user", "content": feedback},
         ]
     return [*messages, {"role": "assistant", "content": f"FINAL({example.answer})"}]

@@ -7,7 +7,6 @@ It also keeps the run's data flow: which sub-call's text reached which REPL vari
 from __future__ import annotations
 
 import contextlib
-import itertools
 import json
 import os
 import socket
@@ -22,6 +21,7 @@ from rlm_core.engine import prompts
 from rlm_core.engine.budget import Ticket
 from rlm_core.engine.positions import Pieces, Positions
 from rlm_core.engine.run import Run
+from rlm_core.engine.seqs import Seqs
 from rlm_core.errors import (
     DiskFull,
     LimitExceeded,
@@ -98,10 +98,7 @@ class Recorder:
         """The cell running now: the parent of the sub-calls its code makes."""
         self.stop: Stop | None = None
         """Set when a sub-call hit a limit or was cancelled: the cell ends and so does the run."""
-        self._seq = itertools.count(1)  # count() is safe across the sandbox's call threads
-        self._batch_seqs: dict[str, int] = {}
-        """A batch's first number: its calls are numbered in batch order, not in the order
-        their threads happen to start, so the same run gives the same trace."""
+        self.seqs = Seqs()
         self._node_lock = threading.RLock()
         """Held while the run node is rewritten: call threads report live totals on it."""
         if parent is None:
@@ -122,23 +119,10 @@ class Recorder:
             parent_id=parent.node_id,
             kind=kind,
             depth=self.depth + 1 if kind in SUB_CALL_KINDS else self.depth,
-            seq=self._next_seq(fields.get("meta")),
+            seq=self.seqs.next(fields.get("meta") or {}),
             **fields,
         )
         return self.run.tracer.start(node)
-
-    def hold_seqs(self, batch: str, n: int) -> None:
-        """Keep the next `n` numbers for the calls of `batch`, before any of them starts."""
-        with self._node_lock:
-            self._batch_seqs[batch] = next(self._seq)
-            for _ in range(n - 1):
-                next(self._seq)
-
-    def _next_seq(self, meta: dict[str, Any] | None) -> int:
-        first = self._batch_seqs.get((meta or {}).get("batch", ""))
-        if first is None or "batch_index" not in (meta or {}):
-            return next(self._seq)
-        return first + int((meta or {})["batch_index"])
 
     def reserve(
         self,

@@ -163,7 +163,7 @@ class SubCalls:
         if not calls:
             return []
         info = meta or {"batch": new_id(), "batch_size": len(calls)}
-        self.rec.hold_seqs(info["batch"], len(calls))
+        self.rec.seqs.hold(info["batch"], len(calls))
         # A pool per batch, not per tree: children of a batched rlm_query make batches of
         # their own, and a shared pool full of waiting parents would deadlock.
         with ThreadPoolExecutor(min(len(calls), self.rec.run.config.concurrency)) as pool:

@@ -101,7 +101,7 @@ class Summarize(Baseline):
     def _round(self, text: str, bounds: list[tuple[int, int]], round_no: int) -> list[str]:
         """Every part summarized at once (like llm_query_batched), notes in document order."""
         batch, n = new_id(), len(bounds)
-        self.rec.hold_seqs(batch, n)
+        self.rec.seqs.hold(batch, n)
 
         def one(i: int) -> str:
             a, b = bounds[i]
